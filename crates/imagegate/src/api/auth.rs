@@ -1,0 +1,84 @@
+//! Bearer-key authentication for `/v1/*` and admin-token authentication for `/admin/v1/*`.
+
+use axum::extract::FromRequestParts;
+use axum::http::{StatusCode, header, request::Parts};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use crate::app::App;
+use crate::store::KeyRecord;
+
+/// SHA-256 of an API key, hex: what the store keeps. Keys are 238-bit random strings, so a
+/// fast hash is the right tool (argon2 is for low-entropy passwords).
+pub fn hash_key(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The authenticated API key making the request.
+pub struct Caller(pub KeyRecord);
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
+        let key = bearer(parts)
+            .or_else(|| parts.headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()))
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "You didn't provide an API key. Send it as 'Authorization: Bearer igk_…'; create one with `imagegate keys create`.",
+                )
+            })?;
+        if !key.starts_with("igk_") || key.len() > 100 {
+            return Err(ApiError::unauthorized("Incorrect API key provided."));
+        }
+        match app.store.key_by_hash(&hash_key(key)).await? {
+            Some(k) if k.revoked_at.is_none() => Ok(Caller(k)),
+            Some(_) => Err(ApiError::unauthorized("This API key has been revoked.")),
+            None => Err(ApiError::unauthorized("Incorrect API key provided.")),
+        }
+    }
+}
+
+/// The operator, holding the admin token.
+pub struct Admin;
+
+impl FromRequestParts<Arc<App>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(expected) = &app.rt.admin_token else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "admin_api_disabled",
+                "The admin API is off: set IMAGEGATE_ADMIN_TOKEN to enable it (the `imagegate keys` CLI works without it).",
+            ));
+        };
+        let given = bearer(parts).unwrap_or("");
+        if bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "admin_token_required",
+                "This route needs the admin token as 'Authorization: Bearer <token>'.",
+            ))
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! SEAM HTTP: thin axum handlers. Each module exports `routes()`; this file merges them, so the
+//! router reads like the API's table of contents, and adds the cross-cutting layers.
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod images;
+pub mod openai;
+pub mod tasks;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::IntoResponse;
+use std::sync::Arc;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+
+use crate::app::App;
+use error::ApiError;
+
+#[derive(Clone, Copy)]
+struct MakeId;
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, _req: &Request<B>) -> Option<RequestId> {
+        crate::domain::ids::request_id()
+            .parse()
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let max_body = app.rt.max_body_bytes;
+    Router::new()
+        .merge(openai::routes())
+        .merge(tasks::routes())
+        .merge(images::routes())
+        .merge(admin::routes())
+        .merge(health::routes())
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "The server had an error while processing your request.",
+            )
+            .into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeId))
+        .with_state(app)
+}
+
+async fn unknown_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("Unknown route {}.", uri.path())).with_code("unknown_route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This route does not accept that method.",
+    )
+}

@@ -1,0 +1,244 @@
+//! `POST /v1/images/generations` (sync; durable) and `/v1/images/generations/async`.
+//!
+//! Both write a task before any upstream call. The sync route then waits for the task's end;
+//! if the client goes away, the wait is dropped but the task runs to the end and its images are
+//! kept (`GET /v1/tasks/{id}`, or a retry with the same Idempotency-Key).
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::auth::Caller;
+use crate::api::error::ApiError;
+use crate::api::extract::JsonBody;
+use crate::api::tasks::task_json;
+use crate::app::App;
+use crate::domain::request::{self, ImageRequest, ResponseFormat};
+use crate::domain::task::{TaskMode, TaskStatus};
+use crate::domain::{ids, now_millis};
+use crate::store::{Created, NewTask, TaskRecord};
+
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+pub async fn create_image(
+    State(app): State<Arc<App>>,
+    Caller(key): Caller,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let wants_async = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+        });
+    let mode = if wants_async {
+        TaskMode::Async
+    } else {
+        TaskMode::Sync
+    };
+    let req = request::validate(&body, &[])?;
+    let task = submit(&app, &key.id, mode, &req, &body, &headers).await?;
+    if wants_async {
+        return Ok(accepted(&app, &task));
+    }
+    let task = wait_for_end(&app, &key.id, task, &req).await?;
+    respond_with_task(&app, &task, &req).await
+}
+
+pub async fn create_image_async(
+    State(app): State<Arc<App>>,
+    Caller(key): Caller,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let req = request::validate(&body, &[])?;
+    let task = submit(&app, &key.id, TaskMode::Async, &req, &body, &headers).await?;
+    Ok(accepted(&app, &task))
+}
+
+fn accepted(app: &App, task: &TaskRecord) -> Response {
+    with_task_header(
+        (StatusCode::ACCEPTED, axum::Json(task_json(app, task))).into_response(),
+        &task.id,
+    )
+}
+
+pub fn with_task_header(mut resp: Response, task_id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(task_id) {
+        resp.headers_mut().insert("imagegate-task-id", v);
+    }
+    resp
+}
+
+/// Writes the task (or finds the one this Idempotency-Key already made) and wakes a worker.
+async fn submit(
+    app: &App,
+    owner: &str,
+    mode: TaskMode,
+    req: &ImageRequest,
+    body: &Value,
+    headers: &HeaderMap,
+) -> Result<TaskRecord, ApiError> {
+    let idempotency = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters."),
+                )
+            })?;
+            // serde_json's maps are ordered by key, so this is a canonical form of the body.
+            let hash = Sha256::digest(body.to_string().as_bytes());
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            Some((key.to_string(), hex))
+        }
+    };
+    let new = NewTask {
+        id: ids::task_id(),
+        owner: owner.to_string(),
+        mode,
+        model: req.model.clone(),
+        request: serde_json::to_value(req).map_err(|e| ApiError::internal(&e))?,
+        idempotency,
+        created_at_ms: now_millis(),
+    };
+    match app.store.create_task(new).await? {
+        Created::New(task) => {
+            app.workers.notify();
+            Ok(task)
+        }
+        Created::Existing(task) => Ok(task),
+        Created::Conflict => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "This Idempotency-Key was already used with a different request body.",
+        )),
+    }
+}
+
+/// Waits until the task ends, or until its deadline (plus slack for queueing) passes.
+async fn wait_for_end(
+    app: &App,
+    owner: &str,
+    task: TaskRecord,
+    req: &ImageRequest,
+) -> Result<TaskRecord, ApiError> {
+    if task.status.is_terminal() {
+        return Ok(task);
+    }
+    let limit = app.rt.deadline(req.resolution()) + Duration::from_secs(60);
+    let give_up = tokio::time::Instant::now() + limit;
+    loop {
+        let woken = app.workers.waiters.register(&task.id);
+        let current = app
+            .store
+            .get_task(owner, &task.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("The task disappeared."))?;
+        if current.status.is_terminal() {
+            return Ok(current);
+        }
+        // The wake-up covers this process; the periodic re-read covers another replica's worker.
+        let poll = tokio::time::sleep(Duration::from_secs(2));
+        tokio::select! {
+            _ = woken => {}
+            _ = poll => {}
+            _ = tokio::time::sleep_until(give_up) => {
+                return Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "still_running",
+                    format!(
+                        "The image is still being generated. It will be kept: fetch it with GET /v1/tasks/{}.",
+                        task.id
+                    ),
+                )
+                .with_task(&task.id));
+            }
+        }
+    }
+}
+
+/// The sync response for an ended task: its result (with images inlined for `b64_json`), or its error.
+async fn respond_with_task(
+    app: &App,
+    task: &TaskRecord,
+    req: &ImageRequest,
+) -> Result<Response, ApiError> {
+    match task.status {
+        TaskStatus::Completed => {
+            let mut result = task.result.clone().unwrap_or_else(|| json!({"data": []}));
+            if req.response_format == ResponseFormat::B64Json {
+                inline_images(app, &mut result)
+                    .await
+                    .map_err(|e| e.with_task(&task.id))?;
+            }
+            Ok(with_task_header(
+                axum::Json(result).into_response(),
+                &task.id,
+            ))
+        }
+        TaskStatus::Failed => Err(ApiError::from_task_error(
+            task.error.as_ref().unwrap_or(&Value::Null),
+        )
+        .with_task(&task.id)),
+        TaskStatus::Cancelled => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "task_cancelled",
+            "The task was cancelled.",
+        )
+        .with_task(&task.id)),
+        TaskStatus::Queued | TaskStatus::Running => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "still_running",
+            "The image is still being generated.",
+        )
+        .with_task(&task.id)),
+    }
+}
+
+/// Replaces each `url` with `b64_json`, as OpenAI's `response_format: b64_json` answers.
+async fn inline_images(app: &App, result: &mut Value) -> Result<(), ApiError> {
+    let Some(items) = result.get_mut("data").and_then(|d| d.as_array_mut()) else {
+        return Ok(());
+    };
+    for item in items {
+        let Some(id) = item.get("id").and_then(|v| v.as_str()).map(str::to_string) else {
+            continue;
+        };
+        let rec = app.store.get_image(&id).await?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::GONE,
+                "image_expired",
+                "The image is no longer stored.",
+            )
+        })?;
+        let bytes = app.blobs.get(&rec.blob_key).await.map_err(|e| {
+            if e.is_not_found() {
+                ApiError::new(
+                    StatusCode::GONE,
+                    "image_expired",
+                    "The image is no longer stored.",
+                )
+            } else {
+                ApiError::internal(&e)
+            }
+        })?;
+        if let Some(obj) = item.as_object_mut() {
+            obj.remove("url");
+            obj.insert(
+                "b64_json".into(),
+                json!(base64::engine::general_purpose::STANDARD.encode(&bytes)),
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! `GET /v1/models`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+use crate::api::auth::Caller;
+use crate::api::error::ApiError;
+use crate::app::App;
+use crate::domain::models;
+
+fn model_json(app: &App, id: &str) -> Value {
+    let upstream = models::resolve(id).map(|m| m.upstream).unwrap_or(id);
+    json!({
+        "id": id,
+        "object": "model",
+        "created": 0,
+        "owned_by": app.providers.owner_label(),
+        "upstream_model": upstream,
+    })
+}
+
+pub async fn list_models(State(app): State<Arc<App>>, _caller: Caller) -> Json<Value> {
+    let data: Vec<Value> = models::public_ids()
+        .map(|id| model_json(&app, id))
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+pub async fn get_model(
+    State(app): State<Arc<App>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if models::resolve(&id).is_none() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!("The model '{id}' does not exist."),
+        ));
+    }
+    Ok(Json(model_json(&app, &id)))
+}

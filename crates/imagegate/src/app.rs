@@ -1,0 +1,122 @@
+//! The running application: backends chosen once at boot behind their seams, the worker pool,
+//! and the HTTP server with graceful shutdown.
+
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio_util::sync::CancellationToken;
+
+use crate::blobs::{self, BlobStore};
+use crate::config::Runtime;
+use crate::providers::Registry;
+use crate::store::{self, Store};
+use crate::worker::{Deps, WorkerPool};
+
+pub struct App {
+    pub rt: Arc<Runtime>,
+    pub store: Arc<dyn Store>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub providers: Registry,
+    pub workers: Arc<WorkerPool>,
+    shutting_down: AtomicBool,
+}
+
+impl App {
+    /// Opens the store (running migrations), probes the blob store and builds the providers.
+    pub async fn build(rt: Runtime) -> Result<Arc<App>> {
+        if rt.database_url.starts_with("sqlite:") || rt.storage_url.starts_with("file:") {
+            std::fs::create_dir_all(&rt.data_dir)
+                .with_context(|| format!("creating the data folder {}", rt.data_dir.display()))?;
+        }
+        let store = store::open(&rt.database_url)
+            .await
+            .with_context(|| format!("opening the database {}", rt.database_url))?;
+        let blobs = blobs::open(&rt.storage_url)
+            .with_context(|| format!("opening storage {}", rt.storage_url))?;
+        blobs
+            .probe()
+            .await
+            .with_context(|| format!("storage {} is not writable", rt.storage_url))?;
+        let providers = Registry::from_config(&rt)?;
+        let rt = Arc::new(rt);
+        let workers = WorkerPool::new(Deps {
+            rt: rt.clone(),
+            store: store.clone(),
+            blobs: blobs.clone(),
+            providers: providers.clone(),
+        });
+        Ok(Arc::new(App {
+            rt,
+            store,
+            blobs,
+            providers,
+            workers,
+            shutting_down: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}
+
+/// A started server: its address, and the way to stop it.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    stop: CancellationToken,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Begins a graceful shutdown (as SIGTERM does).
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits for the shutdown to finish.
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+}
+
+/// Binds, starts the workers and serves until `shutdown()`. A port of 0 picks a free port, and
+/// image URLs then use it too.
+pub async fn start(mut rt: Runtime) -> Result<Server> {
+    let listener = tokio::net::TcpListener::bind(rt.listen)
+        .await
+        .with_context(|| format!("binding {}", rt.listen))?;
+    let addr = listener.local_addr()?;
+    if rt.public_url == format!("http://{}", rt.listen) {
+        rt.public_url = format!("http://{addr}");
+    }
+    rt.listen = addr;
+    let app = App::build(rt).await?;
+    let unfinished = app.store.count_unfinished().await?;
+    if unfinished > 0 {
+        tracing::info!(
+            unfinished,
+            "resuming unfinished tasks from before the last stop"
+        );
+    }
+    app.workers.start();
+    let stop = CancellationToken::new();
+    let router = crate::api::router(app.clone());
+    let done = tokio::spawn(crate::http::serve(
+        listener,
+        router,
+        app.clone(),
+        stop.clone(),
+    ));
+    Ok(Server {
+        addr,
+        app,
+        stop,
+        done,
+    })
+}
+
+pub(crate) fn mark_shutting_down(app: &App) {
+    app.shutting_down.store(true, Ordering::Relaxed);
+}

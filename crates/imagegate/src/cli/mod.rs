@@ -1,0 +1,117 @@
+//! The `imagegate` command line: `serve`, `migrate`, `keys create|list|revoke`, `config print`.
+
+mod keys;
+mod serve;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config::{Config, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "imagegate",
+    version,
+    about = "Self-hostable image-generation gateway: durable sync and async image tasks, URL output, Gemini and simulated providers."
+)]
+pub struct Cli {
+    /// Configuration file (default: ./imagegate.toml if present). Environment variables override it.
+    #[arg(long, global = true, env = "IMAGEGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data folder for the embedded SQLite database and images (overrides IMAGEGATE_DATA_DIR).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (embedded default: SQLite + ./data + the simulated provider).
+    Serve {
+        /// Bind address, e.g. 0.0.0.0:8080 (overrides IMAGEGATE_LISTEN).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage API keys directly in the database.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the resolved configuration (defaults + file + environment), secrets redacted.
+    Print,
+    /// Print the embedded defaults with their comments (a starting imagegate.toml).
+    Defaults,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let listen = match &cli.command {
+        Command::Serve { listen } => listen.clone(),
+        _ => None,
+    };
+    let overrides = Overrides {
+        listen,
+        data_dir: cli.data_dir.clone(),
+    };
+    let config = Config::load(cli.config.as_deref(), &overrides)?;
+    match cli.command {
+        Command::Serve { .. } => serve::run(config).await,
+        Command::Migrate => {
+            let rt = config.runtime()?;
+            std::fs::create_dir_all(&rt.data_dir).ok();
+            crate::store::open(&rt.database_url).await?;
+            println!("database {} is up to date", rt.database_url);
+            Ok(())
+        }
+        Command::Keys { command } => keys::run(config, command).await,
+        Command::Config {
+            command: ConfigCommand::Print,
+        } => {
+            config.runtime()?;
+            print!("{}", config.to_redacted_toml()?);
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Defaults,
+        } => {
+            print!("{}", crate::config::DEFAULT_TOML);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! `imagegate serve`.
+
+use anyhow::Result;
+
+use crate::config::Config;
+
+pub async fn run(config: Config) -> Result<()> {
+    let rt = config.runtime()?;
+    let server = crate::app::start(rt).await?;
+    let app = &server.app;
+    if app.providers.is_simulated() {
+        tracing::warn!(
+            "NO UPSTREAM KEY CONFIGURED: every model is served by the built-in SIMULATED provider \
+             (generated test images, no cost). Set GEMINI_API_KEY to use Gemini."
+        );
+    }
+    tracing::info!(
+        addr = %server.addr,
+        public_url = %app.rt.public_url,
+        database = %redact_url(&app.rt.database_url),
+        storage = %app.rt.storage_url,
+        provider = app.providers.owner_label(),
+        admin_api = app.rt.admin_token.is_some(),
+        "imagegate is listening"
+    );
+    shutdown_signal().await;
+    server.shutdown();
+    server.wait().await;
+    Ok(())
+}
+
+/// Database URLs may carry a password: show scheme and host only.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,317 @@
+//! Configuration: embedded commented defaults → `imagegate.toml` / `--config` → environment →
+//! command-line flags, then validated into typed runtime values.
+
+mod env;
+mod secret;
+
+pub use secret::Secret;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::domain::duration;
+
+/// The embedded defaults: every setting, commented.
+pub const DEFAULT_TOML: &str = include_str!("../../config.default.toml");
+
+/// The file shape. Every table denies unknown keys so a typo is an error naming the key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub timeouts: TimeoutsConfig,
+    pub worker: WorkerConfig,
+    pub providers: ProvidersConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub public_url: String,
+    pub admin_token: Secret,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub storage_url: String,
+    pub retention: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    pub image_1k: String,
+    pub image_2k: String,
+    pub image_4k: String,
+    pub connect: String,
+    pub keepalive: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    pub concurrency: usize,
+    pub lease: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersConfig {
+    pub gemini: GeminiConfig,
+    pub simulated: SimulatedConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeminiConfig {
+    pub api_key: Secret,
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatedConfig {
+    pub latency: String,
+    pub failure_rate: f64,
+}
+
+/// Values given on the command line; they win over everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads the layered configuration. `file` is `--config`; without it `./imagegate.toml` is
+    /// read when present.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config> {
+        let mut merged: toml::Table = toml::from_str(DEFAULT_TOML).context("embedded defaults")?;
+        let file = match file {
+            Some(f) => Some(f.to_path_buf()),
+            None => Some(PathBuf::from("imagegate.toml")).filter(|p| p.exists()),
+        };
+        if let Some(path) = &file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            let user: toml::Table = toml::from_str(&text)
+                .with_context(|| format!("parsing config file {}", path.display()))?;
+            merge(&mut merged, user);
+        }
+        let mut config: Config = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {}", e.message()))
+            .with_context(|| match &file {
+                Some(p) => format!("in {}", p.display()),
+                None => "in the embedded defaults".to_string(),
+            })?;
+        env::apply(&mut config, |name| std::env::var(name).ok())?;
+        if let Some(listen) = &overrides.listen {
+            config.server.listen = listen.clone();
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.storage.data_dir = dir.clone();
+        }
+        Ok(config)
+    }
+
+    /// Checks and converts every value; the error names the setting.
+    pub fn runtime(&self) -> Result<Runtime> {
+        let listen: SocketAddr = self.server.listen.parse().with_context(|| {
+            format!(
+                "server.listen {:?} is not an address like 127.0.0.1:8080",
+                self.server.listen
+            )
+        })?;
+        let public_url = if self.server.public_url.is_empty() {
+            format!("http://{listen}")
+        } else {
+            let u = url::Url::parse(&self.server.public_url).with_context(|| {
+                format!(
+                    "server.public_url {:?} is not a URL",
+                    self.server.public_url
+                )
+            })?;
+            if !matches!(u.scheme(), "http" | "https") {
+                bail!("server.public_url must be http or https");
+            }
+            self.server.public_url.trim_end_matches('/').to_string()
+        };
+        let dur = |name: &str, v: &str| -> Result<Duration> {
+            duration::parse(v).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+        };
+        if !(0.0..=1.0).contains(&self.providers.simulated.failure_rate) {
+            bail!("providers.simulated.failure_rate must be between 0.0 and 1.0");
+        }
+        if self.worker.concurrency == 0 {
+            bail!("worker.concurrency must be at least 1");
+        }
+        let lease = dur("worker.lease", &self.worker.lease)?;
+        if lease < Duration::from_secs(1) {
+            bail!("worker.lease must be at least 1s");
+        }
+        let data_dir = self.storage.data_dir.clone();
+        let database_url = if self.storage.database_url.is_empty() {
+            format!("sqlite://{}", data_dir.join("imagegate.db").display())
+        } else {
+            self.storage.database_url.clone()
+        };
+        let storage_url = if self.storage.storage_url.is_empty() {
+            format!("file://{}", data_dir.join("images").display())
+        } else {
+            self.storage.storage_url.clone()
+        };
+        let gemini_keys: Vec<Secret> = self
+            .providers
+            .gemini
+            .api_key
+            .resolve()
+            .map_err(|e| anyhow::anyhow!("providers.gemini.api_key: {e}"))?
+            .map(|keys| {
+                keys.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(Secret::new)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let admin_token = self
+            .server
+            .admin_token
+            .resolve()
+            .map_err(|e| anyhow::anyhow!("server.admin_token: {e}"))?
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
+        if admin_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+            bail!("server.admin_token must be at least 16 characters");
+        }
+        Ok(Runtime {
+            listen,
+            public_url,
+            admin_token,
+            max_body_bytes: self.server.max_body_bytes,
+            shutdown_grace: dur("server.shutdown_grace", &self.server.shutdown_grace)?,
+            data_dir,
+            database_url,
+            storage_url,
+            retention: dur("storage.retention", &self.storage.retention)?,
+            deadline_1k: dur("timeouts.image_1k", &self.timeouts.image_1k)?,
+            deadline_2k: dur("timeouts.image_2k", &self.timeouts.image_2k)?,
+            deadline_4k: dur("timeouts.image_4k", &self.timeouts.image_4k)?,
+            connect_timeout: dur("timeouts.connect", &self.timeouts.connect)?,
+            keepalive: dur("timeouts.keepalive", &self.timeouts.keepalive)?,
+            worker_concurrency: self.worker.concurrency,
+            lease,
+            gemini_keys,
+            gemini_base_url: self
+                .providers
+                .gemini
+                .base_url
+                .trim_end_matches('/')
+                .to_string(),
+            simulated_latency: dur(
+                "providers.simulated.latency",
+                &self.providers.simulated.latency,
+            )?,
+            simulated_failure_rate: self.providers.simulated.failure_rate,
+        })
+    }
+
+    /// The resolved configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+}
+
+/// Typed, validated settings the running process uses.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub admin_token: Option<Secret>,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub storage_url: String,
+    pub retention: Duration,
+    pub deadline_1k: Duration,
+    pub deadline_2k: Duration,
+    pub deadline_4k: Duration,
+    pub connect_timeout: Duration,
+    pub keepalive: Duration,
+    pub worker_concurrency: usize,
+    pub lease: Duration,
+    pub gemini_keys: Vec<Secret>,
+    pub gemini_base_url: String,
+    pub simulated_latency: Duration,
+    pub simulated_failure_rate: f64,
+}
+
+impl Runtime {
+    /// The per-resolution deadline for one image.
+    pub fn deadline(&self, res: crate::domain::sizes::Resolution) -> Duration {
+        use crate::domain::sizes::Resolution::*;
+        match res {
+            K1 => self.deadline_1k,
+            K2 => self.deadline_2k,
+            K4 => self.deadline_4k,
+        }
+    }
+}
+
+/// Deep-merges `over` into `base` (tables merge, everything else replaces).
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_defaults_load_and_validate() {
+        let c: Config = toml::from_str(DEFAULT_TOML).unwrap();
+        let r = c.runtime().unwrap();
+        assert_eq!(r.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(r.public_url, "http://127.0.0.1:8080");
+        assert_eq!(r.deadline_4k, Duration::from_secs(600));
+        assert_eq!(r.retention, Duration::from_secs(7 * 86400));
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_that_names_it() {
+        let mut base: toml::Table = toml::from_str(DEFAULT_TOML).unwrap();
+        merge(
+            &mut base,
+            toml::from_str("[server]\nlisten_addr = \"x\"").unwrap(),
+        );
+        let err = toml::Value::Table(base).try_into::<Config>().unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_duration_names_the_setting() {
+        let mut c: Config = toml::from_str(DEFAULT_TOML).unwrap();
+        c.timeouts.image_4k = "ten minutes".into();
+        let err = c.runtime().unwrap_err().to_string();
+        assert!(err.contains("timeouts.image_4k"), "{err}");
+    }
+}

@@ -1,0 +1,548 @@
+//! Validation of the image-generation request body into a normalized [`ImageRequest`].
+//!
+//! The body is checked field by field from a JSON object (not through a derived struct) so that
+//! every error names its `param` and a stable `code`, as OpenAI's API does.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::models::{self, Family};
+use super::sizes::{self, ImageShape, Resolution};
+
+pub const MAX_PROMPT_CHARS: usize = 32_000;
+pub const MAX_N: u64 = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    Url,
+    B64Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    Png,
+    Jpeg,
+    Webp,
+}
+
+impl OutputFormat {
+    pub fn parse(s: &str) -> Option<OutputFormat> {
+        match s {
+            "png" => Some(OutputFormat::Png),
+            "jpeg" | "jpg" => Some(OutputFormat::Jpeg),
+            "webp" => Some(OutputFormat::Webp),
+            _ => None,
+        }
+    }
+
+    pub fn from_mime(mime: &str) -> Option<OutputFormat> {
+        match mime {
+            "image/png" => Some(OutputFormat::Png),
+            "image/jpeg" | "image/jpg" => Some(OutputFormat::Jpeg),
+            "image/webp" => Some(OutputFormat::Webp),
+            _ => None,
+        }
+    }
+
+    pub fn ext(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "png",
+            OutputFormat::Jpeg => "jpeg",
+            OutputFormat::Webp => "webp",
+        }
+    }
+
+    pub fn mime(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "image/png",
+            OutputFormat::Jpeg => "image/jpeg",
+            OutputFormat::Webp => "image/webp",
+        }
+    }
+}
+
+/// A validated request, as stored in the task and handed to the worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRequest {
+    /// The model id as the client wrote it (an alias stays an alias in responses).
+    pub model: String,
+    /// The upstream model name the alias resolves to.
+    pub upstream_model: String,
+    pub prompt: String,
+    pub n: u32,
+    /// `size` as the client sent it (`auto` when absent).
+    pub size: String,
+    pub aspect_ratio: String,
+    pub image_size: String,
+    pub response_format: ResponseFormat,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_format: Option<OutputFormat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_compression: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+impl ImageRequest {
+    pub fn shape(&self) -> ImageShape {
+        let flash = models::resolve(&self.upstream_model).map(|m| m.family) == Some(Family::Flash);
+        ImageShape {
+            aspect_ratio: sizes::ratio(&self.aspect_ratio).unwrap_or("1:1"),
+            resolution: Resolution::parse(&self.image_size).unwrap_or(Resolution::K1),
+            flash,
+        }
+    }
+
+    pub fn resolution(&self) -> Resolution {
+        Resolution::parse(&self.image_size).unwrap_or(Resolution::K1)
+    }
+}
+
+/// A field-level validation failure: renders as a 400 with `param` and `code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub message: String,
+    pub param: Option<String>,
+    pub code: &'static str,
+}
+
+fn invalid(param: &str, code: &'static str, message: impl Into<String>) -> Invalid {
+    Invalid {
+        message: message.into(),
+        param: Some(param.to_string()),
+        code,
+    }
+}
+
+/// Fields OpenAI's images API defines that we accept; anything else is refused as OpenAI does.
+const KNOWN_FIELDS: &[&str] = &[
+    "model",
+    "prompt",
+    "n",
+    "size",
+    "aspect_ratio",
+    "image_size",
+    "response_format",
+    "output_format",
+    "output_compression",
+    "quality",
+    "style",
+    "background",
+    "moderation",
+    "user",
+    "stream",
+    "partial_images",
+];
+
+/// Extra fields a route accepts on top of the image fields (e.g. `webhook_url` on the async route).
+pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Invalid> {
+    let Some(obj) = body.as_object() else {
+        return Err(Invalid {
+            message: "The request body must be a JSON object.".into(),
+            param: None,
+            code: "invalid_json",
+        });
+    };
+    for key in obj.keys() {
+        if !KNOWN_FIELDS.contains(&key.as_str()) && !extra_fields.contains(&key.as_str()) {
+            return Err(invalid(
+                key,
+                "unknown_parameter",
+                format!("Unrecognized request argument supplied: {key}"),
+            ));
+        }
+    }
+
+    let model_id = required_string(obj, "model")?;
+    let model = models::resolve(model_id).ok_or_else(|| {
+        let known: Vec<&str> = models::public_ids().collect();
+        invalid(
+            "model",
+            "model_not_found",
+            format!(
+                "The model '{model_id}' does not exist. Available models: {}.",
+                known.join(", ")
+            ),
+        )
+    })?;
+
+    let prompt = required_string(obj, "prompt")?;
+    let chars = prompt.chars().count();
+    if prompt.trim().is_empty() {
+        return Err(invalid(
+            "prompt",
+            "invalid_value",
+            "'prompt' must not be empty.",
+        ));
+    }
+    if chars > MAX_PROMPT_CHARS {
+        return Err(invalid(
+            "prompt",
+            "string_above_max_length",
+            format!("'prompt' is {chars} characters long; the maximum is {MAX_PROMPT_CHARS}."),
+        ));
+    }
+
+    let n = match obj.get("n") {
+        None | Some(Value::Null) => 1,
+        Some(Value::Number(num)) => match num.as_u64() {
+            Some(n) if (1..=MAX_N).contains(&n) => n as u32,
+            _ => {
+                return Err(invalid(
+                    "n",
+                    "invalid_value",
+                    format!("'n' must be an integer from 1 to {MAX_N}; got {num}."),
+                ));
+            }
+        },
+        Some(other) => return Err(wrong_type("n", "an integer", other)),
+    };
+
+    let size = optional_string(obj, "size")?.unwrap_or("auto");
+    let hint = sizes::parse_size(size).ok_or_else(|| {
+        invalid(
+            "size",
+            "invalid_size",
+            format!(
+                "Invalid value: '{size}'. Supported values are: {}.",
+                sizes::SUPPORTED_SIZES
+            ),
+        )
+    })?;
+
+    let aspect_ratio = match optional_string(obj, "aspect_ratio")? {
+        Some(r) => sizes::ratio(r).ok_or_else(|| {
+            let all: Vec<&str> = sizes::TABLE.iter().map(|(r, _)| *r).collect();
+            invalid(
+                "aspect_ratio",
+                "invalid_value",
+                format!("Invalid aspect_ratio '{r}'. Supported: {}.", all.join(", ")),
+            )
+        })?,
+        None => hint.aspect_ratio.unwrap_or("1:1"),
+    };
+    let resolution = match optional_string(obj, "image_size")? {
+        Some(s) => Resolution::parse(s).ok_or_else(|| {
+            invalid(
+                "image_size",
+                "invalid_value",
+                format!("Invalid image_size '{s}'. Supported: 1K, 2K, 4K."),
+            )
+        })?,
+        None => hint.resolution.unwrap_or(Resolution::K1),
+    };
+    if resolution > model.max_resolution() {
+        let param = if obj.contains_key("image_size") {
+            "image_size"
+        } else {
+            "size"
+        };
+        return Err(invalid(
+            param,
+            "invalid_size",
+            format!(
+                "The model '{model_id}' supports resolutions up to {}; {resolution} was requested.",
+                model.max_resolution()
+            ),
+        ));
+    }
+
+    let response_format = match optional_string(obj, "response_format")? {
+        None | Some("url") => ResponseFormat::Url,
+        Some("b64_json") => ResponseFormat::B64Json,
+        Some(other) => {
+            return Err(invalid(
+                "response_format",
+                "invalid_value",
+                format!("Invalid response_format '{other}'. Supported: url, b64_json."),
+            ));
+        }
+    };
+
+    let output_format = match optional_string(obj, "output_format")? {
+        None => None,
+        Some(s) => Some(OutputFormat::parse(s).ok_or_else(|| {
+            invalid(
+                "output_format",
+                "invalid_value",
+                format!("Invalid output_format '{s}'. Supported: png, jpeg, webp."),
+            )
+        })?),
+    };
+
+    let output_compression = match obj.get("output_compression") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(num)) => match num.as_u64() {
+            Some(q) if q <= 100 => Some(q as u8),
+            _ => {
+                return Err(invalid(
+                    "output_compression",
+                    "invalid_value",
+                    format!("'output_compression' must be an integer from 0 to 100; got {num}."),
+                ));
+            }
+        },
+        Some(other) => return Err(wrong_type("output_compression", "an integer", other)),
+    };
+    if output_compression.is_some()
+        && !matches!(output_format, Some(OutputFormat::Jpeg | OutputFormat::Webp))
+    {
+        return Err(invalid(
+            "output_compression",
+            "invalid_value",
+            "'output_compression' applies only with output_format 'jpeg' or 'webp'.",
+        ));
+    }
+
+    let quality = optional_string(obj, "quality")?;
+    if let Some(q) = quality
+        && !["auto", "low", "medium", "high", "standard", "hd"].contains(&q)
+    {
+        return Err(invalid(
+            "quality",
+            "invalid_value",
+            format!("Invalid quality '{q}'. Supported: auto, low, medium, high, standard, hd."),
+        ));
+    }
+    for field in ["style", "background", "moderation"] {
+        optional_string(obj, field)?;
+    }
+    match obj.get("stream") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => {}
+        Some(Value::Bool(true)) => {
+            return Err(invalid(
+                "stream",
+                "unsupported_value",
+                "Streaming partial images is not supported; use the async route and GET /v1/tasks/{id}/events.",
+            ));
+        }
+        Some(other) => return Err(wrong_type("stream", "a boolean", other)),
+    }
+    let user = optional_string(obj, "user")?;
+    if user.is_some_and(|u| u.len() > 256) {
+        return Err(invalid(
+            "user",
+            "string_above_max_length",
+            "'user' is longer than 256 bytes.",
+        ));
+    }
+
+    Ok(ImageRequest {
+        model: model_id.to_string(),
+        upstream_model: model.upstream.to_string(),
+        prompt: prompt.to_string(),
+        n,
+        size: size.to_string(),
+        aspect_ratio: aspect_ratio.to_string(),
+        image_size: resolution.as_str().to_string(),
+        response_format,
+        output_format,
+        output_compression,
+        quality: quality.map(str::to_string),
+        user: user.map(str::to_string),
+    })
+}
+
+fn required_string<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, Invalid> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Err(invalid(
+            field,
+            "missing_required_parameter",
+            format!("Missing required parameter: '{field}'."),
+        )),
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(wrong_type(field, "a string", other)),
+    }
+}
+
+fn optional_string<'a>(
+    obj: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a str>, Invalid> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(wrong_type(field, "a string", other)),
+    }
+}
+
+fn wrong_type(field: &str, expected: &str, got: &Value) -> Invalid {
+    let kind = match got {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    invalid(
+        field,
+        "invalid_type",
+        format!("Invalid type for '{field}': expected {expected}, but got {kind}."),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ok(v: Value) -> ImageRequest {
+        validate(&v, &[]).unwrap()
+    }
+    fn err(v: Value) -> Invalid {
+        validate(&v, &[]).unwrap_err()
+    }
+
+    #[test]
+    fn defaults_are_one_square_1k_url_image() {
+        let r = ok(json!({"model": "nano-banana-pro", "prompt": "a fox"}));
+        assert_eq!(r.n, 1);
+        assert_eq!(r.aspect_ratio, "1:1");
+        assert_eq!(r.image_size, "1K");
+        assert_eq!(r.response_format, ResponseFormat::Url);
+        assert_eq!(r.upstream_model, "gemini-3-pro-image-preview");
+        assert_eq!(r.shape().pixels(), (1024, 1024));
+    }
+
+    #[test]
+    fn size_then_extension_fields_decide_the_shape() {
+        let r = ok(json!({"model": "nano-banana-pro", "prompt": "x", "size": "2048x2048"}));
+        assert_eq!(
+            (r.aspect_ratio.as_str(), r.image_size.as_str()),
+            ("1:1", "2K")
+        );
+        let r = ok(
+            json!({"model": "nano-banana-pro", "prompt": "x", "size": "2048x2048", "aspect_ratio": "16:9"}),
+        );
+        assert_eq!(r.shape().pixels(), (2752, 1536));
+        let r = ok(json!({"model": "nano-banana-pro", "prompt": "x", "image_size": "4k"}));
+        assert_eq!(r.image_size, "4K");
+        let r = ok(json!({"model": "nano-banana", "prompt": "x", "aspect_ratio": "16:9"}));
+        assert_eq!(r.shape().pixels(), (1344, 768));
+    }
+
+    #[test]
+    fn each_bad_field_names_its_param_and_code() {
+        let base = json!({"model": "nano-banana-pro", "prompt": "x"});
+        let cases: Vec<(Value, &str, &str)> = vec![
+            (
+                json!({"prompt": "x"}),
+                "model",
+                "missing_required_parameter",
+            ),
+            (
+                json!({"model": "nano-banana-pro"}),
+                "prompt",
+                "missing_required_parameter",
+            ),
+            (
+                json!({"model": "dall-e-9", "prompt": "x"}),
+                "model",
+                "model_not_found",
+            ),
+            (json!({"model": 3, "prompt": "x"}), "model", "invalid_type"),
+            (
+                json!({"model": "nano-banana-pro", "prompt": ""}),
+                "prompt",
+                "invalid_value",
+            ),
+            (
+                json!({"model": "nano-banana-pro", "prompt": "x".repeat(32_001)}),
+                "prompt",
+                "string_above_max_length",
+            ),
+            (
+                json!({"model": "nano-banana-pro", "prompt": "x", "n": 0}),
+                "n",
+                "invalid_value",
+            ),
+            (
+                json!({"model": "nano-banana-pro", "prompt": "x", "n": 11}),
+                "n",
+                "invalid_value",
+            ),
+            (
+                json!({"model": "nano-banana-pro", "prompt": "x", "n": 1.5}),
+                "n",
+                "invalid_value",
+            ),
+            (
+                json!({"model": "nano-banana-pro", "prompt": "x", "n": "2"}),
+                "n",
+                "invalid_type",
+            ),
+            (
+                json!({"model": "nano-banana-pro", "prompt": "x", "size": "13x7"}),
+                "size",
+                "invalid_size",
+            ),
+            (
+                json!({"model": "nano-banana-pro", "prompt": "x", "aspect_ratio": "7:3"}),
+                "aspect_ratio",
+                "invalid_value",
+            ),
+            (
+                json!({"model": "nano-banana-pro", "prompt": "x", "image_size": "8K"}),
+                "image_size",
+                "invalid_value",
+            ),
+            (
+                json!({"model": "nano-banana", "prompt": "x", "size": "2048x2048"}),
+                "size",
+                "invalid_size",
+            ),
+            (
+                json!({"model": "nano-banana-pro", "prompt": "x", "response_format": "png"}),
+                "response_format",
+                "invalid_value",
+            ),
+            (
+                json!({"model": "nano-banana-pro", "prompt": "x", "output_format": "gif"}),
+                "output_format",
+                "invalid_value",
+            ),
+            (
+                json!({"model": "nano-banana-pro", "prompt": "x", "output_format": "jpeg", "output_compression": 101}),
+                "output_compression",
+                "invalid_value",
+            ),
+            (
+                json!({"model": "nano-banana-pro", "prompt": "x", "output_compression": 50}),
+                "output_compression",
+                "invalid_value",
+            ),
+            (
+                json!({"model": "nano-banana-pro", "prompt": "x", "colour": "red"}),
+                "colour",
+                "unknown_parameter",
+            ),
+            (
+                json!({"model": "nano-banana-pro", "prompt": "x", "stream": true}),
+                "stream",
+                "unsupported_value",
+            ),
+        ];
+        for (body, param, code) in cases {
+            let e = err(body.clone());
+            assert_eq!(
+                (e.param.as_deref(), e.code),
+                (Some(param), code),
+                "{body}: {}",
+                e.message
+            );
+        }
+        assert_eq!(err(json!([base])).code, "invalid_json");
+    }
+
+    #[test]
+    fn extra_route_fields_are_accepted_only_when_named() {
+        let body = json!({"model": "nano-banana-pro", "prompt": "x", "webhook_url": "https://example.com"});
+        assert!(validate(&body, &[]).is_err());
+        assert!(validate(&body, &["webhook_url"]).is_ok());
+    }
+}

@@ -1,0 +1,19 @@
+//! imagegate: a self-hostable image-generation gateway.
+//!
+//! The folder tree is the architecture: `domain` (pure rules), and one module per seam —
+//! `providers` (upstreams), `store` (tasks, queue, keys), `blobs` (image bytes), `worker`
+//! (claim → generate → store → finish), `api` (HTTP), `cli`.
+
+pub mod api;
+pub mod app;
+pub mod blobs;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod imaging;
+pub mod keys;
+pub mod providers;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,96 @@
+//! Gemini image models over REST: `POST {base}/v1beta/models/{model}:generateContent`.
+
+mod errors;
+mod wire;
+
+use async_trait::async_trait;
+use base64::Engine;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::{GeneratedImage, Provider, ProviderError, ProviderRequest};
+use crate::config::{Runtime, Secret};
+
+pub use errors::classify;
+pub use wire::{build_request, parse_response};
+
+pub struct GeminiProvider {
+    client: reqwest::Client,
+    base_url: String,
+    keys: Vec<Secret>,
+    next_key: AtomicUsize,
+}
+
+impl GeminiProvider {
+    pub fn new(rt: &Runtime) -> anyhow::Result<GeminiProvider> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(rt.connect_timeout)
+            .tcp_keepalive(rt.keepalive)
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .user_agent(concat!("imagegate/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(GeminiProvider {
+            client,
+            base_url: rt.gemini_base_url.clone(),
+            keys: rt.gemini_keys.clone(),
+            next_key: AtomicUsize::new(0),
+        })
+    }
+
+    fn key(&self) -> &Secret {
+        let i = self.next_key.fetch_add(1, Ordering::Relaxed);
+        &self.keys[i % self.keys.len()]
+    }
+}
+
+#[async_trait]
+impl Provider for GeminiProvider {
+    fn name(&self) -> &'static str {
+        "gemini"
+    }
+
+    async fn generate(&self, req: &ProviderRequest) -> Result<GeneratedImage, ProviderError> {
+        let url = format!(
+            "{}/v1beta/models/{}:generateContent",
+            self.base_url, req.model
+        );
+        let body = build_request(req);
+        let call = async {
+            let resp = self
+                .client
+                .post(&url)
+                .header("x-goog-api-key", self.key().expose())
+                .json(&body)
+                .send()
+                .await
+                .map_err(ProviderError::Network)?;
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let bytes = resp.bytes().await.map_err(ProviderError::Network)?;
+            if status != 200 {
+                return Err(classify(status, &bytes, retry_after.as_deref()));
+            }
+            let image = parse_response(&bytes)?;
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(image.data.as_bytes())
+                .map_err(|e| ProviderError::Malformed {
+                    message: format!("image data is not base64: {e}"),
+                })?;
+            Ok(GeneratedImage {
+                bytes: Bytes::from(data),
+                mime: image.mime_type,
+                text: image.text,
+                input_tokens: image.input_tokens,
+                output_tokens: image.output_tokens,
+            })
+        };
+        match tokio::time::timeout(req.deadline, call).await {
+            Ok(r) => r,
+            Err(_) => Err(ProviderError::Timeout(req.deadline)),
+        }
+    }
+}

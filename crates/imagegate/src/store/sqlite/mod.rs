@@ -1,0 +1,152 @@
+//! SQLite backend of the Store seam: WAL mode, one writer connection (SQLite has one writer
+//! anyway; a single pooled writer avoids SQLITE_BUSY storms) and a pool of readers.
+
+mod keys;
+mod migrate;
+mod tasks;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::{Created, ImageRecord, KeyRecord, NewKey, NewTask, Store, StoreError, TaskRecord};
+use crate::domain::task::TaskStatus;
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or `sqlite::memory:`)
+    /// and runs pending migrations.
+    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("temp_store", "memory");
+        if let Some(dir) = opts.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.clone())
+            .await?;
+        migrate::run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.read_only(true))
+            .await?;
+        Ok(SqliteStore { writer, reader })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn create_key(&self, key: NewKey) -> Result<KeyRecord, StoreError> {
+        keys::create(&self.writer, key).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        keys::list(&self.reader).await
+    }
+
+    async fn revoke_key(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        keys::revoke(&self.writer, id, now).await
+    }
+
+    async fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        keys::by_hash(&self.reader, key_hash).await
+    }
+
+    async fn create_task(&self, task: NewTask) -> Result<Created, StoreError> {
+        tasks::create(&self.writer, task).await
+    }
+
+    async fn get_task(&self, owner: &str, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        tasks::get(&self.reader, owner, id).await
+    }
+
+    async fn list_tasks(
+        &self,
+        owner: &str,
+        status: Option<TaskStatus>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        tasks::list(&self.reader, owner, status, before, limit).await
+    }
+
+    async fn claim_task(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        tasks::claim(&self.writer, worker, now_ms, lease_until_ms).await
+    }
+
+    async fn renew_lease(
+        &self,
+        task_id: &str,
+        worker: &str,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        tasks::renew(&self.writer, task_id, worker, lease_until_ms).await
+    }
+
+    async fn complete_task(
+        &self,
+        task_id: &str,
+        worker: &str,
+        result: &Value,
+        images: &[ImageRecord],
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        tasks::complete(&self.writer, task_id, worker, result, images, now_ms).await
+    }
+
+    async fn fail_task(
+        &self,
+        task_id: &str,
+        worker: &str,
+        error: &Value,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        tasks::fail(&self.writer, task_id, worker, error, now_ms).await
+    }
+
+    async fn release_task(
+        &self,
+        task_id: &str,
+        worker: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        tasks::release(&self.writer, task_id, worker, now_ms).await
+    }
+
+    async fn count_unfinished(&self) -> Result<i64, StoreError> {
+        tasks::count_unfinished(&self.reader).await
+    }
+
+    async fn get_image(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
+        tasks::get_image(&self.reader, id).await
+    }
+}

@@ -1,0 +1,320 @@
+//! Task and image rows: creation with idempotency, the lease queue, and ending a task.
+
+use serde_json::Value;
+use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
+
+use crate::domain::task::{TaskMode, TaskStatus};
+use crate::store::{Created, IDEMPOTENCY_WINDOW_MS, ImageRecord, NewTask, StoreError, TaskRecord};
+
+/// The columns `row_to_task` reads (a macro so queries stay `&'static str` for sqlx).
+macro_rules! task_columns {
+    () => {
+        "id, owner, status, mode, model, request, result, error, attempts, created_at, started_at, completed_at"
+    };
+}
+
+fn json_column(r: &SqliteRow, col: &str, what: &'static str) -> Result<Option<Value>, StoreError> {
+    let text: Option<String> = r.try_get(col)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|source| StoreError::Corrupt { what, source }))
+        .transpose()
+}
+
+fn row_to_task(r: &SqliteRow) -> Result<TaskRecord, StoreError> {
+    let status: String = r.try_get("status")?;
+    let mode: String = r.try_get("mode")?;
+    Ok(TaskRecord {
+        id: r.try_get("id")?,
+        owner: r.try_get("owner")?,
+        status: TaskStatus::parse(&status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("task status {status:?}").into()))?,
+        mode: if mode == "async" {
+            TaskMode::Async
+        } else {
+            TaskMode::Sync
+        },
+        model: r.try_get("model")?,
+        request: json_column(r, "request", "task request")?.unwrap_or(Value::Null),
+        result: json_column(r, "result", "task result")?,
+        error: json_column(r, "error", "task error")?,
+        attempts: r.try_get("attempts")?,
+        created_at_ms: r.try_get("created_at")?,
+        started_at_ms: r.try_get("started_at")?,
+        completed_at_ms: r.try_get("completed_at")?,
+    })
+}
+
+pub async fn create(pool: &SqlitePool, task: NewTask) -> Result<Created, StoreError> {
+    let mut tx = pool.begin().await?;
+    if let Some((key, hash)) = &task.idempotency {
+        let existing = sqlx::query(concat!(
+            "SELECT ",
+            task_columns!(),
+            ", request_hash FROM tasks WHERE owner = ? AND idempotency_key = ?"
+        ))
+        .bind(&task.owner)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            let found = row_to_task(&row)?;
+            if found.created_at_ms + IDEMPOTENCY_WINDOW_MS > task.created_at_ms {
+                let stored_hash: Option<String> = row.try_get("request_hash")?;
+                tx.commit().await?;
+                return Ok(if stored_hash.as_deref() == Some(hash.as_str()) {
+                    Created::Existing(found)
+                } else {
+                    Created::Conflict
+                });
+            }
+            // Past the window: the key is free again; the old task keeps its record.
+            sqlx::query("UPDATE tasks SET idempotency_key = NULL WHERE id = ?")
+                .bind(&found.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let request = task.request.to_string();
+    let (idem_key, idem_hash) = match &task.idempotency {
+        Some((k, h)) => (Some(k.as_str()), Some(h.as_str())),
+        None => (None, None),
+    };
+    sqlx::query(
+        "INSERT INTO tasks (id, owner, status, mode, model, request, attempts, idempotency_key, request_hash, created_at, updated_at)
+         VALUES (?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?, ?)",
+    )
+    .bind(&task.id)
+    .bind(&task.owner)
+    .bind(task.mode.as_str())
+    .bind(&task.model)
+    .bind(&request)
+    .bind(idem_key)
+    .bind(idem_hash)
+    .bind(task.created_at_ms)
+    .bind(task.created_at_ms)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Created::New(TaskRecord {
+        id: task.id,
+        owner: task.owner,
+        status: TaskStatus::Queued,
+        mode: task.mode,
+        model: task.model,
+        request: task.request,
+        result: None,
+        error: None,
+        attempts: 0,
+        created_at_ms: task.created_at_ms,
+        started_at_ms: None,
+        completed_at_ms: None,
+    }))
+}
+
+pub async fn get(
+    pool: &SqlitePool,
+    owner: &str,
+    id: &str,
+) -> Result<Option<TaskRecord>, StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        task_columns!(),
+        " FROM tasks WHERE id = ? AND owner = ?"
+    ))
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(row_to_task).transpose()
+}
+
+pub async fn list(
+    pool: &SqlitePool,
+    owner: &str,
+    status: Option<TaskStatus>,
+    before: Option<&str>,
+    limit: u32,
+) -> Result<Vec<TaskRecord>, StoreError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        task_columns!(),
+        " FROM tasks
+         WHERE owner = ? AND (? IS NULL OR status = ?) AND (? IS NULL OR id < ?)
+         ORDER BY id DESC LIMIT ?"
+    ))
+    .bind(owner)
+    .bind(status.map(|s| s.as_str()))
+    .bind(status.map(|s| s.as_str()))
+    .bind(before)
+    .bind(before)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(row_to_task).collect()
+}
+
+pub async fn claim(
+    pool: &SqlitePool,
+    worker: &str,
+    now_ms: i64,
+    lease_until_ms: i64,
+) -> Result<Option<TaskRecord>, StoreError> {
+    let row = sqlx::query(concat!(
+        "UPDATE tasks SET status = 'running', lease_owner = ?, lease_expires_at = ?,
+                attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ?
+         WHERE id = (
+             SELECT id FROM tasks
+             WHERE status = 'queued' OR (status = 'running' AND lease_expires_at < ?)
+             ORDER BY created_at, id LIMIT 1)
+         RETURNING ",
+        task_columns!()
+    ))
+    .bind(worker)
+    .bind(lease_until_ms)
+    .bind(now_ms)
+    .bind(now_ms)
+    .bind(now_ms)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(row_to_task).transpose()
+}
+
+pub async fn renew(
+    pool: &SqlitePool,
+    task_id: &str,
+    worker: &str,
+    lease_until_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = sqlx::query(
+        "UPDATE tasks SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = 'running'",
+    )
+    .bind(lease_until_ms)
+    .bind(task_id)
+    .bind(worker)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}
+
+pub async fn complete(
+    pool: &SqlitePool,
+    task_id: &str,
+    worker: &str,
+    result: &Value,
+    images: &[ImageRecord],
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let n = sqlx::query(
+        "UPDATE tasks SET status = 'completed', result = ?, completed_at = ?, updated_at = ?,
+                lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = ? AND lease_owner = ? AND status = 'running'",
+    )
+    .bind(result.to_string())
+    .bind(now_ms)
+    .bind(now_ms)
+    .bind(task_id)
+    .bind(worker)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    for img in images {
+        sqlx::query(
+            "INSERT INTO images (id, task_id, owner, blob_key, content_type, bytes, width, height, etag, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&img.id)
+        .bind(&img.task_id)
+        .bind(&img.owner)
+        .bind(&img.blob_key)
+        .bind(&img.content_type)
+        .bind(img.bytes)
+        .bind(img.width)
+        .bind(img.height)
+        .bind(&img.etag)
+        .bind(img.created_at_ms)
+        .bind(img.expires_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub async fn fail(
+    pool: &SqlitePool,
+    task_id: &str,
+    worker: &str,
+    error: &Value,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = sqlx::query(
+        "UPDATE tasks SET status = 'failed', error = ?, completed_at = ?, updated_at = ?,
+                lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = ? AND lease_owner = ? AND status = 'running'",
+    )
+    .bind(error.to_string())
+    .bind(now_ms)
+    .bind(now_ms)
+    .bind(task_id)
+    .bind(worker)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}
+
+pub async fn release(
+    pool: &SqlitePool,
+    task_id: &str,
+    worker: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = sqlx::query(
+        "UPDATE tasks SET status = 'queued', updated_at = ?, lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = ? AND lease_owner = ? AND status = 'running'",
+    )
+    .bind(now_ms)
+    .bind(task_id)
+    .bind(worker)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}
+
+pub async fn count_unfinished(pool: &SqlitePool) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status IN ('queued', 'running')")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+pub async fn get_image(pool: &SqlitePool, id: &str) -> Result<Option<ImageRecord>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, task_id, owner, blob_key, content_type, bytes, width, height, etag, created_at, expires_at
+         FROM images WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    Ok(Some(ImageRecord {
+        id: r.try_get("id")?,
+        task_id: r.try_get("task_id")?,
+        owner: r.try_get("owner")?,
+        blob_key: r.try_get("blob_key")?,
+        content_type: r.try_get("content_type")?,
+        bytes: r.try_get("bytes")?,
+        width: r.try_get("width")?,
+        height: r.try_get("height")?,
+        etag: r.try_get("etag")?,
+        created_at_ms: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+    }))
+}

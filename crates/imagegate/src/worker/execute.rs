@@ -1,0 +1,365 @@
+//! Executes one claimed task: n provider calls in parallel, transcoding, storage, then one
+//! transaction that ends the task. A heartbeat renews the lease until then.
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use super::{MAX_ATTEMPTS, WorkerPool};
+use crate::domain::models;
+use crate::domain::request::{ImageRequest, OutputFormat};
+use crate::domain::{ids, now_millis, now_secs};
+use crate::imaging;
+use crate::providers::{GeneratedImage, ProviderError, ProviderRequest};
+use crate::store::{ImageRecord, TaskRecord};
+
+/// A task's failure as stored in `tasks.error` and shown to clients.
+pub fn error_json(status: u16, kind: &str, code: &str, message: &str) -> Value {
+    json!({"status": status, "type": kind, "code": code, "message": message})
+}
+
+/// How a provider error is reported to the client (status, type, code, message).
+pub fn provider_error_json(e: &ProviderError) -> Value {
+    match e {
+        ProviderError::Rejected { message, .. } => error_json(
+            400,
+            "invalid_request_error",
+            "content_policy_violation",
+            message,
+        ),
+        ProviderError::Invalid { message } => error_json(
+            400,
+            "invalid_request_error",
+            "upstream_invalid_request",
+            &format!("The upstream model refused the request: {message}"),
+        ),
+        ProviderError::RateLimited { .. } => error_json(
+            429,
+            "rate_limit_error",
+            "upstream_rate_limited",
+            "The upstream model is rate limiting this gateway; try again later.",
+        ),
+        ProviderError::Timeout(d) => error_json(
+            504,
+            "timeout_error",
+            "upstream_timeout",
+            &format!("The upstream model did not finish within {}s.", d.as_secs()),
+        ),
+        ProviderError::Auth { .. } => error_json(
+            502,
+            "upstream_error",
+            "upstream_auth_failed",
+            "The upstream refused the gateway's credential; the operator has been told.",
+        ),
+        ProviderError::Overloaded { .. }
+        | ProviderError::Network(_)
+        | ProviderError::Malformed { .. } => error_json(
+            502,
+            "upstream_error",
+            "upstream_error",
+            "The upstream model failed to produce an image; no charge was made for it.",
+        ),
+    }
+}
+
+struct StoredImage {
+    record: ImageRecord,
+    revised_prompt: Option<String>,
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+pub async fn run(pool: &WorkerPool, task: TaskRecord, cancel: CancellationToken) {
+    let deps = &pool.deps;
+    let task_id = task.id.clone();
+    if task.attempts > MAX_ATTEMPTS {
+        let err = error_json(
+            502,
+            "upstream_error",
+            "attempts_exhausted",
+            "The task was interrupted too many times and was given up.",
+        );
+        finish_failed(pool, &task_id, &err).await;
+        return;
+    }
+    let req: ImageRequest = match serde_json::from_value(task.request.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(task_id, error = %e, "stored request is unreadable");
+            let err = error_json(
+                500,
+                "api_error",
+                "internal_error",
+                "The stored request could not be read.",
+            );
+            finish_failed(pool, &task_id, &err).await;
+            return;
+        }
+    };
+
+    let heartbeat = {
+        let (store, id, worker) = (deps.store.clone(), task_id.clone(), pool.id.clone());
+        let lease = deps.rt.lease;
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let until = now_millis() + lease.as_millis() as i64;
+                match store.renew_lease(&id, &worker, until).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(task_id = id, "lease lost; abandoning the task");
+                        cancel.cancel();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(task_id = id, error = %e, "lease renewal failed"),
+                }
+            }
+        })
+    };
+
+    let outcome = tokio::select! {
+        r = generate_all(pool, &task, &req) => Some(r),
+        _ = cancel.cancelled() => None,
+    };
+    heartbeat.abort();
+    let Some((stored, errors)) = outcome else {
+        return; // aborted: lease lost or shutting down; the task is someone else's now
+    };
+
+    if stored.is_empty() {
+        let err = errors.first().map(provider_error_json).unwrap_or_else(|| {
+            error_json(
+                502,
+                "upstream_error",
+                "upstream_error",
+                "No image was produced.",
+            )
+        });
+        finish_failed(pool, &task_id, &err).await;
+        return;
+    }
+    let result = result_json(pool, &req, &stored);
+    let records: Vec<ImageRecord> = stored.iter().map(|s| s.record.clone()).collect();
+    match deps
+        .store
+        .complete_task(&task_id, &pool.id, &result, &records, now_millis())
+        .await
+    {
+        Ok(true) => tracing::info!(
+            task_id,
+            images = records.len(),
+            failed = errors.len(),
+            "task completed"
+        ),
+        Ok(false) => {
+            tracing::warn!(
+                task_id,
+                "task was taken over before it completed; dropping its images"
+            );
+            for r in &records {
+                let _ = deps.blobs.delete(&r.blob_key).await;
+            }
+        }
+        Err(e) => {
+            tracing::error!(task_id, error = %e, "could not record completion; the task will run again")
+        }
+    }
+}
+
+async fn finish_failed(pool: &WorkerPool, task_id: &str, err: &Value) {
+    match pool
+        .deps
+        .store
+        .fail_task(task_id, &pool.id, err, now_millis())
+        .await
+    {
+        Ok(_) => tracing::info!(task_id, code = %err["code"], "task failed"),
+        Err(e) => {
+            tracing::error!(task_id, error = %e, "could not record failure; the task will run again")
+        }
+    }
+}
+
+/// Generates and stores the request's n images in parallel. Returns what was stored and what failed.
+async fn generate_all(
+    pool: &WorkerPool,
+    task: &TaskRecord,
+    req: &ImageRequest,
+) -> (Vec<StoredImage>, Vec<ProviderError>) {
+    let results = join_all((0..req.n).map(|i| generate_one(pool, task, req, i))).await;
+    let mut stored = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(s) => stored.push(s),
+            Err(e) => errors.push(e),
+        }
+    }
+    (stored, errors)
+}
+
+async fn generate_one(
+    pool: &WorkerPool,
+    task: &TaskRecord,
+    req: &ImageRequest,
+    index: u32,
+) -> Result<StoredImage, ProviderError> {
+    let deps = &pool.deps;
+    let shape = req.shape();
+    let (width, height) = shape.pixels();
+    let family = models::resolve(&req.upstream_model)
+        .map(|m| m.family)
+        .unwrap_or(models::Family::Pro);
+    let deadline = deps.rt.deadline(shape.resolution);
+    let preq = ProviderRequest {
+        model: req.upstream_model.clone(),
+        family,
+        prompt: req.prompt.clone(),
+        aspect_ratio: req.aspect_ratio.clone(),
+        resolution: shape.resolution,
+        width,
+        height,
+        index,
+        deadline,
+    };
+    let provider = deps.providers.for_model(&req.upstream_model);
+    let started = std::time::Instant::now();
+    let generated =
+        match tokio::time::timeout(deadline + Duration::from_secs(1), provider.generate(&preq))
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ProviderError::Timeout(deadline)),
+        };
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let image = match generated {
+        Ok(img) => {
+            tracing::info!(
+                task_id = task.id,
+                provider = provider.name(),
+                index,
+                latency_ms,
+                "upstream call succeeded"
+            );
+            img
+        }
+        Err(e) => {
+            tracing::warn!(task_id = task.id, provider = provider.name(), index, latency_ms, error = %e, "upstream call failed");
+            return Err(e);
+        }
+    };
+    store_image(pool, task, req, image).await
+}
+
+/// Transcodes if asked, then writes the blob. Storage failures are reported as retryable
+/// upstream-side failures would be: the image is not lost silently, the task fails loudly.
+async fn store_image(
+    pool: &WorkerPool,
+    task: &TaskRecord,
+    req: &ImageRequest,
+    image: GeneratedImage,
+) -> Result<StoredImage, ProviderError> {
+    let deps = &pool.deps;
+    let target = req.output_format;
+    let quality = req.output_compression;
+    let source = image.bytes.clone();
+    let converted = tokio::task::spawn_blocking(
+        move || -> Result<(Bytes, OutputFormat, (u32, u32)), imaging::ImagingError> {
+            let bytes = match target {
+                Some(to) => imaging::transcode(source, to, quality)?,
+                None => source,
+            };
+            let format = imaging::sniff(&bytes).unwrap_or(OutputFormat::Jpeg);
+            let dims = imaging::dimensions(&bytes)?;
+            Ok((bytes, format, dims))
+        },
+    )
+    .await;
+    let (bytes, format, (width, height)) = match converted {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            return Err(ProviderError::Malformed {
+                message: format!("upstream image unusable: {e}"),
+            });
+        }
+        Err(e) => {
+            return Err(ProviderError::Malformed {
+                message: format!("image conversion stopped: {e}"),
+            });
+        }
+    };
+    let id = ids::image_id();
+    let blob_key = format!("{id}.{}", format.ext());
+    let digest = Sha256::digest(&bytes);
+    let etag = format!("\"{}\"", hex(&digest[..16]));
+    let size = bytes.len() as i64;
+    if let Err(e) = deps.blobs.put(&blob_key, bytes, format.mime()).await {
+        tracing::error!(task_id = task.id, error = %e, "storing an image failed");
+        return Err(ProviderError::Malformed {
+            message: "the image could not be stored".into(),
+        });
+    }
+    Ok(StoredImage {
+        record: ImageRecord {
+            id,
+            task_id: task.id.clone(),
+            owner: task.owner.clone(),
+            blob_key,
+            content_type: format.mime().to_string(),
+            bytes: size,
+            width,
+            height,
+            etag,
+            created_at_ms: now_millis(),
+            expires_at: now_secs() + deps.rt.retention.as_secs() as i64,
+        },
+        revised_prompt: image.text,
+        input_tokens: image.input_tokens,
+        output_tokens: image.output_tokens,
+    })
+}
+
+/// The sync response body, stored as the task's result: URLs, never image bytes.
+fn result_json(pool: &WorkerPool, req: &ImageRequest, stored: &[StoredImage]) -> Value {
+    let base = &pool.deps.rt.public_url;
+    let data: Vec<Value> = stored
+        .iter()
+        .map(|s| {
+            let mut item = json!({
+                "url": format!("{base}/images/{}", s.record.blob_key),
+                "id": s.record.id,
+                "expires_at": s.record.expires_at,
+                "width": s.record.width,
+                "height": s.record.height,
+                "content_type": s.record.content_type,
+            });
+            if let Some(t) = &s.revised_prompt {
+                item["revised_prompt"] = json!(t);
+            }
+            item
+        })
+        .collect();
+    let input: u64 = stored.iter().map(|s| s.input_tokens).sum();
+    let output: u64 = stored.iter().map(|s| s.output_tokens).sum();
+    let (w, h) = req.shape().pixels();
+    json!({
+        "created": now_secs(),
+        "data": data,
+        "size": format!("{w}x{h}"),
+        "output_format": stored.first().map(|s| s.record.content_type.trim_start_matches("image/")),
+        "usage": {
+            "input_tokens": input,
+            "output_tokens": output,
+            "total_tokens": input + output,
+            "images": stored.len(),
+        }
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
