@@ -1,1 +1,10 @@
+//! Fake upstreams for imagegate's tests and benchmarks, started on 127.0.0.1 with latency and
+//! fault injection. Written from the vendors' public docs and the fixtures beside this crate,
+//! never from imagegate's code: a misreading of a spec cannot be mirrored on both sides.
 
+pub mod gemini;
+pub mod images;
+pub mod script;
+
+pub use gemini::FakeGemini;
+pub use script::{Reply, Script};

@@ -93,6 +93,11 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// The embedded defaults alone (no file, no environment).
+    pub fn defaults() -> Result<Config> {
+        toml::from_str(DEFAULT_TOML).context("embedded defaults")
+    }
+
     /// Loads the layered configuration. `file` is `--config`; without it `./imagegate.toml` is
     /// read when present.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config> {

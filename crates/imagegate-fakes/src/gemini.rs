@@ -1,0 +1,277 @@
+//! A fake Gemini API: `POST /v1beta/models/{model}:generateContent` as the Gemini REST reference
+//! documents it. Pro models answer like Gemini 3 Pro Image does (a thought text, a thought draft
+//! image, then the final JPEG); Flash answers one PNG. Checks what the real API checks: the
+//! `x-goog-api-key` header, the model name, `imageSize` spelling, a single candidate.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::images::picture;
+use crate::script::{Recorded, Reply, Script};
+
+const PRO_MODELS: &[&str] = &["gemini-3-pro-image-preview", "gemini-3-pro-image"];
+const FLASH_MODELS: &[&str] = &["gemini-2.5-flash-image", "gemini-2.5-flash-image-preview"];
+const SIZES: &str = include_str!("../fixtures/gemini/pro-image-sizes.json");
+/// Gemini 2.5 Flash Image output sizes (1K only), from its documentation.
+const FLASH_SIZES: &[(&str, u32, u32)] = &[
+    ("1:1", 1024, 1024),
+    ("2:3", 832, 1248),
+    ("3:2", 1248, 832),
+    ("3:4", 864, 1184),
+    ("4:3", 1184, 864),
+    ("4:5", 896, 1152),
+    ("5:4", 1152, 896),
+    ("9:16", 768, 1344),
+    ("16:9", 1344, 768),
+    ("21:9", 1536, 672),
+];
+
+/// A running fake Gemini server.
+pub struct FakeGemini {
+    pub addr: SocketAddr,
+    pub script: Script,
+    /// The answers' final images, in call order (base64), to compare with what the gateway serves.
+    pub finals: Arc<std::sync::Mutex<Vec<String>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    script: Script,
+    sizes: Arc<Value>,
+    counter: Arc<AtomicU64>,
+    finals: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeGemini {
+    /// Starts on 127.0.0.1 with a free port.
+    pub async fn start() -> anyhow::Result<FakeGemini> {
+        let script = Script::default();
+        let finals = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let shared = Shared {
+            script: script.clone(),
+            sizes: Arc::new(serde_json::from_str::<Value>(SIZES)?["sizes"].clone()),
+            counter: Arc::new(AtomicU64::new(0)),
+            finals: finals.clone(),
+        };
+        let app = Router::new()
+            .route("/v1beta/models/{model_action}", post(generate_content))
+            .with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(FakeGemini {
+            addr,
+            script,
+            finals,
+            server,
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for FakeGemini {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn google_error(code: u16, status: &str, message: &str) -> Response {
+    let http = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        http,
+        Json(json!({"error": {"code": code, "message": message, "status": status}})),
+    )
+        .into_response()
+}
+
+async fn generate_content(
+    State(s): State<Shared>,
+    Path(model_action): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let guard = s.script.enter();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let api_key = headers
+        .get("x-goog-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    s.script.record(Recorded {
+        path: format!("/v1beta/models/{model_action}"),
+        api_key: api_key.clone(),
+        body: body.clone(),
+    });
+    let delay = s.script.delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let resp = answer(
+        &s,
+        &model_action,
+        api_key.as_deref(),
+        &body,
+        s.script.next_reply(),
+    )
+    .await;
+    guard.finish();
+    resp
+}
+
+async fn answer(
+    s: &Shared,
+    model_action: &str,
+    api_key: Option<&str>,
+    body: &Value,
+    reply: Reply,
+) -> Response {
+    match reply {
+        Reply::Delay(d, then) => {
+            tokio::time::sleep(d).await;
+            Box::pin(answer(s, model_action, api_key, body, *then)).await
+        }
+        Reply::Json { status, body } => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            Json(body),
+        )
+            .into_response(),
+        Reply::Raw { status, body } => {
+            (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response()
+        }
+        Reply::Success => success(s, model_action, api_key, body),
+    }
+}
+
+fn success(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Value) -> Response {
+    let Some(model) = model_action.strip_suffix(":generateContent") else {
+        return google_error(404, "NOT_FOUND", "Method not found.");
+    };
+    if api_key.is_none_or(str::is_empty) {
+        return google_error(
+            403,
+            "PERMISSION_DENIED",
+            "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
+        );
+    }
+    let pro = PRO_MODELS.contains(&model);
+    if !pro && !FLASH_MODELS.contains(&model) {
+        return google_error(
+            404,
+            "NOT_FOUND",
+            &format!("models/{model} is not found for API version v1beta."),
+        );
+    }
+    let config = &body["generationConfig"];
+    if config["candidateCount"].as_u64().is_some_and(|n| n > 1) {
+        return google_error(
+            400,
+            "INVALID_ARGUMENT",
+            &format!("Multiple candidates is not enabled for models/{model}"),
+        );
+    }
+    let prompt_ok = body["contents"][0]["parts"][0]["text"]
+        .as_str()
+        .is_some_and(|t| !t.is_empty());
+    if !prompt_ok {
+        return google_error(
+            400,
+            "INVALID_ARGUMENT",
+            "* GenerateContentRequest.contents: contents is not specified",
+        );
+    }
+    let ratio = config["imageConfig"]["aspectRatio"]
+        .as_str()
+        .unwrap_or("1:1");
+    let size = config["imageConfig"]["imageSize"].as_str();
+    let (w, h) = if pro {
+        let size = size.unwrap_or("1K");
+        match s.sizes[ratio][size].as_array() {
+            Some(wh) => (
+                wh[0].as_u64().unwrap_or(1024) as u32,
+                wh[1].as_u64().unwrap_or(1024) as u32,
+            ),
+            None => {
+                return google_error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    &format!("Invalid image config: aspectRatio {ratio:?}, imageSize {size:?}."),
+                );
+            }
+        }
+    } else {
+        if size.is_some() {
+            return google_error(
+                400,
+                "INVALID_ARGUMENT",
+                "imageSize is not supported for this model.",
+            );
+        }
+        match FLASH_SIZES.iter().find(|(r, _, _)| *r == ratio) {
+            Some((_, w, h)) => (*w, *h),
+            None => {
+                return google_error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    &format!("Unsupported aspect ratio {ratio:?}."),
+                );
+            }
+        }
+    };
+    let n = s.counter.fetch_add(1, Ordering::SeqCst);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let final_image = b64.encode(picture(w, h, n + 1, !pro));
+    if let Ok(mut f) = s.finals.lock() {
+        f.push(final_image.clone());
+    }
+    let parts = if pro {
+        let draft = b64.encode(picture(w / 8, h / 8, n + 1_000_000, false));
+        json!([
+            {"text": "Composing the scene...", "thought": true},
+            {"inlineData": {"mimeType": "image/jpeg", "data": draft}, "thought": true},
+            {"text": "Here is the image you asked for."},
+            {"inlineData": {"mimeType": "image/jpeg", "data": final_image}, "thoughtSignature": "c2lnbmF0dXJl"}
+        ])
+    } else {
+        json!([{"inlineData": {"mimeType": "image/png", "data": final_image}}])
+    };
+    Json(json!({
+        "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": if size == Some("4K") { 2000 } else { 1120 },
+                          "thoughtsTokenCount": if pro { 300 } else { 0 }, "totalTokenCount": 1432},
+        "modelVersion": model,
+        "responseId": format!("fake-{n}"),
+    }))
+    .into_response()
+}
+
+/// A fixture from `fixtures/gemini/`, parsed.
+pub fn fixture(name: &str) -> Value {
+    let text = match name {
+        "error-400-invalid.json" => include_str!("../fixtures/gemini/error-400-invalid.json"),
+        "error-403-key.json" => include_str!("../fixtures/gemini/error-403-key.json"),
+        "error-429-quota.json" => include_str!("../fixtures/gemini/error-429-quota.json"),
+        "error-503-overloaded.json" => include_str!("../fixtures/gemini/error-503-overloaded.json"),
+        "finish-image-safety.json" => include_str!("../fixtures/gemini/finish-image-safety.json"),
+        "flash-image-png.json" => include_str!("../fixtures/gemini/flash-image-png.json"),
+        "pro-image-with-thoughts.json" => {
+            include_str!("../fixtures/gemini/pro-image-with-thoughts.json")
+        }
+        "prompt-blocked.json" => include_str!("../fixtures/gemini/prompt-blocked.json"),
+        "text-only-refusal.json" => include_str!("../fixtures/gemini/text-only-refusal.json"),
+        _ => "null",
+    };
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}

@@ -1,0 +1,14 @@
+//! Black-box API tests: one binary; each file is a feature. Servers run on 127.0.0.1:0 with a
+//! fresh database and folder, against fake upstreams from `imagegate-fakes`.
+
+mod support;
+
+mod admin_and_auth;
+mod durability;
+mod errors;
+mod gemini_wire;
+mod generation;
+mod idempotency;
+mod image_serving;
+mod process;
+mod tasks;
