@@ -17,3 +17,8 @@ pub mod providers;
 pub mod store;
 pub mod telemetry;
 pub mod worker;
+
+/// Installs the process-wide rustls crypto provider (ring) once; every HTTP client needs it.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -60,7 +60,7 @@ enum ConfigCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init();
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

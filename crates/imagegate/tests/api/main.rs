@@ -1,6 +1,8 @@
 //! Black-box API tests: one binary; each file is a feature. Servers run on 127.0.0.1:0 with a
 //! fresh database and folder, against fake upstreams from `imagegate-fakes`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 mod admin_and_auth;

@@ -1,1 +1,280 @@
+//! Process tests: the real binary, its CLI, signals, and `kill -9`.
 
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_imagegate");
+
+fn free_port() -> u16 {
+    imagegate::install_crypto_provider();
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("GEMINI_API_KEY")
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+struct Proc {
+    child: Child,
+    base: String,
+}
+
+impl Proc {
+    async fn start(dir: &Path, port: u16, config: Option<&Path>) -> Proc {
+        let mut cmd = Command::new(BIN);
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        let child = cmd
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("GEMINI_API_KEY")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let proc = Proc {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if reqwest::get(format!("{}/healthz", proc.base))
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return proc;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server did not start");
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn generate(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    body: Value,
+) -> reqwest::RequestBuilder {
+    client
+        .post(format!("{base}/v1/images/generations"))
+        .bearer_auth(key)
+        .json(&body)
+}
+
+#[tokio::test]
+async fn the_cli_manages_keys_that_the_server_honours_and_sigterm_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli(dir.path(), &["keys", "create", "--name", "cli", "--quiet"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("igk_"));
+
+    let mut server = Proc::start(dir.path(), free_port(), None).await;
+    let client = reqwest::Client::new();
+    let resp = generate(
+        &client,
+        &server.base,
+        &key,
+        json!({"model": "nano-banana-pro", "prompt": "from the cli"}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let list = String::from_utf8(cli(dir.path(), &["keys", "list"]).stdout).unwrap();
+    assert!(list.contains("cli") && list.contains("active"), "{list}");
+    assert!(!list.contains(&key), "keys list never prints secrets");
+    let id = list.split_whitespace().next().unwrap().to_string();
+    assert!(cli(dir.path(), &["keys", "revoke", &id]).status.success());
+    let resp = generate(
+        &client,
+        &server.base,
+        &key,
+        json!({"model": "nano-banana-pro", "prompt": "x"}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 401);
+
+    // A request in flight when SIGTERM arrives still gets its image.
+    let key2 = String::from_utf8(cli(dir.path(), &["keys", "create", "--quiet"]).stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let slow = generate(
+        &client,
+        &server.base,
+        &key2,
+        json!({"model": "nano-banana-pro", "prompt": "slow [sim:delay:1s]"}),
+    )
+    .send();
+    let slow = tokio::spawn(slow);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal("-TERM");
+    let resp = slow.await.unwrap().unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "in-flight request finished during the drain"
+    );
+    let status = tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn tasks_cut_off_by_kill_9_finish_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("imagegate.toml");
+    std::fs::write(&config, "[worker]\nlease = \"1s\"\n").unwrap();
+    let key = String::from_utf8(cli(dir.path(), &["keys", "create", "--quiet"]).stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let port = free_port();
+    let server = Proc::start(dir.path(), port, Some(&config)).await;
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let resp = generate(
+            &client,
+            &server.base,
+            &key,
+            json!({"model": "nano-banana-pro", "prompt": format!("long {i} [sim:delay:2s]")}),
+        )
+        .header("Prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), 202);
+        let task: Value = resp.json().await.unwrap();
+        ids.push(task["id"].as_str().unwrap().to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let task: Value = client
+        .get(format!("{}/v1/tasks/{}", server.base, ids[0]))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(task["status"], "running");
+    server.signal("-KILL");
+    drop(server);
+
+    let server = Proc::start(dir.path(), port, Some(&config)).await;
+    for id in &ids {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let task = loop {
+            let t: Value = client
+                .get(format!("{}/v1/tasks/{id}", server.base))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if t["status"] == "completed" || Instant::now() > deadline {
+                break t;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(task["status"], "completed", "{task}");
+        assert_eq!(
+            task["attempts"], 2,
+            "one cut-off attempt, one that finished"
+        );
+        let url = task["result"]["data"][0]["url"].as_str().unwrap();
+        assert_eq!(client.get(url).send().await.unwrap().status(), 200);
+    }
+}
+
+#[test]
+fn a_config_typo_is_an_error_that_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[server]\nlisten_address = \"127.0.0.1:1\"\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["config", "print"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen_address"), "{err}");
+}
+
+#[test]
+fn config_print_shows_resolved_values_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "print"])
+        .current_dir(dir.path())
+        .env("IMAGEGATE_LISTEN", "127.0.0.1:9191")
+        .env("IMAGEGATE_ADMIN_TOKEN", "super-secret-admin-token-123")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("127.0.0.1:9191"), "{text}");
+    assert!(!text.contains("super-secret-admin-token-123"), "{text}");
+    assert!(text.contains("<redacted>"));
+}

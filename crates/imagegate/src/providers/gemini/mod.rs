@@ -23,6 +23,7 @@ pub struct GeminiProvider {
 
 impl GeminiProvider {
     pub fn new(rt: &Runtime) -> anyhow::Result<GeminiProvider> {
+        crate::install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(rt.connect_timeout)
             .tcp_keepalive(rt.keepalive)

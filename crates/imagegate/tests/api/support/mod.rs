@@ -46,7 +46,7 @@ pub async fn spawn_gemini_app() -> TestApp {
 }
 
 pub async fn spawn_with(tweak: impl FnOnce(&mut Runtime), gemini: bool) -> TestApp {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    imagegate::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rt = runtime(dir.path());
     let fake = if gemini {
