@@ -1,11 +1,28 @@
 //! Image bytes: reading dimensions, decoding with limits (inputs are untrusted), encoding to
-//! PNG, progressive JPEG and lossy WebP. CPU-heavy: call from `spawn_blocking`.
+//! PNG, progressive JPEG and lossy WebP. CPU-heavy: call through `run_cpu`.
 
 use bytes::Bytes;
 use image::{DynamicImage, ImageReader, Limits, RgbImage};
 use std::io::Cursor;
 
 use crate::domain::request::OutputFormat;
+
+/// Runs CPU-heavy image work on the blocking pool, at most one job per core at a time: more
+/// would only add memory (each job holds full-size pixel buffers) without adding throughput.
+pub async fn run_cpu<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
+    });
+    let _permit = slots.acquire().await;
+    tokio::task::spawn_blocking(f).await
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImagingError {
@@ -65,10 +82,20 @@ pub fn transcode(
     encode(&img.into_rgb8(), to, quality)
 }
 
+/// Encodes for delivery: JPEG is progressive (renders coarse-to-fine on slow links).
 pub fn encode(
     rgb: &RgbImage,
     to: OutputFormat,
     quality: Option<u8>,
+) -> Result<Bytes, ImagingError> {
+    encode_with(rgb, to, quality, true)
+}
+
+pub fn encode_with(
+    rgb: &RgbImage,
+    to: OutputFormat,
+    quality: Option<u8>,
+    progressive: bool,
 ) -> Result<Bytes, ImagingError> {
     let (w, h) = rgb.dimensions();
     match to {
@@ -89,7 +116,7 @@ pub fn encode(
             };
             let mut out = Vec::new();
             let mut enc = jpeg_encoder::Encoder::new(&mut out, quality.unwrap_or(90).max(1));
-            enc.set_progressive(true);
+            enc.set_progressive(progressive);
             enc.encode(rgb.as_raw(), w16, h16, jpeg_encoder::ColorType::Rgb)
                 .map_err(|e| ImagingError::Encode(e.to_string()))?;
             Ok(Bytes::from(out))

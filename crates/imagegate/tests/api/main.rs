@@ -13,4 +13,5 @@ mod generation;
 mod idempotency;
 mod image_serving;
 mod process;
+mod store_conformance;
 mod tasks;

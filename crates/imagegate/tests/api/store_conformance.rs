@@ -1,0 +1,199 @@
+//! The Store seam's contract, written once and run against every backend (SQLite today;
+//! PostgreSQL joins with the same tests).
+
+use imagegate::domain::task::{TaskMode, TaskStatus};
+use imagegate::store::{Created, ImageRecord, NewTask, Store};
+use serde_json::json;
+use std::sync::Arc;
+
+async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    (imagegate::store::open(&url).await.unwrap(), dir)
+}
+
+fn task(owner: &str, idem: Option<(&str, &str)>, at: i64) -> NewTask {
+    NewTask {
+        id: imagegate::domain::ids::task_id(),
+        owner: owner.into(),
+        mode: TaskMode::Sync,
+        model: "nano-banana-pro".into(),
+        request: json!({"prompt": "p"}),
+        idempotency: idem.map(|(k, h)| (k.to_string(), h.to_string())),
+        created_at_ms: at,
+    }
+}
+
+fn created(c: Created) -> imagegate::store::TaskRecord {
+    match c {
+        Created::New(t) => t,
+        other => panic!("expected a new task, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn reads_are_scoped_to_the_owner() {
+    let (s, _d) = sqlite().await;
+    let t = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
+    assert_eq!(
+        s.get_task("key_a", &t.id).await.unwrap().unwrap().status,
+        TaskStatus::Queued
+    );
+    assert!(s.get_task("key_b", &t.id).await.unwrap().is_none());
+    assert!(
+        s.list_tasks("key_b", None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn idempotency_keys_match_same_body_conflict_on_other_and_expire_after_a_day() {
+    let (s, _d) = sqlite().await;
+    let t = created(
+        s.create_task(task("key_a", Some(("k", "h1")), 1000))
+            .await
+            .unwrap(),
+    );
+    match s
+        .create_task(task("key_a", Some(("k", "h1")), 2000))
+        .await
+        .unwrap()
+    {
+        Created::Existing(e) => assert_eq!(e.id, t.id),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        s.create_task(task("key_a", Some(("k", "h2")), 2000))
+            .await
+            .unwrap(),
+        Created::Conflict
+    );
+    created(
+        s.create_task(task("key_b", Some(("k", "h2")), 2000))
+            .await
+            .unwrap(),
+    );
+    let later = 1000 + imagegate::store::IDEMPOTENCY_WINDOW_MS + 1;
+    let fresh = created(
+        s.create_task(task("key_a", Some(("k", "h2")), later))
+            .await
+            .unwrap(),
+    );
+    assert_ne!(fresh.id, t.id);
+    assert!(
+        s.get_task("key_a", &t.id).await.unwrap().is_some(),
+        "the old task keeps its record"
+    );
+}
+
+#[tokio::test]
+async fn a_task_is_claimed_by_one_worker_and_fenced_by_its_lease() {
+    let (s, _d) = sqlite().await;
+    let t = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
+    let (a, b) = tokio::join!(
+        s.claim_task("w1", 5000, 6000),
+        s.claim_task("w2", 5000, 6000)
+    );
+    let claims: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(claims.len(), 1, "exactly one claim");
+    let holder = if s.renew_lease(&t.id, "w1", 6500).await.unwrap() {
+        "w1"
+    } else {
+        "w2"
+    };
+    let other = if holder == "w1" { "w2" } else { "w1" };
+    assert_eq!(claims[0].attempts, 1);
+    assert_eq!(claims[0].status, TaskStatus::Running);
+
+    // The lease runs out: another worker takes over and the first is fenced off.
+    assert!(
+        s.claim_task(other, 6000, 7000).await.unwrap().is_none(),
+        "lease still valid at 6000"
+    );
+    let again = s.claim_task(other, 6600, 9000).await.unwrap().unwrap();
+    assert_eq!(again.id, t.id);
+    assert_eq!(again.attempts, 2);
+    assert!(!s.renew_lease(&t.id, holder, 9999).await.unwrap());
+    assert!(
+        !s.complete_task(&t.id, holder, &json!({}), &[], 7000)
+            .await
+            .unwrap()
+    );
+    assert!(!s.fail_task(&t.id, holder, &json!({}), 7000).await.unwrap());
+
+    let img = ImageRecord {
+        id: imagegate::domain::ids::image_id(),
+        task_id: t.id.clone(),
+        owner: "key_a".into(),
+        blob_key: "img_x.jpeg".into(),
+        content_type: "image/jpeg".into(),
+        bytes: 10,
+        width: 1,
+        height: 1,
+        etag: "\"e\"".into(),
+        created_at_ms: 7000,
+        expires_at: 99,
+    };
+    assert!(
+        s.complete_task(
+            &t.id,
+            other,
+            &json!({"data": []}),
+            std::slice::from_ref(&img),
+            7000
+        )
+        .await
+        .unwrap()
+    );
+    let done = s.get_task("key_a", &t.id).await.unwrap().unwrap();
+    assert_eq!(done.status, TaskStatus::Completed);
+    assert_eq!(done.result, Some(json!({"data": []})));
+    assert_eq!(s.get_image(&img.id).await.unwrap(), Some(img));
+    assert!(
+        s.claim_task("w3", 99_999, 100_000).await.unwrap().is_none(),
+        "ended tasks are never claimed"
+    );
+    assert_eq!(s.count_unfinished().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn claims_take_the_oldest_task_and_released_tasks_come_back() {
+    let (s, _d) = sqlite().await;
+    let first = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
+    let second = created(s.create_task(task("key_a", None, 2000)).await.unwrap());
+    let c = s.claim_task("w1", 3000, 4000).await.unwrap().unwrap();
+    assert_eq!(c.id, first.id);
+    assert!(s.release_task(&first.id, "w1", 3100).await.unwrap());
+    assert_eq!(
+        s.claim_task("w1", 3200, 4000).await.unwrap().unwrap().id,
+        first.id
+    );
+    assert_eq!(
+        s.claim_task("w1", 3200, 4000).await.unwrap().unwrap().id,
+        second.id
+    );
+    assert!(s.claim_task("w1", 3200, 4000).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn keys_are_found_by_hash_and_revocation_sticks() {
+    let (s, _d) = sqlite().await;
+    let (rec, secret) = imagegate::keys::issue(s.as_ref(), "acme").await.unwrap();
+    let hash = imagegate::api::auth::hash_key(&secret);
+    assert_eq!(s.key_by_hash(&hash).await.unwrap().unwrap().id, rec.id);
+    assert!(
+        s.key_by_hash(&imagegate::api::auth::hash_key("igk_other"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.revoke_key(&rec.id, 5).await.unwrap());
+    assert!(s.revoke_key(&rec.id, 6).await.unwrap(), "idempotent");
+    assert_eq!(
+        s.key_by_hash(&hash).await.unwrap().unwrap().revoked_at,
+        Some(5)
+    );
+    assert!(!s.revoke_key("key_nope", 5).await.unwrap());
+}
