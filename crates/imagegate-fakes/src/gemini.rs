@@ -62,20 +62,13 @@ impl FakeGemini {
             counter: Arc::new(AtomicU64::new(0)),
             finals: finals.clone(),
         };
-        let app = Router::new()
-            .route("/v1beta/models/{model_action}", post(generate_content))
-            .with_state(shared);
+        let app = Router::new().route("/v1beta/models/{model_action}", post(generate_content)).with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(FakeGemini {
-            addr,
-            script,
-            finals,
-            server,
-        })
+        Ok(FakeGemini { addr, script, finals, server })
     }
 
     pub fn base_url(&self) -> String {
@@ -91,11 +84,7 @@ impl Drop for FakeGemini {
 
 fn google_error(code: u16, status: &str, message: &str) -> Response {
     let http = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
-        http,
-        Json(json!({"error": {"code": code, "message": message, "status": status}})),
-    )
-        .into_response()
+    (http, Json(json!({"error": {"code": code, "message": message, "status": status}}))).into_response()
 }
 
 async fn generate_content(
@@ -106,10 +95,7 @@ async fn generate_content(
 ) -> Response {
     let guard = s.script.enter();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let api_key = headers
-        .get("x-goog-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let api_key = headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()).map(str::to_string);
     s.script.record(Recorded {
         path: format!("/v1beta/models/{model_action}"),
         api_key: api_key.clone(),
@@ -119,38 +105,21 @@ async fn generate_content(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let resp = answer(
-        &s,
-        &model_action,
-        api_key.as_deref(),
-        &body,
-        s.script.next_reply(),
-    )
-    .await;
+    let resp = answer(&s, &model_action, api_key.as_deref(), &body, s.script.next_reply()).await;
     guard.finish();
     resp
 }
 
-async fn answer(
-    s: &Shared,
-    model_action: &str,
-    api_key: Option<&str>,
-    body: &Value,
-    reply: Reply,
-) -> Response {
+async fn answer(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Value, reply: Reply) -> Response {
     match reply {
         Reply::Delay(d, then) => {
             tokio::time::sleep(d).await;
             Box::pin(answer(s, model_action, api_key, body, *then)).await
         }
-        Reply::Json { status, body } => (
-            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-            Json(body),
-        )
-            .into_response(),
-        Reply::Raw { status, body } => {
-            (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response()
+        Reply::Json { status, body } => {
+            (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), Json(body)).into_response()
         }
+        Reply::Raw { status, body } => (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response(),
         Reply::Success => success(s, model_action, api_key, body),
     }
 }
@@ -168,11 +137,7 @@ fn success(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Value) 
     }
     let pro = PRO_MODELS.contains(&model);
     if !pro && !FLASH_MODELS.contains(&model) {
-        return google_error(
-            404,
-            "NOT_FOUND",
-            &format!("models/{model} is not found for API version v1beta."),
-        );
+        return google_error(404, "NOT_FOUND", &format!("models/{model} is not found for API version v1beta."));
     }
     let config = &body["generationConfig"];
     if config["candidateCount"].as_u64().is_some_and(|n| n > 1) {
@@ -182,27 +147,16 @@ fn success(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Value) 
             &format!("Multiple candidates is not enabled for models/{model}"),
         );
     }
-    let prompt_ok = body["contents"][0]["parts"][0]["text"]
-        .as_str()
-        .is_some_and(|t| !t.is_empty());
+    let prompt_ok = body["contents"][0]["parts"][0]["text"].as_str().is_some_and(|t| !t.is_empty());
     if !prompt_ok {
-        return google_error(
-            400,
-            "INVALID_ARGUMENT",
-            "* GenerateContentRequest.contents: contents is not specified",
-        );
+        return google_error(400, "INVALID_ARGUMENT", "* GenerateContentRequest.contents: contents is not specified");
     }
-    let ratio = config["imageConfig"]["aspectRatio"]
-        .as_str()
-        .unwrap_or("1:1");
+    let ratio = config["imageConfig"]["aspectRatio"].as_str().unwrap_or("1:1");
     let size = config["imageConfig"]["imageSize"].as_str();
     let (w, h) = if pro {
         let size = size.unwrap_or("1K");
         match s.sizes[ratio][size].as_array() {
-            Some(wh) => (
-                wh[0].as_u64().unwrap_or(1024) as u32,
-                wh[1].as_u64().unwrap_or(1024) as u32,
-            ),
+            Some(wh) => (wh[0].as_u64().unwrap_or(1024) as u32, wh[1].as_u64().unwrap_or(1024) as u32),
             None => {
                 return google_error(
                     400,
@@ -213,20 +167,12 @@ fn success(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Value) 
         }
     } else {
         if size.is_some() {
-            return google_error(
-                400,
-                "INVALID_ARGUMENT",
-                "imageSize is not supported for this model.",
-            );
+            return google_error(400, "INVALID_ARGUMENT", "imageSize is not supported for this model.");
         }
         match FLASH_SIZES.iter().find(|(r, _, _)| *r == ratio) {
             Some((_, w, h)) => (*w, *h),
             None => {
-                return google_error(
-                    400,
-                    "INVALID_ARGUMENT",
-                    &format!("Unsupported aspect ratio {ratio:?}."),
-                );
+                return google_error(400, "INVALID_ARGUMENT", &format!("Unsupported aspect ratio {ratio:?}."));
             }
         }
     };

@@ -9,11 +9,7 @@ pub fn picture(w: u32, h: u32, seed: u64, png: bool) -> Vec<u8> {
     let (r, g, b) = (c(8), c(24), c(40));
     let img = RgbImage::from_fn(w, h, |x, y| Rgb([r ^ (x as u8), g ^ (y as u8), b]));
     let mut out = Cursor::new(Vec::new());
-    let format = if png {
-        image::ImageFormat::Png
-    } else {
-        image::ImageFormat::Jpeg
-    };
+    let format = if png { image::ImageFormat::Png } else { image::ImageFormat::Jpeg };
     // Encoding an in-memory RGB image cannot fail for these formats; an empty Vec would be
     // caught by the tests that decode it.
     let _ = img.write_to(&mut out, format);

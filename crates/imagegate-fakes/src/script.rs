@@ -53,12 +53,7 @@ impl Script {
     }
 
     pub fn next_reply(&self) -> Reply {
-        self.inner
-            .queue
-            .lock()
-            .ok()
-            .and_then(|mut q| q.pop_front())
-            .unwrap_or(Reply::Success)
+        self.inner.queue.lock().ok().and_then(|mut q| q.pop_front()).unwrap_or(Reply::Success)
     }
 
     /// Latency added to every call.
@@ -69,11 +64,7 @@ impl Script {
     }
 
     pub fn delay(&self) -> Duration {
-        self.inner
-            .default_delay
-            .lock()
-            .map(|d| *d)
-            .unwrap_or_default()
+        self.inner.default_delay.lock().map(|d| *d).unwrap_or_default()
     }
 
     pub fn record(&self, r: Recorded) {
@@ -84,11 +75,7 @@ impl Script {
 
     /// Every request received so far.
     pub fn calls(&self) -> Vec<Recorded> {
-        self.inner
-            .calls
-            .lock()
-            .map(|c| c.clone())
-            .unwrap_or_default()
+        self.inner.calls.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     pub fn call_count(&self) -> usize {
@@ -114,10 +101,7 @@ impl Script {
     pub fn enter(&self) -> CallGuard {
         let now = self.inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.inner.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        CallGuard {
-            script: self.clone(),
-            finished: false,
-        }
+        CallGuard { script: self.clone(), finished: false }
     }
 }
 

@@ -11,6 +11,7 @@ use crate::blobs::{self, BlobStore};
 use crate::config::Runtime;
 use crate::providers::Registry;
 use crate::store::{self, Store};
+use crate::webhooks::outbox::Deliverer;
 use crate::worker::{Deps, WorkerPool};
 
 pub struct App {
@@ -19,6 +20,7 @@ pub struct App {
     pub blobs: Arc<dyn BlobStore>,
     pub providers: Registry,
     pub workers: Arc<WorkerPool>,
+    pub deliverer: Arc<Deliverer>,
     shutting_down: AtomicBool,
 }
 
@@ -29,31 +31,22 @@ impl App {
             std::fs::create_dir_all(&rt.data_dir)
                 .with_context(|| format!("creating the data folder {}", rt.data_dir.display()))?;
         }
-        let store = store::open(&rt.database_url)
-            .await
-            .with_context(|| format!("opening the database {}", rt.database_url))?;
-        let blobs = blobs::open(&rt.storage_url)
-            .with_context(|| format!("opening storage {}", rt.storage_url))?;
-        blobs
-            .probe()
-            .await
-            .with_context(|| format!("storage {} is not writable", rt.storage_url))?;
+        let store =
+            store::open(&rt.database_url).await.with_context(|| format!("opening the database {}", rt.database_url))?;
+        let blobs = blobs::open(&rt.storage_url).with_context(|| format!("opening storage {}", rt.storage_url))?;
+        blobs.probe().await.with_context(|| format!("storage {} is not writable", rt.storage_url))?;
         let providers = Registry::from_config(&rt)?;
+        let deliverer =
+            Deliverer::new(store.clone(), rt.webhook_schedule.clone(), rt.webhook_timeout, rt.webhook_allow_private)?;
         let rt = Arc::new(rt);
         let workers = WorkerPool::new(Deps {
             rt: rt.clone(),
             store: store.clone(),
             blobs: blobs.clone(),
             providers: providers.clone(),
+            deliverer: deliverer.clone(),
         });
-        Ok(Arc::new(App {
-            rt,
-            store,
-            blobs,
-            providers,
-            workers,
-            shutting_down: AtomicBool::new(false),
-        }))
+        Ok(Arc::new(App { rt, store, blobs, providers, workers, deliverer, shutting_down: AtomicBool::new(false) }))
     }
 
     pub fn shutting_down(&self) -> bool {
@@ -84,9 +77,7 @@ impl Server {
 /// Binds, starts the workers and serves until `shutdown()`. A port of 0 picks a free port, and
 /// image URLs then use it too.
 pub async fn start(mut rt: Runtime) -> Result<Server> {
-    let listener = tokio::net::TcpListener::bind(rt.listen)
-        .await
-        .with_context(|| format!("binding {}", rt.listen))?;
+    let listener = tokio::net::TcpListener::bind(rt.listen).await.with_context(|| format!("binding {}", rt.listen))?;
     let addr = listener.local_addr()?;
     if rt.public_url == format!("http://{}", rt.listen) {
         rt.public_url = format!("http://{addr}");
@@ -95,26 +86,14 @@ pub async fn start(mut rt: Runtime) -> Result<Server> {
     let app = App::build(rt).await?;
     let unfinished = app.store.count_unfinished().await?;
     if unfinished > 0 {
-        tracing::info!(
-            unfinished,
-            "resuming unfinished tasks from before the last stop"
-        );
+        tracing::info!(unfinished, "resuming unfinished tasks from before the last stop");
     }
     app.workers.start();
+    app.deliverer.start();
     let stop = CancellationToken::new();
     let router = crate::api::router(app.clone());
-    let done = tokio::spawn(crate::http::serve(
-        listener,
-        router,
-        app.clone(),
-        stop.clone(),
-    ));
-    Ok(Server {
-        addr,
-        app,
-        stop,
-        done,
-    })
+    let done = tokio::spawn(crate::http::serve(listener, router, app.clone(), stop.clone()));
+    Ok(Server { addr, app, stop, done })
 }
 
 pub(crate) fn mark_shutting_down(app: &App) {

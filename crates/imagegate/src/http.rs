@@ -10,9 +10,7 @@ use crate::app::{App, mark_shutting_down};
 
 pub async fn serve(listener: TcpListener, router: Router, app: Arc<App>, stop: CancellationToken) {
     let grace = app.rt.shutdown_grace;
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(stop.clone().cancelled_owned())
-        .into_future();
+    let server = axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned()).into_future();
     let mut server = tokio::spawn(server);
     tokio::select! {
         r = &mut server => {
@@ -23,10 +21,7 @@ pub async fn serve(listener: TcpListener, router: Router, app: Arc<App>, stop: C
         }
         _ = stop.cancelled() => {}
     }
-    tracing::info!(
-        grace_secs = grace.as_secs(),
-        "shutting down: no new connections; draining"
-    );
+    tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections; draining");
     mark_shutting_down(&app);
     app.workers.stop_claiming();
     let drain_tasks = app.workers.drain(grace);
@@ -37,5 +32,7 @@ pub async fn serve(listener: TcpListener, router: Router, app: Arc<App>, stop: C
         }
     };
     tokio::join!(drain_tasks, drain_http);
+    // Undelivered webhooks stay in the outbox for the next start.
+    app.deliverer.stop();
     tracing::info!("stopped");
 }

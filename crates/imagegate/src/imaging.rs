@@ -9,16 +9,10 @@ use crate::domain::request::OutputFormat;
 
 /// Runs CPU-heavy image work on the blocking pool, at most one job per core at a time: more
 /// would only add memory (each job holds full-size pixel buffers) without adding throughput.
-pub async fn run_cpu<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, tokio::task::JoinError> {
+pub async fn run_cpu<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, tokio::task::JoinError> {
     static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
     let slots = SLOTS.get_or_init(|| {
-        tokio::sync::Semaphore::new(
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
-        )
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
     });
     let _permit = slots.acquire().await;
     tokio::task::spawn_blocking(f).await
@@ -42,9 +36,7 @@ fn limits() -> Limits {
 }
 
 fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, ImagingError> {
-    let mut r = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(image::ImageError::IoError)?;
+    let mut r = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(image::ImageError::IoError)?;
     r.limits(limits());
     Ok(r)
 }
@@ -70,11 +62,7 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImagingError> {
 
 /// Re-encodes `bytes` as `to` (quality 0..=100 for JPEG/WebP; defaults 90 and 80).
 /// Returns the input unchanged when it is already in that format and no quality is asked.
-pub fn transcode(
-    bytes: Bytes,
-    to: OutputFormat,
-    quality: Option<u8>,
-) -> Result<Bytes, ImagingError> {
+pub fn transcode(bytes: Bytes, to: OutputFormat, quality: Option<u8>) -> Result<Bytes, ImagingError> {
     if sniff(&bytes) == Some(to) && quality.is_none() {
         return Ok(bytes);
     }
@@ -83,11 +71,7 @@ pub fn transcode(
 }
 
 /// Encodes for delivery: JPEG is progressive (renders coarse-to-fine on slow links).
-pub fn encode(
-    rgb: &RgbImage,
-    to: OutputFormat,
-    quality: Option<u8>,
-) -> Result<Bytes, ImagingError> {
+pub fn encode(rgb: &RgbImage, to: OutputFormat, quality: Option<u8>) -> Result<Bytes, ImagingError> {
     encode_with(rgb, to, quality, true)
 }
 
@@ -150,13 +134,6 @@ mod tests {
     #[test]
     fn garbage_is_a_decode_error_not_a_panic() {
         assert!(dimensions(b"not an image").is_err());
-        assert!(
-            transcode(
-                Bytes::from_static(b"\x89PNG\r\n\x1a\nbroken"),
-                OutputFormat::Jpeg,
-                None
-            )
-            .is_err()
-        );
+        assert!(transcode(Bytes::from_static(b"\x89PNG\r\n\x1a\nbroken"), OutputFormat::Jpeg, None).is_err());
     }
 }

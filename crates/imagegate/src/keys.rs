@@ -14,6 +14,7 @@ pub async fn issue(store: &dyn Store, name: &str) -> Result<(KeyRecord, String),
             key_hash: hash_key(&secret),
             prefix: secret[..10].to_string(),
             created_at: now_secs(),
+            webhook_secret: crate::webhooks::sign::new_secret(),
         })
         .await?;
     Ok((record, secret))

@@ -15,7 +15,9 @@ pub mod imaging;
 pub mod keys;
 pub mod providers;
 pub mod store;
+pub mod task_view;
 pub mod telemetry;
+pub mod webhooks;
 pub mod worker;
 
 /// Installs the process-wide rustls crypto provider (ring) once; every HTTP client needs it.

@@ -15,10 +15,7 @@ use crate::store::KeyRecord;
 
 pub fn routes() -> axum::Router<Arc<App>> {
     axum::Router::new()
-        .route(
-            "/admin/v1/keys",
-            axum::routing::post(create_key).get(list_keys),
-        )
+        .route("/admin/v1/keys", axum::routing::post(create_key).get(list_keys))
         .route("/admin/v1/keys/{id}", axum::routing::delete(revoke_key))
 }
 
@@ -38,25 +35,18 @@ async fn create_key(
     _admin: Admin,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let obj = body.as_object().ok_or_else(|| {
-        ApiError::bad_request("invalid_json", "The request body must be a JSON object.")
-    })?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("invalid_json", "The request body must be a JSON object."))?;
     if let Some(k) = obj.keys().find(|k| k.as_str() != "name") {
-        return Err(ApiError::bad_request(
-            "unknown_parameter",
-            format!("Unrecognized argument: {k}"),
-        )
-        .with_param(k));
+        return Err(ApiError::bad_request("unknown_parameter", format!("Unrecognized argument: {k}")).with_param(k));
     }
     let name = match obj.get("name") {
         None | Some(Value::Null) => "",
         Some(Value::String(s)) if s.chars().count() <= 200 => s.as_str(),
         Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_value",
-                "'name' must be a string of at most 200 characters.",
-            )
-            .with_param("name"));
+            return Err(ApiError::bad_request("invalid_value", "'name' must be a string of at most 200 characters.")
+                .with_param("name"));
         }
     };
     let (record, secret) = crate::keys::issue(app.store.as_ref(), name).await?;
@@ -65,14 +55,9 @@ async fn create_key(
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
-async fn list_keys(
-    State(app): State<Arc<App>>,
-    _admin: Admin,
-) -> Result<axum::Json<Value>, ApiError> {
+async fn list_keys(State(app): State<Arc<App>>, _admin: Admin) -> Result<axum::Json<Value>, ApiError> {
     let keys = app.store.list_keys().await?;
-    Ok(axum::Json(
-        json!({"object": "list", "data": keys.iter().map(key_json).collect::<Vec<_>>()}),
-    ))
+    Ok(axum::Json(json!({"object": "list", "data": keys.iter().map(key_json).collect::<Vec<_>>()})))
 }
 
 async fn revoke_key(
@@ -83,7 +68,5 @@ async fn revoke_key(
     if !ids::looks_like(&id, "key_") || !app.store.revoke_key(&id, now_secs()).await? {
         return Err(ApiError::not_found(format!("No key found with id '{id}'.")).with_param("id"));
     }
-    Ok(axum::Json(
-        json!({"id": id, "object": "api_key", "deleted": true}),
-    ))
+    Ok(axum::Json(json!({"id": id, "object": "api_key", "deleted": true})))
 }

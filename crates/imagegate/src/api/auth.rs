@@ -13,10 +13,7 @@ use crate::store::KeyRecord;
 /// SHA-256 of an API key, hex: what the store keeps. Keys are 238-bit random strings, so a
 /// fast hash is the right tool (argon2 is for low-entropy passwords).
 pub fn hash_key(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -31,10 +28,7 @@ pub struct Caller(pub KeyRecord);
 impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &Arc<App>,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
         let key = bearer(parts)
             .or_else(|| parts.headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()))
             .ok_or_else(|| {
@@ -59,10 +53,7 @@ pub struct Admin;
 impl FromRequestParts<Arc<App>> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &Arc<App>,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
         let Some(expected) = &app.rt.admin_token else {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,

@@ -77,10 +77,8 @@ impl ApiError {
 
     /// A task's stored `error` (`{status, type, code, message}`) as the response it stands for.
     pub fn from_task_error(err: &Value) -> ApiError {
-        let status = err["status"]
-            .as_u64()
-            .and_then(|s| StatusCode::from_u16(s as u16).ok())
-            .unwrap_or(StatusCode::BAD_GATEWAY);
+        let status =
+            err["status"].as_u64().and_then(|s| StatusCode::from_u16(s as u16).ok()).unwrap_or(StatusCode::BAD_GATEWAY);
         let mut e = ApiError::new(
             status,
             err["code"].as_str().unwrap_or("upstream_error"),
@@ -104,10 +102,7 @@ impl ApiError {
 
 impl From<Invalid> for ApiError {
     fn from(i: Invalid) -> ApiError {
-        ApiError {
-            param: i.param,
-            ..ApiError::bad_request(i.code, i.message)
-        }
+        ApiError { param: i.param, ..ApiError::bad_request(i.code, i.message) }
     }
 }
 

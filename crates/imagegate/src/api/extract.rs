@@ -15,17 +15,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let ct = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let mime = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if mime != "application/json" && !mime.ends_with("+json") {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -41,17 +32,11 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                     "The request body is larger than the limit.",
                 )
             } else {
-                ApiError::bad_request(
-                    "invalid_body",
-                    format!("Could not read the request body: {rej}"),
-                )
+                ApiError::bad_request("invalid_body", format!("Could not read the request body: {rej}"))
             }
         })?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::bad_request(
-                "invalid_json",
-                format!("We could not parse the JSON body of your request: {e}."),
-            )
+            ApiError::bad_request("invalid_json", format!("We could not parse the JSON body of your request: {e}."))
         })?;
         Ok(JsonBody(value))
     }

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use crate::app::App;
 
 pub fn routes() -> axum::Router<Arc<App>> {
-    axum::Router::new()
-        .route("/healthz", axum::routing::get(healthz))
-        .route("/readyz", axum::routing::get(readyz))
+    axum::Router::new().route("/healthz", axum::routing::get(healthz)).route("/readyz", axum::routing::get(readyz))
 }
 
 async fn healthz() -> Response {
@@ -20,11 +18,7 @@ async fn healthz() -> Response {
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     if app.shutting_down() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "shutting_down"})),
-        )
-            .into_response();
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "shutting_down"}))).into_response();
     }
     let store = app.store.ping().await;
     let blobs = app.blobs.head("readyz-probe").await;
@@ -38,10 +32,6 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         "blobs": if blobs_ok { "ok" } else { "unreachable" },
         "provider": app.providers.owner_label(),
     });
-    let status = if store.is_ok() && blobs_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if store.is_ok() && blobs_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()
 }

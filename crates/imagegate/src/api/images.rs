@@ -47,35 +47,20 @@ pub async fn get_image(
         }
     };
     put(&mut out, header::ETAG, img.etag.clone());
-    put(
-        &mut out,
-        header::LAST_MODIFIED,
-        httpdate::fmt_http_date(last_modified),
-    );
-    put(
-        &mut out,
-        header::CACHE_CONTROL,
-        format!("public, max-age={}, immutable", img.expires_at - now),
-    );
+    put(&mut out, header::LAST_MODIFIED, httpdate::fmt_http_date(last_modified));
+    put(&mut out, header::CACHE_CONTROL, format!("public, max-age={}, immutable", img.expires_at - now));
     if not_modified(&headers, &img.etag, img.created_at_ms / 1000) {
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
     }
     put(&mut out, header::CONTENT_TYPE, img.content_type.clone());
     put(&mut out, header::CONTENT_LENGTH, img.bytes.to_string());
-    out.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
+    out.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     if method == Method::HEAD {
         return Ok((StatusCode::OK, out).into_response());
     }
     let bytes = app.blobs.get(&img.blob_key).await.map_err(|e| {
         if e.is_not_found() {
-            ApiError::new(
-                StatusCode::GONE,
-                "image_expired",
-                "This image is no longer stored.",
-            )
+            ApiError::new(StatusCode::GONE, "image_expired", "This image is no longer stored.")
         } else {
             ApiError::internal(&e)
         }
@@ -85,24 +70,15 @@ pub async fn get_image(
 
 /// `If-None-Match` wins over `If-Modified-Since` (RFC 9110 §13.2.2).
 fn not_modified(headers: &HeaderMap, etag: &str, modified_secs: i64) -> bool {
-    if let Some(inm) = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
-        return inm
-            .split(',')
-            .map(|t| t.trim().trim_start_matches("W/"))
-            .any(|t| t == "*" || t == etag);
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        return inm.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == "*" || t == etag);
     }
     if let Some(ims) = headers
         .get(header::IF_MODIFIED_SINCE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| httpdate::parse_http_date(v).ok())
     {
-        let since = ims
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let since = ims.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         return modified_secs <= since;
     }
     false

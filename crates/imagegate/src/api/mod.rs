@@ -9,15 +9,14 @@ pub mod health;
 pub mod images;
 pub mod openai;
 pub mod tasks;
+pub mod webhook_secret;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, StatusCode};
 use axum::response::IntoResponse;
 use std::sync::Arc;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
@@ -28,10 +27,7 @@ struct MakeId;
 
 impl MakeRequestId for MakeId {
     fn make_request_id<B>(&mut self, _req: &Request<B>) -> Option<RequestId> {
-        crate::domain::ids::request_id()
-            .parse()
-            .ok()
-            .map(RequestId::new)
+        crate::domain::ids::request_id().parse().ok().map(RequestId::new)
     }
 }
 
@@ -41,6 +37,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(openai::routes())
         .merge(tasks::routes())
+        .merge(webhook_secret::routes())
         .merge(images::routes())
         .merge(admin::routes())
         .merge(health::routes())
@@ -66,9 +63,5 @@ async fn unknown_route(uri: axum::http::Uri) -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "This route does not accept that method.",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This route does not accept that method.")
 }

@@ -1,56 +1,53 @@
-//! `GET /v1/tasks/{id}`, `GET /v1/tasks`: the durable record of every request.
+//! `/v1/tasks`: the durable record of every request — get, list, cancel, live events, and the
+//! webhook delivery log.
 
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::auth::Caller;
 use super::error::ApiError;
 use super::openai::with_task_header;
 use crate::app::App;
-use crate::domain::ids;
 use crate::domain::task::TaskStatus;
-use crate::store::TaskRecord;
+use crate::domain::{ids, now_millis};
+use crate::store::{CancelOutcome, TaskRecord};
+use crate::task_view::task_object;
+use crate::webhooks;
 
 pub fn routes() -> axum::Router<Arc<App>> {
+    use axum::routing::{get, post};
     axum::Router::new()
-        .route("/v1/tasks", axum::routing::get(list_tasks))
-        .route("/v1/tasks/{id}", axum::routing::get(get_task))
+        .route("/v1/tasks", get(list_tasks))
+        .route("/v1/tasks/{id}", get(get_task))
+        .route("/v1/tasks/{id}/cancel", post(cancel_task))
+        .route("/v1/tasks/{id}/events", get(task_events))
+        .route("/v1/tasks/{id}/webhook-deliveries", get(list_webhook_deliveries))
 }
 
-/// The task object of API.md.
-pub fn task_json(_app: &App, t: &TaskRecord) -> Value {
-    let secs = |ms: Option<i64>| ms.map(|m| m / 1000);
-    let error = t
-        .error
-        .as_ref()
-        .map(|e| json!({"code": e["code"], "message": e["message"], "type": e["type"]}));
-    json!({
-        "id": t.id,
-        "object": "image.task",
-        "status": t.status.as_str(),
-        "mode": t.mode.as_str(),
-        "model": t.model,
-        "created_at": t.created_at_ms / 1000,
-        "started_at": secs(t.started_at_ms),
-        "completed_at": secs(t.completed_at_ms),
-        "request": request_view(&t.request),
-        "result": t.result,
-        "error": error,
-        "attempts": t.attempts,
-    })
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("No task found with id '{id}'.")).with_param("id")
 }
 
-/// The request as the client sees it (the stored form also keeps the resolved upstream model).
-fn request_view(stored: &Value) -> Value {
-    let mut v = stored.clone();
-    if let Some(obj) = v.as_object_mut() {
-        obj.remove("upstream_model");
-        obj.remove("model");
+/// The owner's task, or 404 (also for another owner's task: existence is not revealed).
+async fn load(app: &App, owner: &str, id: &str) -> Result<TaskRecord, ApiError> {
+    if !ids::looks_like(id, "task_") {
+        return Err(not_found(id));
     }
-    v
+    app.store.get_task(owner, id).await?.ok_or_else(|| not_found(id))
+}
+
+/// The task object with `queue_position` when queued.
+async fn render(app: &App, task: &TaskRecord) -> Result<Value, ApiError> {
+    let position = if task.status == TaskStatus::Queued { Some(app.store.queue_position(task).await?) } else { None };
+    Ok(task_object(task, position))
 }
 
 pub async fn get_task(
@@ -58,20 +55,8 @@ pub async fn get_task(
     Caller(key): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let not_found =
-        || ApiError::not_found(format!("No task found with id '{id}'.")).with_param("id");
-    if !ids::looks_like(&id, "task_") {
-        return Err(not_found());
-    }
-    let task = app
-        .store
-        .get_task(&key.id, &id)
-        .await?
-        .ok_or_else(not_found)?;
-    Ok(with_task_header(
-        axum::Json(task_json(&app, &task)).into_response(),
-        &task.id,
-    ))
+    let task = load(&app, &key.id, &id).await?;
+    Ok(with_task_header(axum::Json(render(&app, &task).await?).into_response(), &task.id))
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,40 +76,27 @@ pub async fn list_tasks(
         Some(s) => Some(TaskStatus::parse(s).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_value",
-                format!(
-                    "Invalid status '{s}'. Use queued, running, completed, failed or cancelled."
-                ),
+                format!("Invalid status '{s}'. Use queued, running, completed, failed or cancelled."),
             )
             .with_param("status")
         })?),
     };
     let limit = match q.limit.as_deref() {
         None | Some("") => 20,
-        Some(s) => s
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=100).contains(l))
-            .ok_or_else(|| {
-                ApiError::bad_request("invalid_value", "'limit' must be an integer from 1 to 100.")
-                    .with_param("limit")
-            })?,
+        Some(s) => s.parse::<u32>().ok().filter(|l| (1..=100).contains(l)).ok_or_else(|| {
+            ApiError::bad_request("invalid_value", "'limit' must be an integer from 1 to 100.").with_param("limit")
+        })?,
     };
     let after = q.after.as_deref().filter(|a| !a.is_empty());
     if let Some(a) = after
         && !ids::looks_like(a, "task_")
     {
-        return Err(
-            ApiError::bad_request("invalid_value", "'after' must be a task id.")
-                .with_param("after"),
-        );
+        return Err(ApiError::bad_request("invalid_value", "'after' must be a task id.").with_param("after"));
     }
-    let mut tasks = app
-        .store
-        .list_tasks(&key.id, status, after, limit + 1)
-        .await?;
+    let mut tasks = app.store.list_tasks(&key.id, status, after, limit + 1).await?;
     let has_more = tasks.len() > limit as usize;
     tasks.truncate(limit as usize);
-    let data: Vec<Value> = tasks.iter().map(|t| task_json(&app, t)).collect();
+    let data: Vec<Value> = tasks.iter().map(|t| task_object(t, None)).collect();
     Ok(axum::Json(json!({
         "object": "list",
         "data": data,
@@ -132,4 +104,140 @@ pub async fn list_tasks(
         "last_id": tasks.last().map(|t| &t.id),
         "has_more": has_more,
     })))
+}
+
+/// queued → cancelled at once; running → the upstream calls are aborted and the task ends
+/// cancelled; ended → 409.
+pub async fn cancel_task(
+    State(app): State<Arc<App>>,
+    Caller(key): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !ids::looks_like(&id, "task_") {
+        return Err(not_found(&id));
+    }
+    let outcome = app.store.request_cancel(&key.id, &id, now_millis(), &webhooks::event_for).await?;
+    let task = match outcome {
+        CancelOutcome::NotFound => return Err(not_found(&id)),
+        CancelOutcome::AlreadyEnded(t) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "task_already_finished",
+                format!("The task has already ended ({}); it cannot be cancelled.", t.status),
+            )
+            .with_task(&t.id));
+        }
+        CancelOutcome::Cancelled(t) => {
+            app.workers.signals.finish(&t.id);
+            app.deliverer.notify();
+            t
+        }
+        CancelOutcome::Requested(t) => {
+            let mut changes = app.workers.signals.subscribe(&t.id);
+            app.workers.cancel_local(&t.id);
+            // Wait briefly for the worker (here, or on another replica at its next heartbeat).
+            let deadline = tokio::time::Instant::now() + app.rt.lease.min(Duration::from_secs(10));
+            loop {
+                let current = load(&app, &key.id, &id).await?;
+                if current.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+                    break current;
+                }
+                tokio::select! {
+                    _ = changes.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+        }
+    };
+    Ok(with_task_header(axum::Json(render(&app, &task).await?).into_response(), &task.id))
+}
+
+/// Server-Sent Events: one event per status change (`task.queued`, `task.running`,
+/// `task.completed`, …) with the task object as data; the terminal one last, then the stream
+/// closes. A client that connects after the end gets the final state at once.
+pub async fn task_events(
+    State(app): State<Arc<App>>,
+    Caller(key): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let first = load(&app, &key.id, &id).await?;
+    let stream = events(app, key.id, first);
+    Ok(with_task_header(
+        Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response(),
+        &id,
+    ))
+}
+
+fn events(app: Arc<App>, owner: String, first: TaskRecord) -> impl Stream<Item = Result<Event, Infallible>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(8);
+    tokio::spawn(async move {
+        let mut changes = app.workers.signals.subscribe(&first.id);
+        let mut task = first;
+        let mut last: Option<TaskStatus> = None;
+        loop {
+            if last != Some(task.status) {
+                last = Some(task.status);
+                if tx.send(sse_event(&task)).await.is_err() {
+                    return; // the client went away
+                }
+                if task.status.is_terminal() {
+                    return;
+                }
+            }
+            // Woken by this process's changes; the poll covers other replicas.
+            tokio::select! {
+                r = changes.changed() => {
+                    if r.is_err() {
+                        changes = app.workers.signals.subscribe(&task.id);
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tx.closed() => return,
+            }
+            match app.store.get_task(&owner, &task.id).await {
+                Ok(Some(t)) => task = t,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(task_id = task.id, error = %e, "SSE: reading the task failed");
+                }
+            }
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) })
+}
+
+fn sse_event(task: &TaskRecord) -> Event {
+    Event::default()
+        .event(format!("task.{}", task.status))
+        .id(task.status.as_str())
+        .data(task_object(task, None).to_string())
+}
+
+/// Each webhook delivery attempt for the task: time, url, HTTP status or error, latency.
+pub async fn list_webhook_deliveries(
+    State(app): State<Arc<App>>,
+    Caller(key): Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    if !ids::looks_like(&id, "task_") {
+        return Err(not_found(&id));
+    }
+    let attempts = app.store.list_attempts(&key.id, &id).await?.ok_or_else(|| not_found(&id))?;
+    let data: Vec<Value> = attempts
+        .iter()
+        .map(|a| {
+            json!({
+                "object": "webhook.delivery",
+                "webhook_id": a.message_id,
+                "event": a.event_type,
+                "url": a.url,
+                "attempted_at": a.attempted_at_ms / 1000,
+                "status_code": a.status_code,
+                "error": a.error,
+                "latency_ms": a.latency_ms,
+                "success": a.status_code.is_some_and(|c| (200..300).contains(&c)),
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({"object": "list", "data": data})))
 }

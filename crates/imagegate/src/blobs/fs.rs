@@ -15,9 +15,7 @@ pub struct FsBlobStore {
 
 impl FsBlobStore {
     pub fn new(root: impl AsRef<Path>) -> FsBlobStore {
-        FsBlobStore {
-            root: root.as_ref().to_path_buf(),
-        }
+        FsBlobStore { root: root.as_ref().to_path_buf() }
     }
 
     /// `root/<2 chars>/<key>`: the two characters come from the key's random tail, so folders
@@ -25,11 +23,7 @@ impl FsBlobStore {
     fn path(&self, key: &str) -> Result<PathBuf, BlobError> {
         check_key(key)?;
         let stem = key.split('.').next().unwrap_or(key);
-        let shard = if stem.len() >= 2 {
-            &stem[stem.len() - 2..]
-        } else {
-            "00"
-        };
+        let shard = if stem.len() >= 2 { &stem[stem.len() - 2..] } else { "00" };
         Ok(self.root.join(shard).join(key))
     }
 }
@@ -39,10 +33,7 @@ fn io(key: &str) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
         if source.kind() == ErrorKind::NotFound {
             BlobError::NotFound(key.to_string())
         } else {
-            BlobError::Io {
-                key: key.to_string(),
-                source,
-            }
+            BlobError::Io { key: key.to_string(), source }
         }
     }
 }
@@ -91,19 +82,11 @@ impl BlobStore for FsBlobStore {
 
     async fn probe(&self) -> Result<(), BlobError> {
         let key = format!("probe_{}.bin", rand::random::<u64>());
-        self.put(
-            &key,
-            Bytes::from_static(b"imagegate probe"),
-            "application/octet-stream",
-        )
-        .await?;
+        self.put(&key, Bytes::from_static(b"imagegate probe"), "application/octet-stream").await?;
         let back = self.get(&key).await?;
         self.delete(&key).await?;
         if &back[..] != b"imagegate probe" {
-            return Err(BlobError::Io {
-                key,
-                source: std::io::Error::other("probe read back different bytes"),
-            });
+            return Err(BlobError::Io { key, source: std::io::Error::other("probe read back different bytes") });
         }
         Ok(())
     }
@@ -118,10 +101,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::new(dir.path());
         store.probe().await.unwrap();
-        store
-            .put("img_abc.png", Bytes::from_static(b"12345"), "image/png")
-            .await
-            .unwrap();
+        store.put("img_abc.png", Bytes::from_static(b"12345"), "image/png").await.unwrap();
         assert_eq!(&store.get("img_abc.png").await.unwrap()[..], b"12345");
         assert_eq!(store.head("img_abc.png").await.unwrap(), 5);
         store.delete("img_abc.png").await.unwrap();
@@ -135,10 +115,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::new(dir.path());
         for key in ["../x", "a/b", ".hidden", "", "a..b"] {
-            assert!(
-                matches!(store.get(key).await, Err(BlobError::InvalidKey(_))),
-                "{key}"
-            );
+            assert!(matches!(store.get(key).await, Err(BlobError::InvalidKey(_))), "{key}");
         }
     }
 }

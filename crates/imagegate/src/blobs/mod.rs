@@ -60,13 +60,7 @@ pub fn check_key(key: &str) -> Result<(), BlobError> {
     let ok = !key.is_empty()
         && key.len() <= 200
         && !key.starts_with('.')
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
         && !key.contains("..");
-    if ok {
-        Ok(())
-    } else {
-        Err(BlobError::InvalidKey(key.to_string()))
-    }
+    if ok { Ok(()) } else { Err(BlobError::InvalidKey(key.to_string())) }
 }

@@ -34,17 +34,11 @@ pub async fn run(config: Config, cmd: KeysCommand) -> Result<()> {
             if quiet {
                 println!("{secret}");
             } else {
-                println!(
-                    "Created key {} ({})",
-                    record.id,
-                    if name.is_empty() { "no name" } else { &name }
-                );
+                println!("Created key {} ({})", record.id, if name.is_empty() { "no name" } else { &name });
                 println!();
                 println!("    {secret}");
                 println!();
-                println!(
-                    "Store it now: it is shown only once. Use it as 'Authorization: Bearer <key>'."
-                );
+                println!("Store it now: it is shown only once. Use it as 'Authorization: Bearer <key>'.");
             }
         }
         KeysCommand::List => {
@@ -53,11 +47,7 @@ pub async fn run(config: Config, cmd: KeysCommand) -> Result<()> {
                 println!("no keys; create one with `imagegate keys create --name NAME`");
             }
             for k in keys {
-                let state = if k.revoked_at.is_some() {
-                    "revoked"
-                } else {
-                    "active"
-                };
+                let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
                 println!("{}  {}…  {:8}  {}", k.id, k.prefix, state, k.name);
             }
         }

@@ -61,10 +61,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init();
     crate::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -85,10 +82,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve { listen } => listen.clone(),
         _ => None,
     };
-    let overrides = Overrides {
-        listen,
-        data_dir: cli.data_dir.clone(),
-    };
+    let overrides = Overrides { listen, data_dir: cli.data_dir.clone() };
     let config = Config::load(cli.config.as_deref(), &overrides)?;
     match cli.command {
         Command::Serve { .. } => serve::run(config).await,
@@ -100,16 +94,12 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Keys { command } => keys::run(config, command).await,
-        Command::Config {
-            command: ConfigCommand::Print,
-        } => {
+        Command::Config { command: ConfigCommand::Print } => {
             config.runtime()?;
             print!("{}", config.to_redacted_toml()?);
             Ok(())
         }
-        Command::Config {
-            command: ConfigCommand::Defaults,
-        } => {
+        Command::Config { command: ConfigCommand::Defaults } => {
             print!("{}", crate::config::DEFAULT_TOML);
             Ok(())
         }

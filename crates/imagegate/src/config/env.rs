@@ -30,10 +30,12 @@ pub fn apply(config: &mut Config, get: impl Fn(&str) -> Option<String>) -> Resul
     if let Some(v) = get("IMAGEGATE_GEMINI_BASE_URL") {
         config.providers.gemini.base_url = v;
     }
-    if let Some(v) = get("IMAGEGATE_WEBHOOK_ALLOW_PRIVATE")
-        && !matches!(v.as_str(), "0" | "1" | "true" | "false" | "")
-    {
-        bail!("IMAGEGATE_WEBHOOK_ALLOW_PRIVATE must be 0 or 1");
+    if let Some(v) = get("IMAGEGATE_WEBHOOK_ALLOW_PRIVATE") {
+        config.webhooks.allow_private = match v.as_str() {
+            "1" | "true" => true,
+            "0" | "false" | "" => false,
+            _ => bail!("IMAGEGATE_WEBHOOK_ALLOW_PRIVATE must be 0 or 1"),
+        };
     }
     Ok(())
 }

@@ -25,7 +25,16 @@ pub struct Config {
     pub storage: StorageConfig,
     pub timeouts: TimeoutsConfig,
     pub worker: WorkerConfig,
+    pub webhooks: WebhooksConfig,
     pub providers: ProvidersConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    pub schedule: Vec<String>,
+    pub timeout: String,
+    pub allow_private: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,10 +116,10 @@ impl Config {
             None => Some(PathBuf::from("imagegate.toml")).filter(|p| p.exists()),
         };
         if let Some(path) = &file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading config file {}", path.display()))?;
-            let user: toml::Table = toml::from_str(&text)
-                .with_context(|| format!("parsing config file {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+            let user: toml::Table =
+                toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
             merge(&mut merged, user);
         }
         let mut config: Config = toml::Value::Table(merged)
@@ -132,21 +141,15 @@ impl Config {
 
     /// Checks and converts every value; the error names the setting.
     pub fn runtime(&self) -> Result<Runtime> {
-        let listen: SocketAddr = self.server.listen.parse().with_context(|| {
-            format!(
-                "server.listen {:?} is not an address like 127.0.0.1:8080",
-                self.server.listen
-            )
-        })?;
+        let listen: SocketAddr =
+            self.server.listen.parse().with_context(|| {
+                format!("server.listen {:?} is not an address like 127.0.0.1:8080", self.server.listen)
+            })?;
         let public_url = if self.server.public_url.is_empty() {
             format!("http://{listen}")
         } else {
-            let u = url::Url::parse(&self.server.public_url).with_context(|| {
-                format!(
-                    "server.public_url {:?} is not a URL",
-                    self.server.public_url
-                )
-            })?;
+            let u = url::Url::parse(&self.server.public_url)
+                .with_context(|| format!("server.public_url {:?} is not a URL", self.server.public_url))?;
             if !matches!(u.scheme(), "http" | "https") {
                 bail!("server.public_url must be http or https");
             }
@@ -165,6 +168,8 @@ impl Config {
         if lease < Duration::from_secs(1) {
             bail!("worker.lease must be at least 1s");
         }
+        let webhook_schedule =
+            self.webhooks.schedule.iter().map(|d| dur("webhooks.schedule", d)).collect::<Result<Vec<_>>>()?;
         let data_dir = self.storage.data_dir.clone();
         let database_url = if self.storage.database_url.is_empty() {
             format!("sqlite://{}", data_dir.join("imagegate.db").display())
@@ -182,13 +187,7 @@ impl Config {
             .api_key
             .resolve()
             .map_err(|e| anyhow::anyhow!("providers.gemini.api_key: {e}"))?
-            .map(|keys| {
-                keys.split(',')
-                    .map(str::trim)
-                    .filter(|k| !k.is_empty())
-                    .map(Secret::new)
-                    .collect()
-            })
+            .map(|keys| keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(Secret::new).collect())
             .unwrap_or_default();
         let admin_token = self
             .server
@@ -218,17 +217,12 @@ impl Config {
             worker_concurrency: self.worker.concurrency,
             lease,
             gemini_keys,
-            gemini_base_url: self
-                .providers
-                .gemini
-                .base_url
-                .trim_end_matches('/')
-                .to_string(),
-            simulated_latency: dur(
-                "providers.simulated.latency",
-                &self.providers.simulated.latency,
-            )?,
+            gemini_base_url: self.providers.gemini.base_url.trim_end_matches('/').to_string(),
+            simulated_latency: dur("providers.simulated.latency", &self.providers.simulated.latency)?,
             simulated_failure_rate: self.providers.simulated.failure_rate,
+            webhook_schedule,
+            webhook_timeout: dur("webhooks.timeout", &self.webhooks.timeout)?,
+            webhook_allow_private: self.webhooks.allow_private,
         })
     }
 
@@ -261,6 +255,9 @@ pub struct Runtime {
     pub gemini_base_url: String,
     pub simulated_latency: Duration,
     pub simulated_failure_rate: f64,
+    pub webhook_schedule: Vec<Duration>,
+    pub webhook_timeout: Duration,
+    pub webhook_allow_private: bool,
 }
 
 impl Runtime {
@@ -304,10 +301,7 @@ mod tests {
     #[test]
     fn an_unknown_key_is_an_error_that_names_it() {
         let mut base: toml::Table = toml::from_str(DEFAULT_TOML).unwrap();
-        merge(
-            &mut base,
-            toml::from_str("[server]\nlisten_addr = \"x\"").unwrap(),
-        );
+        merge(&mut base, toml::from_str("[server]\nlisten_addr = \"x\"").unwrap());
         let err = toml::Value::Table(base).try_into::<Config>().unwrap_err();
         assert!(err.to_string().contains("listen_addr"), "{err}");
     }

@@ -48,11 +48,7 @@ impl<'de> Deserialize<'de> for Secret {
 
 /// References (`env::NAME`) are shown; values never are.
 fn redacted(s: &str) -> String {
-    if s.is_empty() || s.starts_with("env::") {
-        s.to_string()
-    } else {
-        "<redacted>".to_string()
-    }
+    if s.is_empty() || s.starts_with("env::") { s.to_string() } else { "<redacted>".to_string() }
 }
 
 #[cfg(test)]
@@ -63,10 +59,7 @@ mod tests {
     fn values_never_print_but_references_do() {
         let s = Secret::new("sk-very-secret");
         assert_eq!(format!("{s:?}"), "<redacted>");
-        assert_eq!(
-            format!("{:?}", Secret::new("env::GEMINI_API_KEY")),
-            "env::GEMINI_API_KEY"
-        );
+        assert_eq!(format!("{:?}", Secret::new("env::GEMINI_API_KEY")), "env::GEMINI_API_KEY");
         assert_eq!(s.resolve().unwrap().as_deref(), Some("sk-very-secret"));
         assert!(Secret::new("env::").resolve().is_err());
     }

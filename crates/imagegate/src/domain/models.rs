@@ -43,16 +43,12 @@ pub const CATALOG: [Model; 2] = [
 
 /// Finds a model by its upstream name or any alias.
 pub fn resolve(id: &str) -> Option<&'static Model> {
-    CATALOG
-        .iter()
-        .find(|m| m.upstream == id || m.aliases.contains(&id))
+    CATALOG.iter().find(|m| m.upstream == id || m.aliases.contains(&id))
 }
 
 /// Every public id (aliases first, as users know them), for `GET /v1/models`.
 pub fn public_ids() -> impl Iterator<Item = &'static str> {
-    CATALOG
-        .iter()
-        .flat_map(|m| m.aliases.iter().copied().chain(std::iter::once(m.upstream)))
+    CATALOG.iter().flat_map(|m| m.aliases.iter().copied().chain(std::iter::once(m.upstream)))
 }
 
 #[cfg(test)]
@@ -61,18 +57,9 @@ mod tests {
 
     #[test]
     fn aliases_resolve_to_their_upstream_model() {
-        assert_eq!(
-            resolve("nano-banana-pro").unwrap().upstream,
-            "gemini-3-pro-image-preview"
-        );
-        assert_eq!(
-            resolve("gemini-3-pro-image").unwrap().upstream,
-            "gemini-3-pro-image-preview"
-        );
-        assert_eq!(
-            resolve("nano-banana").unwrap().upstream,
-            "gemini-2.5-flash-image"
-        );
+        assert_eq!(resolve("nano-banana-pro").unwrap().upstream, "gemini-3-pro-image-preview");
+        assert_eq!(resolve("gemini-3-pro-image").unwrap().upstream, "gemini-3-pro-image-preview");
+        assert_eq!(resolve("nano-banana").unwrap().upstream, "gemini-2.5-flash-image");
         assert!(resolve("dall-e-3").is_none());
         assert!(public_ids().any(|id| id == "gemini-3-pro-image-preview"));
     }

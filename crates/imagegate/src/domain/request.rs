@@ -111,11 +111,7 @@ pub struct Invalid {
 }
 
 fn invalid(param: &str, code: &'static str, message: impl Into<String>) -> Invalid {
-    Invalid {
-        message: message.into(),
-        param: Some(param.to_string()),
-        code,
-    }
+    Invalid { message: message.into(), param: Some(param.to_string()), code }
 }
 
 /// Fields OpenAI's images API defines that we accept; anything else is refused as OpenAI does.
@@ -149,11 +145,7 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
     };
     for key in obj.keys() {
         if !KNOWN_FIELDS.contains(&key.as_str()) && !extra_fields.contains(&key.as_str()) {
-            return Err(invalid(
-                key,
-                "unknown_parameter",
-                format!("Unrecognized request argument supplied: {key}"),
-            ));
+            return Err(invalid(key, "unknown_parameter", format!("Unrecognized request argument supplied: {key}")));
         }
     }
 
@@ -163,21 +155,14 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
         invalid(
             "model",
             "model_not_found",
-            format!(
-                "The model '{model_id}' does not exist. Available models: {}.",
-                known.join(", ")
-            ),
+            format!("The model '{model_id}' does not exist. Available models: {}.", known.join(", ")),
         )
     })?;
 
     let prompt = required_string(obj, "prompt")?;
     let chars = prompt.chars().count();
     if prompt.trim().is_empty() {
-        return Err(invalid(
-            "prompt",
-            "invalid_value",
-            "'prompt' must not be empty.",
-        ));
+        return Err(invalid("prompt", "invalid_value", "'prompt' must not be empty."));
     }
     if chars > MAX_PROMPT_CHARS {
         return Err(invalid(
@@ -207,10 +192,7 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
         invalid(
             "size",
             "invalid_size",
-            format!(
-                "Invalid value: '{size}'. Supported values are: {}.",
-                sizes::SUPPORTED_SIZES
-            ),
+            format!("Invalid value: '{size}'. Supported values are: {}.", sizes::SUPPORTED_SIZES),
         )
     })?;
 
@@ -227,20 +209,12 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
     };
     let resolution = match optional_string(obj, "image_size")? {
         Some(s) => Resolution::parse(s).ok_or_else(|| {
-            invalid(
-                "image_size",
-                "invalid_value",
-                format!("Invalid image_size '{s}'. Supported: 1K, 2K, 4K."),
-            )
+            invalid("image_size", "invalid_value", format!("Invalid image_size '{s}'. Supported: 1K, 2K, 4K."))
         })?,
         None => hint.resolution.unwrap_or(Resolution::K1),
     };
     if resolution > model.max_resolution() {
-        let param = if obj.contains_key("image_size") {
-            "image_size"
-        } else {
-            "size"
-        };
+        let param = if obj.contains_key("image_size") { "image_size" } else { "size" };
         return Err(invalid(
             param,
             "invalid_size",
@@ -288,9 +262,7 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
         },
         Some(other) => return Err(wrong_type("output_compression", "an integer", other)),
     };
-    if output_compression.is_some()
-        && !matches!(output_format, Some(OutputFormat::Jpeg | OutputFormat::Webp))
-    {
+    if output_compression.is_some() && !matches!(output_format, Some(OutputFormat::Jpeg | OutputFormat::Webp)) {
         return Err(invalid(
             "output_compression",
             "invalid_value",
@@ -324,11 +296,7 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
     }
     let user = optional_string(obj, "user")?;
     if user.is_some_and(|u| u.len() > 256) {
-        return Err(invalid(
-            "user",
-            "string_above_max_length",
-            "'user' is longer than 256 bytes.",
-        ));
+        return Err(invalid("user", "string_above_max_length", "'user' is longer than 256 bytes."));
     }
 
     Ok(ImageRequest {
@@ -349,20 +317,15 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
 
 fn required_string<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, Invalid> {
     match obj.get(field) {
-        None | Some(Value::Null) => Err(invalid(
-            field,
-            "missing_required_parameter",
-            format!("Missing required parameter: '{field}'."),
-        )),
+        None | Some(Value::Null) => {
+            Err(invalid(field, "missing_required_parameter", format!("Missing required parameter: '{field}'.")))
+        }
         Some(Value::String(s)) => Ok(s),
         Some(other) => Err(wrong_type(field, "a string", other)),
     }
 }
 
-fn optional_string<'a>(
-    obj: &'a Map<String, Value>,
-    field: &str,
-) -> Result<Option<&'a str>, Invalid> {
+fn optional_string<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, Invalid> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -379,11 +342,7 @@ fn wrong_type(field: &str, expected: &str, got: &Value) -> Invalid {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     };
-    invalid(
-        field,
-        "invalid_type",
-        format!("Invalid type for '{field}': expected {expected}, but got {kind}."),
-    )
+    invalid(field, "invalid_type", format!("Invalid type for '{field}': expected {expected}, but got {kind}."))
 }
 
 #[cfg(test)]
@@ -412,13 +371,8 @@ mod tests {
     #[test]
     fn size_then_extension_fields_decide_the_shape() {
         let r = ok(json!({"model": "nano-banana-pro", "prompt": "x", "size": "2048x2048"}));
-        assert_eq!(
-            (r.aspect_ratio.as_str(), r.image_size.as_str()),
-            ("1:1", "2K")
-        );
-        let r = ok(
-            json!({"model": "nano-banana-pro", "prompt": "x", "size": "2048x2048", "aspect_ratio": "16:9"}),
-        );
+        assert_eq!((r.aspect_ratio.as_str(), r.image_size.as_str()), ("1:1", "2K"));
+        let r = ok(json!({"model": "nano-banana-pro", "prompt": "x", "size": "2048x2048", "aspect_ratio": "16:9"}));
         assert_eq!(r.shape().pixels(), (2752, 1536));
         let r = ok(json!({"model": "nano-banana-pro", "prompt": "x", "image_size": "4k"}));
         assert_eq!(r.image_size, "4K");
@@ -430,72 +384,24 @@ mod tests {
     fn each_bad_field_names_its_param_and_code() {
         let base = json!({"model": "nano-banana-pro", "prompt": "x"});
         let cases: Vec<(Value, &str, &str)> = vec![
-            (
-                json!({"prompt": "x"}),
-                "model",
-                "missing_required_parameter",
-            ),
-            (
-                json!({"model": "nano-banana-pro"}),
-                "prompt",
-                "missing_required_parameter",
-            ),
-            (
-                json!({"model": "dall-e-9", "prompt": "x"}),
-                "model",
-                "model_not_found",
-            ),
+            (json!({"prompt": "x"}), "model", "missing_required_parameter"),
+            (json!({"model": "nano-banana-pro"}), "prompt", "missing_required_parameter"),
+            (json!({"model": "dall-e-9", "prompt": "x"}), "model", "model_not_found"),
             (json!({"model": 3, "prompt": "x"}), "model", "invalid_type"),
-            (
-                json!({"model": "nano-banana-pro", "prompt": ""}),
-                "prompt",
-                "invalid_value",
-            ),
-            (
-                json!({"model": "nano-banana-pro", "prompt": "x".repeat(32_001)}),
-                "prompt",
-                "string_above_max_length",
-            ),
-            (
-                json!({"model": "nano-banana-pro", "prompt": "x", "n": 0}),
-                "n",
-                "invalid_value",
-            ),
-            (
-                json!({"model": "nano-banana-pro", "prompt": "x", "n": 11}),
-                "n",
-                "invalid_value",
-            ),
-            (
-                json!({"model": "nano-banana-pro", "prompt": "x", "n": 1.5}),
-                "n",
-                "invalid_value",
-            ),
-            (
-                json!({"model": "nano-banana-pro", "prompt": "x", "n": "2"}),
-                "n",
-                "invalid_type",
-            ),
-            (
-                json!({"model": "nano-banana-pro", "prompt": "x", "size": "13x7"}),
-                "size",
-                "invalid_size",
-            ),
+            (json!({"model": "nano-banana-pro", "prompt": ""}), "prompt", "invalid_value"),
+            (json!({"model": "nano-banana-pro", "prompt": "x".repeat(32_001)}), "prompt", "string_above_max_length"),
+            (json!({"model": "nano-banana-pro", "prompt": "x", "n": 0}), "n", "invalid_value"),
+            (json!({"model": "nano-banana-pro", "prompt": "x", "n": 11}), "n", "invalid_value"),
+            (json!({"model": "nano-banana-pro", "prompt": "x", "n": 1.5}), "n", "invalid_value"),
+            (json!({"model": "nano-banana-pro", "prompt": "x", "n": "2"}), "n", "invalid_type"),
+            (json!({"model": "nano-banana-pro", "prompt": "x", "size": "13x7"}), "size", "invalid_size"),
             (
                 json!({"model": "nano-banana-pro", "prompt": "x", "aspect_ratio": "7:3"}),
                 "aspect_ratio",
                 "invalid_value",
             ),
-            (
-                json!({"model": "nano-banana-pro", "prompt": "x", "image_size": "8K"}),
-                "image_size",
-                "invalid_value",
-            ),
-            (
-                json!({"model": "nano-banana", "prompt": "x", "size": "2048x2048"}),
-                "size",
-                "invalid_size",
-            ),
+            (json!({"model": "nano-banana-pro", "prompt": "x", "image_size": "8K"}), "image_size", "invalid_value"),
+            (json!({"model": "nano-banana", "prompt": "x", "size": "2048x2048"}), "size", "invalid_size"),
             (
                 json!({"model": "nano-banana-pro", "prompt": "x", "response_format": "png"}),
                 "response_format",
@@ -516,25 +422,12 @@ mod tests {
                 "output_compression",
                 "invalid_value",
             ),
-            (
-                json!({"model": "nano-banana-pro", "prompt": "x", "colour": "red"}),
-                "colour",
-                "unknown_parameter",
-            ),
-            (
-                json!({"model": "nano-banana-pro", "prompt": "x", "stream": true}),
-                "stream",
-                "unsupported_value",
-            ),
+            (json!({"model": "nano-banana-pro", "prompt": "x", "colour": "red"}), "colour", "unknown_parameter"),
+            (json!({"model": "nano-banana-pro", "prompt": "x", "stream": true}), "stream", "unsupported_value"),
         ];
         for (body, param, code) in cases {
             let e = err(body.clone());
-            assert_eq!(
-                (e.param.as_deref(), e.code),
-                (Some(param), code),
-                "{body}: {}",
-                e.message
-            );
+            assert_eq!((e.param.as_deref(), e.code), (Some(param), code), "{body}: {}", e.message);
         }
         assert_eq!(err(json!([base])).code, "invalid_json");
     }

@@ -65,11 +65,7 @@ pub struct ImageShape {
 
 impl ImageShape {
     pub fn pixels(&self) -> (u32, u32) {
-        let px = if self.flash {
-            flash_pixels(self.aspect_ratio)
-        } else {
-            pixels(self.aspect_ratio, self.resolution)
-        };
+        let px = if self.flash { flash_pixels(self.aspect_ratio) } else { pixels(self.aspect_ratio, self.resolution) };
         px.unwrap_or((1024, 1024))
     }
 
@@ -101,19 +97,13 @@ pub const FLASH_TABLE: [(&str, (u32, u32)); 10] = [
 
 /// Pixel size of a Flash image at `ratio` (1K).
 pub fn flash_pixels(ratio: &str) -> Option<(u32, u32)> {
-    FLASH_TABLE
-        .iter()
-        .find(|(r, _)| *r == ratio)
-        .map(|(_, wh)| *wh)
+    FLASH_TABLE.iter().find(|(r, _)| *r == ratio).map(|(_, wh)| *wh)
 }
 
 /// Pixel size of a Pro image at `ratio` and `res`.
 pub fn pixels(ratio: &str, res: Resolution) -> Option<(u32, u32)> {
     let idx = Resolution::ALL.iter().position(|r| *r == res)?;
-    TABLE
-        .iter()
-        .find(|(r, _)| *r == ratio)
-        .map(|(_, sizes)| sizes[idx])
+    TABLE.iter().find(|(r, _)| *r == ratio).map(|(_, sizes)| sizes[idx])
 }
 
 /// What the `size` field says about ratio and resolution; `None` parts are unspecified (`auto`).
@@ -124,17 +114,15 @@ pub struct SizeHint {
 }
 
 /// Supported `size` values for error messages.
-pub const SUPPORTED_SIZES: &str = "auto, 1024x1024, 2048x2048, 4096x4096, 1536x1024, 1024x1536, or an exact Gemini size such as 1376x768 (16:9 1K)";
+pub const SUPPORTED_SIZES: &str =
+    "auto, 1024x1024, 2048x2048, 4096x4096, 1536x1024, 1024x1536, or an exact Gemini size such as 1376x768 (16:9 1K)";
 
 /// Parses the `size` field. OpenAI's landscape/portrait sizes map to the nearest Gemini ratio
 /// at 1K (Gemini cannot produce 1536x1024 exactly; it returns 1264x848 for 3:2).
 pub fn parse_size(s: &str) -> Option<SizeHint> {
     match s {
         "auto" => {
-            return Some(SizeHint {
-                aspect_ratio: None,
-                resolution: None,
-            });
+            return Some(SizeHint { aspect_ratio: None, resolution: None });
         }
         "1536x1024" => return Some(hint("3:2", Resolution::K1)),
         "1024x1536" => return Some(hint("2:3", Resolution::K1)),
@@ -153,17 +141,11 @@ pub fn parse_size(s: &str) -> Option<SizeHint> {
             }
         }
     }
-    FLASH_TABLE
-        .iter()
-        .find(|(_, wh)| *wh == (w, h))
-        .map(|(ratio, _)| hint(ratio, Resolution::K1))
+    FLASH_TABLE.iter().find(|(_, wh)| *wh == (w, h)).map(|(ratio, _)| hint(ratio, Resolution::K1))
 }
 
 fn hint(ratio: &'static str, res: Resolution) -> SizeHint {
-    SizeHint {
-        aspect_ratio: Some(ratio),
-        resolution: Some(res),
-    }
+    SizeHint { aspect_ratio: Some(ratio), resolution: Some(res) }
 }
 
 #[cfg(test)]
@@ -186,23 +168,12 @@ mod tests {
         assert_eq!(parse_size("1536x1024").unwrap().aspect_ratio, Some("3:2"));
         assert_eq!(parse_size("1024x1536").unwrap().aspect_ratio, Some("2:3"));
         assert_eq!(parse_size("auto").unwrap().resolution, None);
-        assert_eq!(
-            parse_size("2048x2048").unwrap().resolution,
-            Some(Resolution::K2)
-        );
+        assert_eq!(parse_size("2048x2048").unwrap().resolution, Some(Resolution::K2));
     }
 
     #[test]
     fn unknown_sizes_are_refused() {
-        for s in [
-            "13x7",
-            "1024",
-            "x",
-            "1024x1024x1",
-            "-1x-1",
-            "",
-            "99999999999x1",
-        ] {
+        for s in ["13x7", "1024", "x", "1024x1024x1", "-1x-1", "", "99999999999x1"] {
             assert!(parse_size(s).is_none(), "{s}");
         }
     }
@@ -216,10 +187,7 @@ mod tests {
         for (ratio, by_res) in sizes {
             for res in Resolution::ALL {
                 let wh = &by_res[res.as_str()];
-                let expected = (
-                    wh[0].as_u64().unwrap() as u32,
-                    wh[1].as_u64().unwrap() as u32,
-                );
+                let expected = (wh[0].as_u64().unwrap() as u32, wh[1].as_u64().unwrap() as u32);
                 assert_eq!(pixels(ratio, res), Some(expected), "{ratio} {res}");
             }
         }

@@ -39,10 +39,7 @@ impl TaskStatus {
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled
-        )
+        matches!(self, TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled)
     }
 
     /// Whether a task may move from `self` to `next`.

@@ -51,10 +51,7 @@ pub struct GeneratedImage {
 pub enum ProviderError {
     /// 429: over the upstream's quota; retry after the hint if any.
     #[error("upstream rate limited: {message}")]
-    RateLimited {
-        retry_after: Option<Duration>,
-        message: String,
-    },
+    RateLimited { retry_after: Option<Duration>, message: String },
     /// 5xx or "model overloaded": retryable.
     #[error("upstream unavailable ({status}): {message}")]
     Overloaded { status: u16, message: String },
@@ -111,10 +108,7 @@ impl Registry {
     /// Gemini when a key is configured, otherwise the simulated provider for every model.
     pub fn from_config(rt: &Runtime) -> anyhow::Result<Registry> {
         let provider: Arc<dyn Provider> = if rt.gemini_keys.is_empty() {
-            Arc::new(simulated::SimulatedProvider::new(
-                rt.simulated_latency,
-                rt.simulated_failure_rate,
-            ))
+            Arc::new(simulated::SimulatedProvider::new(rt.simulated_latency, rt.simulated_failure_rate))
         } else {
             Arc::new(gemini::GeminiProvider::new(rt)?)
         };
@@ -136,10 +130,6 @@ impl Registry {
 
     /// `owned_by` in `GET /v1/models`.
     pub fn owner_label(&self) -> &'static str {
-        if self.is_simulated() {
-            "simulated"
-        } else {
-            "google"
-        }
+        if self.is_simulated() { "simulated" } else { "google" }
     }
 }

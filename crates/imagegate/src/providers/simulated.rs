@@ -24,10 +24,7 @@ pub struct SimulatedProvider {
 
 impl SimulatedProvider {
     pub fn new(latency: Duration, failure_rate: f64) -> SimulatedProvider {
-        SimulatedProvider {
-            latency,
-            failure_rate,
-        }
+        SimulatedProvider { latency, failure_rate }
     }
 }
 
@@ -59,8 +56,7 @@ impl Provider for SimulatedProvider {
         if directive(&req.prompt, "refuse").is_some() {
             return Err(ProviderError::Rejected {
                 reason: "IMAGE_SAFETY".into(),
-                message: "The model declined to generate this image: IMAGE_SAFETY (simulated)."
-                    .into(),
+                message: "The model declined to generate this image: IMAGE_SAFETY (simulated).".into(),
             });
         }
         if directive(&req.prompt, "text").is_some() {
@@ -89,23 +85,15 @@ impl Provider for SimulatedProvider {
             imaging::encode_with(&img, format, Some(85), false)
         })
         .await
-        .map_err(|e| ProviderError::Malformed {
-            message: format!("renderer stopped: {e}"),
-        })?
-        .map_err(|e| ProviderError::Malformed {
-            message: e.to_string(),
-        })?;
+        .map_err(|e| ProviderError::Malformed { message: format!("renderer stopped: {e}") })?
+        .map_err(|e| ProviderError::Malformed { message: e.to_string() })?;
         Ok(GeneratedImage {
             bytes,
             mime: format.mime().to_string(),
             text: None,
             // Gemini bills ~1 token per 4 prompt characters, 1120 image tokens at 1K/2K, 2000 at 4K.
             input_tokens: (req.prompt.len() as u64).div_ceil(4),
-            output_tokens: if req.resolution == crate::domain::sizes::Resolution::K4 {
-                2000
-            } else {
-                1120
-            },
+            output_tokens: if req.resolution == crate::domain::sizes::Resolution::K4 { 2000 } else { 1120 },
         })
     }
 }
@@ -116,12 +104,8 @@ fn scripted_error(code: &str) -> ProviderError {
             retry_after: Some(Duration::from_secs(1)),
             message: "Resource exhausted (simulated).".into(),
         },
-        "400" => ProviderError::Invalid {
-            message: "Invalid argument (simulated).".into(),
-        },
-        "403" => ProviderError::Auth {
-            message: "Permission denied (simulated).".into(),
-        },
+        "400" => ProviderError::Invalid { message: "Invalid argument (simulated).".into() },
+        "403" => ProviderError::Auth { message: "Permission denied (simulated).".into() },
         other => ProviderError::Overloaded {
             status: other.parse().unwrap_or(503),
             message: "The model is overloaded (simulated).".into(),
@@ -139,16 +123,11 @@ pub fn render(prompt: &str, index: u32, w: u32, h: u32) -> RgbImage {
     let seed = hasher.finish();
     let byte = |i: u32| ((seed >> (i * 8)) & 0xff) as i32;
     let (a, b) = ([byte(0), byte(1), byte(2)], [byte(3), byte(4), byte(5)]);
-    let (cx, cy) = (
-        (byte(6) as u32 * w / 256) as i64,
-        (byte(7) as u32 * h / 256) as i64,
-    );
+    let (cx, cy) = ((byte(6) as u32 * w / 256) as i64, (byte(7) as u32 * h / 256) as i64);
     // Hot loop kept to table lookups and shifts: the gradient is precomputed per diagonal and
     // the ring width is a power of two.
     let span = (w + h).max(1) as i32;
-    let gradient: Vec<[i32; 3]> = (0..span)
-        .map(|t| std::array::from_fn(|c| a[c] + (b[c] - a[c]) * t / span))
-        .collect();
+    let gradient: Vec<[i32; 3]> = (0..span).map(|t| std::array::from_fn(|c| a[c] + (b[c] - a[c]) * t / span)).collect();
     let ring_shift = (w.max(h) / 16).max(4).ilog2();
     let mut buf = vec![0u8; w as usize * h as usize * 3];
     for (y, row) in buf.chunks_exact_mut(w as usize * 3).enumerate() {
@@ -204,23 +183,14 @@ mod tests {
     #[tokio::test]
     async fn directives_script_failures() {
         let p = SimulatedProvider::new(Duration::ZERO, 0.0);
-        assert!(matches!(
-            p.generate(&req("x [sim:refuse]", 0)).await,
-            Err(ProviderError::Rejected { .. })
-        ));
-        assert!(matches!(
-            p.generate(&req("x [sim:error:429]", 0)).await,
-            Err(ProviderError::RateLimited { .. })
-        ));
+        assert!(matches!(p.generate(&req("x [sim:refuse]", 0)).await, Err(ProviderError::Rejected { .. })));
+        assert!(matches!(p.generate(&req("x [sim:error:429]", 0)).await, Err(ProviderError::RateLimited { .. })));
         assert!(matches!(
             p.generate(&req("x [sim:error:503]", 0)).await,
             Err(ProviderError::Overloaded { status: 503, .. })
         ));
         let mut slow = req("x [sim:delay:10s]", 0);
         slow.deadline = Duration::from_millis(20);
-        assert!(matches!(
-            p.generate(&slow).await,
-            Err(ProviderError::Timeout(_))
-        ));
+        assert!(matches!(p.generate(&slow).await, Err(ProviderError::Timeout(_))));
     }
 }

@@ -49,6 +49,88 @@ pub struct NewKey {
     pub key_hash: String,
     pub prefix: String,
     pub created_at: i64,
+    /// The key's webhook signing secret (`whsec_…`).
+    pub webhook_secret: String,
+}
+
+/// Where a task's webhooks go and which events are wanted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookTarget {
+    pub url: String,
+    /// Subset of `started`, `completed`, `failed`, `cancelled`.
+    pub events: Vec<String>,
+}
+
+/// A webhook message to write to the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewWebhook {
+    /// `msg_…`: the `webhook-id`, stable across retries.
+    pub id: String,
+    /// `task.completed`, …
+    pub event_type: String,
+    pub url: String,
+    /// The exact body to send (and sign) on every attempt.
+    pub payload: String,
+}
+
+/// Builds the webhook (if any) owed for a task in the state it has just reached; called by the
+/// store inside the transaction that changes the state.
+pub type WebhookFor<'a> = &'a (dyn Fn(&TaskRecord) -> Option<NewWebhook> + Send + Sync);
+
+/// A claimed outbox message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookMessage {
+    pub id: String,
+    pub task_id: String,
+    pub owner: String,
+    pub event_type: String,
+    pub url: String,
+    pub payload: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// One delivery attempt, as `GET /v1/tasks/{id}/webhook-deliveries` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryAttempt {
+    pub message_id: String,
+    pub task_id: String,
+    pub event_type: String,
+    pub url: String,
+    pub attempted_at_ms: i64,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub latency_ms: i64,
+}
+
+/// What happens to a message after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AttemptOutcome {
+    Delivered,
+    RetryAt(i64),
+    GiveUp,
+}
+
+/// The state of a lease after a renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    Held,
+    /// Held, and the owner asked to cancel the task.
+    CancelRequested,
+    /// Another worker has it, or it ended.
+    Lost,
+}
+
+/// What `request_cancel` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// The task was queued and is now cancelled.
+    Cancelled(TaskRecord),
+    /// The task is running; its worker has been asked to abort it.
+    Requested(TaskRecord),
+    /// The task had already ended.
+    AlreadyEnded(TaskRecord),
+    NotFound,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +143,7 @@ pub struct NewTask {
     pub request: Value,
     /// `(Idempotency-Key, SHA-256 of the canonical body)`.
     pub idempotency: Option<(String, String)>,
+    pub webhook: Option<WebhookTarget>,
     pub created_at_ms: i64,
 }
 
@@ -78,6 +161,8 @@ pub struct TaskRecord {
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub completed_at_ms: Option<i64>,
+    pub webhook: Option<WebhookTarget>,
+    pub cancel_requested: bool,
 }
 
 /// What `create_task` did.
@@ -138,23 +223,22 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<TaskRecord>, StoreError>;
 
-    /// Claims the oldest claimable task (queued, or running with an expired lease) for `worker`
-    /// until `lease_until_ms`; counts one attempt. Atomic: a task is claimed by one worker.
+    /// Position in the queue of a queued task: how many queued tasks were submitted before it.
+    async fn queue_position(&self, task: &TaskRecord) -> Result<i64, StoreError>;
+
+    /// Claims a task for `worker` until `lease_until_ms` and counts one attempt. Running tasks
+    /// whose lease expired come first; then queued tasks, round-robin across owners (the owner
+    /// whose last claim is oldest), oldest first within an owner. Atomic: one worker per task.
     async fn claim_task(
         &self,
         worker: &str,
         now_ms: i64,
         lease_until_ms: i64,
     ) -> Result<Option<TaskRecord>, StoreError>;
-    /// Extends the lease; `false` when `worker` no longer holds it (the task was re-claimed or ended).
-    async fn renew_lease(
-        &self,
-        task_id: &str,
-        worker: &str,
-        lease_until_ms: i64,
-    ) -> Result<bool, StoreError>;
-    /// Ends a task `worker` holds as completed, writing its images in the same transaction.
-    /// `false` (and nothing written) when the worker lost the lease.
+    /// Extends the lease and reports whether a cancel was requested.
+    async fn renew_lease(&self, task_id: &str, worker: &str, lease_until_ms: i64) -> Result<Lease, StoreError>;
+    /// Ends a task `worker` holds as completed, writing its images and its webhook (from
+    /// `webhook`) in the same transaction. `false` (nothing written) when the lease was lost.
     async fn complete_task(
         &self,
         task_id: &str,
@@ -162,27 +246,62 @@ pub trait Store: Send + Sync {
         result: &Value,
         images: &[ImageRecord],
         now_ms: i64,
+        webhook: WebhookFor<'_>,
     ) -> Result<bool, StoreError>;
-    /// Ends a task `worker` holds as failed. `false` when the worker lost the lease.
+    /// Ends a task `worker` holds as failed, with its webhook. `false` when the lease was lost.
     async fn fail_task(
         &self,
         task_id: &str,
         worker: &str,
         error: &Value,
         now_ms: i64,
+        webhook: WebhookFor<'_>,
     ) -> Result<bool, StoreError>;
-    /// Puts a task `worker` holds back in the queue (graceful shutdown). The attempt is not refunded.
-    async fn release_task(
+    /// Ends a running task `worker` holds as cancelled (after a cancel request), with its webhook.
+    async fn finish_cancelled(
         &self,
         task_id: &str,
         worker: &str,
         now_ms: i64,
+        webhook: WebhookFor<'_>,
     ) -> Result<bool, StoreError>;
+    /// Cancels the owner's task: a queued task at once (with its webhook, atomically); a
+    /// running one is flagged for its worker to abort.
+    async fn request_cancel(
+        &self,
+        owner: &str,
+        id: &str,
+        now_ms: i64,
+        webhook: WebhookFor<'_>,
+    ) -> Result<CancelOutcome, StoreError>;
+    /// Puts a task `worker` holds back in the queue (graceful shutdown). The attempt is not refunded.
+    async fn release_task(&self, task_id: &str, worker: &str, now_ms: i64) -> Result<bool, StoreError>;
     /// Count of tasks that are queued or running (for start-up logging and `/readyz`).
     async fn count_unfinished(&self) -> Result<i64, StoreError>;
 
     /// An image by id. Images are addressed by unguessable ids, so this read takes no owner.
     async fn get_image(&self, id: &str) -> Result<Option<ImageRecord>, StoreError>;
+
+    /// The key's webhook signing secret, or `None` for an unknown key.
+    async fn webhook_secret(&self, owner: &str) -> Result<Option<String>, StoreError>;
+    /// Replaces the key's webhook signing secret.
+    async fn set_webhook_secret(&self, owner: &str, secret: &str) -> Result<bool, StoreError>;
+    /// Writes a webhook to the outbox outside any task change (e.g. `task.started`).
+    async fn enqueue_webhook(&self, task: &TaskRecord, msg: &NewWebhook, now_ms: i64) -> Result<(), StoreError>;
+    /// Claims up to `limit` due messages for delivery until `lease_until_ms`.
+    async fn claim_webhooks(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<WebhookMessage>, StoreError>;
+    /// Records an attempt and what comes next, atomically.
+    async fn record_attempt(&self, attempt: &DeliveryAttempt, outcome: AttemptOutcome) -> Result<(), StoreError>;
+    /// The owner's task's delivery attempts, oldest first; `None` for an unknown task.
+    async fn list_attempts(&self, owner: &str, task_id: &str) -> Result<Option<Vec<DeliveryAttempt>>, StoreError>;
+    /// When the next pending message is due (to sleep until then), if any.
+    async fn next_webhook_due(&self) -> Result<Option<i64>, StoreError>;
 }
 
 /// Opens the store a database URL names and runs its migrations.

@@ -6,15 +6,15 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
-use super::{MAX_ATTEMPTS, WorkerPool};
+use super::{Abort, MAX_ATTEMPTS, TaskControl, WorkerPool};
 use crate::domain::models;
 use crate::domain::request::{ImageRequest, OutputFormat};
 use crate::domain::{ids, now_millis, now_secs};
 use crate::imaging;
 use crate::providers::{GeneratedImage, ProviderError, ProviderRequest};
-use crate::store::{ImageRecord, TaskRecord};
+use crate::store::{ImageRecord, Lease, TaskRecord};
+use crate::webhooks;
 
 /// A task's failure as stored in `tasks.error` and shown to clients.
 pub fn error_json(status: u16, kind: &str, code: &str, message: &str) -> Value {
@@ -24,12 +24,9 @@ pub fn error_json(status: u16, kind: &str, code: &str, message: &str) -> Value {
 /// How a provider error is reported to the client (status, type, code, message).
 pub fn provider_error_json(e: &ProviderError) -> Value {
     match e {
-        ProviderError::Rejected { message, .. } => error_json(
-            400,
-            "invalid_request_error",
-            "content_policy_violation",
-            message,
-        ),
+        ProviderError::Rejected { message, .. } => {
+            error_json(400, "invalid_request_error", "content_policy_violation", message)
+        }
         ProviderError::Invalid { message } => error_json(
             400,
             "invalid_request_error",
@@ -54,9 +51,7 @@ pub fn provider_error_json(e: &ProviderError) -> Value {
             "upstream_auth_failed",
             "The upstream refused the gateway's credential; the operator has been told.",
         ),
-        ProviderError::Overloaded { .. }
-        | ProviderError::Network(_)
-        | ProviderError::Malformed { .. } => error_json(
+        ProviderError::Overloaded { .. } | ProviderError::Network(_) | ProviderError::Malformed { .. } => error_json(
             502,
             "upstream_error",
             "upstream_error",
@@ -72,9 +67,19 @@ struct StoredImage {
     output_tokens: u64,
 }
 
-pub async fn run(pool: &WorkerPool, task: TaskRecord, cancel: CancellationToken) {
+pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) {
     let deps = &pool.deps;
     let task_id = task.id.clone();
+    if task.cancel_requested {
+        finish_cancelled(pool, &task_id).await;
+        return;
+    }
+    if let Some(msg) = webhooks::event_for(&task) {
+        match deps.store.enqueue_webhook(&task, &msg, now_millis()).await {
+            Ok(()) => deps.deliverer.notify(),
+            Err(e) => tracing::warn!(task_id, error = %e, "could not queue the task.started webhook"),
+        }
+    }
     if task.attempts > MAX_ATTEMPTS {
         let err = error_json(
             502,
@@ -89,77 +94,58 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, cancel: CancellationToken)
         Ok(r) => r,
         Err(e) => {
             tracing::error!(task_id, error = %e, "stored request is unreadable");
-            let err = error_json(
-                500,
-                "api_error",
-                "internal_error",
-                "The stored request could not be read.",
-            );
+            let err = error_json(500, "api_error", "internal_error", "The stored request could not be read.");
             finish_failed(pool, &task_id, &err).await;
             return;
         }
     };
 
-    let heartbeat = {
-        let (store, id, worker) = (deps.store.clone(), task_id.clone(), pool.id.clone());
+    let heartbeat = async {
         let lease = deps.rt.lease;
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(lease / 3).await;
-                let until = now_millis() + lease.as_millis() as i64;
-                match store.renew_lease(&id, &worker, until).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(task_id = id, "lease lost; abandoning the task");
-                        cancel.cancel();
-                        return;
-                    }
-                    Err(e) => tracing::warn!(task_id = id, error = %e, "lease renewal failed"),
-                }
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            let until = now_millis() + lease.as_millis() as i64;
+            match deps.store.renew_lease(&task_id, &pool.id, until).await {
+                Ok(Lease::Held) => {}
+                Ok(Lease::CancelRequested) => return Abort::Cancel,
+                Ok(Lease::Lost) => return Abort::LeaseLost,
+                Err(e) => tracing::warn!(task_id, error = %e, "lease renewal failed"),
             }
-        })
+        }
     };
 
+    // Dropping the generation future aborts the upstream calls (their connections close).
     let outcome = tokio::select! {
         r = generate_all(pool, &task, &req) => Some(r),
-        _ = cancel.cancelled() => None,
+        why = heartbeat => { control.abort(why); None }
+        _ = control.token.cancelled() => None,
     };
-    heartbeat.abort();
     let Some((stored, errors)) = outcome else {
-        return; // aborted: lease lost or shutting down; the task is someone else's now
+        match control.reason() {
+            Some(Abort::Cancel) => finish_cancelled(pool, &task_id).await,
+            Some(Abort::LeaseLost) => tracing::warn!(task_id, "lease lost; another worker has the task"),
+            Some(Abort::Shutdown) | None => {}
+        }
+        return;
     };
 
     if stored.is_empty() {
-        let err = errors.first().map(provider_error_json).unwrap_or_else(|| {
-            error_json(
-                502,
-                "upstream_error",
-                "upstream_error",
-                "No image was produced.",
-            )
-        });
+        let err = errors
+            .first()
+            .map(provider_error_json)
+            .unwrap_or_else(|| error_json(502, "upstream_error", "upstream_error", "No image was produced."));
         finish_failed(pool, &task_id, &err).await;
         return;
     }
     let result = result_json(pool, &req, &stored);
     let records: Vec<ImageRecord> = stored.iter().map(|s| s.record.clone()).collect();
-    match deps
-        .store
-        .complete_task(&task_id, &pool.id, &result, &records, now_millis())
-        .await
-    {
-        Ok(true) => tracing::info!(
-            task_id,
-            images = records.len(),
-            failed = errors.len(),
-            "task completed"
-        ),
+    match deps.store.complete_task(&task_id, &pool.id, &result, &records, now_millis(), &webhooks::event_for).await {
+        Ok(true) => {
+            deps.deliverer.notify();
+            tracing::info!(task_id, images = records.len(), failed = errors.len(), "task completed")
+        }
         Ok(false) => {
-            tracing::warn!(
-                task_id,
-                "task was taken over before it completed; dropping its images"
-            );
+            tracing::warn!(task_id, "task was taken over before it completed; dropping its images");
             for r in &records {
                 let _ = deps.blobs.delete(&r.blob_key).await;
             }
@@ -171,16 +157,24 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, cancel: CancellationToken)
 }
 
 async fn finish_failed(pool: &WorkerPool, task_id: &str, err: &Value) {
-    match pool
-        .deps
-        .store
-        .fail_task(task_id, &pool.id, err, now_millis())
-        .await
-    {
-        Ok(_) => tracing::info!(task_id, code = %err["code"], "task failed"),
-        Err(e) => {
-            tracing::error!(task_id, error = %e, "could not record failure; the task will run again")
+    let store = &pool.deps.store;
+    match store.fail_task(task_id, &pool.id, err, now_millis(), &webhooks::event_for).await {
+        Ok(_) => {
+            pool.deps.deliverer.notify();
+            tracing::info!(task_id, code = %err["code"], "task failed")
         }
+        Err(e) => tracing::error!(task_id, error = %e, "could not record failure; the task will run again"),
+    }
+}
+
+async fn finish_cancelled(pool: &WorkerPool, task_id: &str) {
+    let store = &pool.deps.store;
+    match store.finish_cancelled(task_id, &pool.id, now_millis(), &webhooks::event_for).await {
+        Ok(_) => {
+            pool.deps.deliverer.notify();
+            tracing::info!(task_id, "task cancelled while running; upstream calls aborted")
+        }
+        Err(e) => tracing::error!(task_id, error = %e, "could not record the cancel"),
     }
 }
 
@@ -211,9 +205,7 @@ async fn generate_one(
     let deps = &pool.deps;
     let shape = req.shape();
     let (width, height) = shape.pixels();
-    let family = models::resolve(&req.upstream_model)
-        .map(|m| m.family)
-        .unwrap_or(models::Family::Pro);
+    let family = models::resolve(&req.upstream_model).map(|m| m.family).unwrap_or(models::Family::Pro);
     let deadline = deps.rt.deadline(shape.resolution);
     let preq = ProviderRequest {
         model: req.upstream_model.clone(),
@@ -228,23 +220,14 @@ async fn generate_one(
     };
     let provider = deps.providers.for_model(&req.upstream_model);
     let started = std::time::Instant::now();
-    let generated =
-        match tokio::time::timeout(deadline + Duration::from_secs(1), provider.generate(&preq))
-            .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(ProviderError::Timeout(deadline)),
-        };
+    let generated = match tokio::time::timeout(deadline + Duration::from_secs(1), provider.generate(&preq)).await {
+        Ok(r) => r,
+        Err(_) => Err(ProviderError::Timeout(deadline)),
+    };
     let latency_ms = started.elapsed().as_millis() as u64;
     let image = match generated {
         Ok(img) => {
-            tracing::info!(
-                task_id = task.id,
-                provider = provider.name(),
-                index,
-                latency_ms,
-                "upstream call succeeded"
-            );
+            tracing::info!(task_id = task.id, provider = provider.name(), index, latency_ms, "upstream call succeeded");
             img
         }
         Err(e) => {
@@ -267,8 +250,8 @@ async fn store_image(
     let target = req.output_format;
     let quality = req.output_compression;
     let source = image.bytes.clone();
-    let converted = tokio::task::spawn_blocking(
-        move || -> Result<(Bytes, OutputFormat, (u32, u32)), imaging::ImagingError> {
+    let converted =
+        tokio::task::spawn_blocking(move || -> Result<(Bytes, OutputFormat, (u32, u32)), imaging::ImagingError> {
             let bytes = match target {
                 Some(to) => imaging::transcode(source, to, quality)?,
                 None => source,
@@ -276,20 +259,15 @@ async fn store_image(
             let format = imaging::sniff(&bytes).unwrap_or(OutputFormat::Jpeg);
             let dims = imaging::dimensions(&bytes)?;
             Ok((bytes, format, dims))
-        },
-    )
-    .await;
+        })
+        .await;
     let (bytes, format, (width, height)) = match converted {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
-            return Err(ProviderError::Malformed {
-                message: format!("upstream image unusable: {e}"),
-            });
+            return Err(ProviderError::Malformed { message: format!("upstream image unusable: {e}") });
         }
         Err(e) => {
-            return Err(ProviderError::Malformed {
-                message: format!("image conversion stopped: {e}"),
-            });
+            return Err(ProviderError::Malformed { message: format!("image conversion stopped: {e}") });
         }
     };
     let id = ids::image_id();
@@ -299,9 +277,7 @@ async fn store_image(
     let size = bytes.len() as i64;
     if let Err(e) = deps.blobs.put(&blob_key, bytes, format.mime()).await {
         tracing::error!(task_id = task.id, error = %e, "storing an image failed");
-        return Err(ProviderError::Malformed {
-            message: "the image could not be stored".into(),
-        });
+        return Err(ProviderError::Malformed { message: "the image could not be stored".into() });
     }
     Ok(StoredImage {
         record: ImageRecord {

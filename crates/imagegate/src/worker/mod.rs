@@ -5,7 +5,7 @@
 //! A process that dies mid-task leaves a lease that runs out, and the task is claimed again.
 
 mod execute;
-mod waiters;
+mod signals;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,8 +18,9 @@ use crate::config::Runtime;
 use crate::domain::now_millis;
 use crate::providers::Registry;
 use crate::store::Store;
+use crate::webhooks::outbox::Deliverer;
 
-pub use waiters::Waiters;
+pub use signals::Signals;
 
 /// A task is given up after this many claims (each claim after a crash counts one).
 pub const MAX_ATTEMPTS: i64 = 3;
@@ -34,6 +35,44 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     pub blobs: Arc<dyn BlobStore>,
     pub providers: Registry,
+    pub deliverer: Arc<Deliverer>,
+}
+
+/// Why a running task was aborted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abort {
+    /// The owner cancelled it: end it as cancelled.
+    Cancel,
+    /// Another worker holds it now: walk away.
+    LeaseLost,
+    /// This process is stopping: put it back in the queue.
+    Shutdown,
+}
+
+/// Handle on one running task.
+pub struct TaskControl {
+    token: CancellationToken,
+    reason: Mutex<Option<Abort>>,
+}
+
+impl TaskControl {
+    fn new() -> TaskControl {
+        TaskControl { token: CancellationToken::new(), reason: Mutex::new(None) }
+    }
+
+    /// Aborts the task; the first reason given wins.
+    pub fn abort(&self, why: Abort) {
+        if let Ok(mut r) = self.reason.lock()
+            && r.is_none()
+        {
+            *r = Some(why);
+        }
+        self.token.cancel();
+    }
+
+    pub fn reason(&self) -> Option<Abort> {
+        self.reason.lock().ok().and_then(|r| *r)
+    }
 }
 
 /// The process's worker pool: one dispatcher loop claiming tasks while it has capacity.
@@ -42,8 +81,8 @@ pub struct WorkerPool {
     pub id: String,
     deps: Deps,
     wake: Notify,
-    pub waiters: Waiters,
-    in_flight: Mutex<HashMap<String, CancellationToken>>,
+    pub signals: Signals,
+    in_flight: Mutex<HashMap<String, Arc<TaskControl>>>,
     slots: Arc<Semaphore>,
     stop: CancellationToken,
 }
@@ -55,7 +94,7 @@ impl WorkerPool {
             id: format!("wrk_{}", ulid::Ulid::new()),
             deps,
             wake: Notify::new(),
-            waiters: Waiters::default(),
+            signals: Signals::default(),
             in_flight: Mutex::new(HashMap::new()),
             slots,
             stop: CancellationToken::new(),
@@ -83,18 +122,19 @@ impl WorkerPool {
             let lease_until = now + self.deps.rt.lease.as_millis() as i64;
             match self.deps.store.claim_task(&self.id, now, lease_until).await {
                 Ok(Some(task)) => {
-                    let cancel = CancellationToken::new();
+                    let control = Arc::new(TaskControl::new());
                     if let Ok(mut m) = self.in_flight.lock() {
-                        m.insert(task.id.clone(), cancel.clone());
+                        m.insert(task.id.clone(), control.clone());
                     }
+                    self.signals.notify(&task.id);
                     let pool = Arc::clone(&self);
                     tokio::spawn(async move {
                         let id = task.id.clone();
-                        execute::run(&pool, task, cancel).await;
+                        execute::run(&pool, task, &control).await;
                         if let Ok(mut m) = pool.in_flight.lock() {
                             m.remove(&id);
                         }
-                        pool.waiters.wake(&id);
+                        pool.signals.finish(&id);
                         drop(permit);
                     });
                 }
@@ -123,6 +163,19 @@ impl WorkerPool {
         self.in_flight.lock().map(|m| m.len()).unwrap_or(0)
     }
 
+    /// Aborts a task running in this process because its owner cancelled it; `false` when it
+    /// does not run here (its worker sees the request at its next heartbeat).
+    pub fn cancel_local(&self, task_id: &str) -> bool {
+        let control = self.in_flight.lock().ok().and_then(|m| m.get(task_id).cloned());
+        match control {
+            Some(c) => {
+                c.abort(Abort::Cancel);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Stops claiming; running tasks go on.
     pub fn stop_claiming(&self) {
         self.stop.cancel();
@@ -135,19 +188,11 @@ impl WorkerPool {
         while self.in_flight() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let left: Vec<(String, CancellationToken)> = self
-            .in_flight
-            .lock()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default();
-        for (task_id, token) in left {
-            token.cancel();
-            match self
-                .deps
-                .store
-                .release_task(&task_id, &self.id, now_millis())
-                .await
-            {
+        let left: Vec<(String, Arc<TaskControl>)> =
+            self.in_flight.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+        for (task_id, control) in left {
+            control.abort(Abort::Shutdown);
+            match self.deps.store.release_task(&task_id, &self.id, now_millis()).await {
                 Ok(_) => tracing::warn!(task_id, "shutdown: task put back in the queue"),
                 Err(e) => {
                     tracing::error!(task_id, error = %e, "shutdown: could not release task; its lease will expire")

@@ -10,81 +10,25 @@ use crate::support::*;
 async fn each_bad_input_gets_its_status_and_makes_no_upstream_call() {
     let app = spawn_gemini_app().await;
     let cases: Vec<(Value, &str, &str)> = vec![
-        (
-            json!({"prompt": "x"}),
-            "model",
-            "missing_required_parameter",
-        ),
-        (
-            json!({"model": "nano-banana-pro"}),
-            "prompt",
-            "missing_required_parameter",
-        ),
-        (
-            json!({"model": "dall-e-3", "prompt": "x"}),
-            "model",
-            "model_not_found",
-        ),
-        (
-            json!({"model": "nano-banana-pro", "prompt": ""}),
-            "prompt",
-            "invalid_value",
-        ),
-        (
-            json!({"model": "nano-banana-pro", "prompt": "x".repeat(32_001)}),
-            "prompt",
-            "string_above_max_length",
-        ),
-        (
-            json!({"model": "nano-banana-pro", "prompt": "x", "n": 0}),
-            "n",
-            "invalid_value",
-        ),
-        (
-            json!({"model": "nano-banana-pro", "prompt": "x", "n": 11}),
-            "n",
-            "invalid_value",
-        ),
-        (
-            json!({"model": "nano-banana-pro", "prompt": "x", "n": "3"}),
-            "n",
-            "invalid_type",
-        ),
-        (
-            json!({"model": "nano-banana-pro", "prompt": "x", "size": "13x7"}),
-            "size",
-            "invalid_size",
-        ),
-        (
-            json!({"model": "nano-banana-pro", "prompt": "x", "size": 1024}),
-            "size",
-            "invalid_type",
-        ),
-        (
-            json!({"model": "nano-banana-pro", "prompt": "x", "aspect_ratio": "5:3"}),
-            "aspect_ratio",
-            "invalid_value",
-        ),
-        (
-            json!({"model": "nano-banana-pro", "prompt": "x", "image_size": "8K"}),
-            "image_size",
-            "invalid_value",
-        ),
-        (
-            json!({"model": "nano-banana", "prompt": "x", "size": "4096x4096"}),
-            "size",
-            "invalid_size",
-        ),
+        (json!({"prompt": "x"}), "model", "missing_required_parameter"),
+        (json!({"model": "nano-banana-pro"}), "prompt", "missing_required_parameter"),
+        (json!({"model": "dall-e-3", "prompt": "x"}), "model", "model_not_found"),
+        (json!({"model": "nano-banana-pro", "prompt": ""}), "prompt", "invalid_value"),
+        (json!({"model": "nano-banana-pro", "prompt": "x".repeat(32_001)}), "prompt", "string_above_max_length"),
+        (json!({"model": "nano-banana-pro", "prompt": "x", "n": 0}), "n", "invalid_value"),
+        (json!({"model": "nano-banana-pro", "prompt": "x", "n": 11}), "n", "invalid_value"),
+        (json!({"model": "nano-banana-pro", "prompt": "x", "n": "3"}), "n", "invalid_type"),
+        (json!({"model": "nano-banana-pro", "prompt": "x", "size": "13x7"}), "size", "invalid_size"),
+        (json!({"model": "nano-banana-pro", "prompt": "x", "size": 1024}), "size", "invalid_type"),
+        (json!({"model": "nano-banana-pro", "prompt": "x", "aspect_ratio": "5:3"}), "aspect_ratio", "invalid_value"),
+        (json!({"model": "nano-banana-pro", "prompt": "x", "image_size": "8K"}), "image_size", "invalid_value"),
+        (json!({"model": "nano-banana", "prompt": "x", "size": "4096x4096"}), "size", "invalid_size"),
         (
             json!({"model": "nano-banana-pro", "prompt": "x", "response_format": "png"}),
             "response_format",
             "invalid_value",
         ),
-        (
-            json!({"model": "nano-banana-pro", "prompt": "x", "output_format": "gif"}),
-            "output_format",
-            "invalid_value",
-        ),
+        (json!({"model": "nano-banana-pro", "prompt": "x", "output_format": "gif"}), "output_format", "invalid_value"),
         (
             json!({"model": "nano-banana-pro", "prompt": "x", "output_format": "webp", "output_compression": 500}),
             "output_compression",
@@ -95,11 +39,7 @@ async fn each_bad_input_gets_its_status_and_makes_no_upstream_call() {
             "unknown_field",
             "unknown_parameter",
         ),
-        (
-            json!({"model": "nano-banana-pro", "prompt": "x", "stream": true}),
-            "stream",
-            "unsupported_value",
-        ),
+        (json!({"model": "nano-banana-pro", "prompt": "x", "stream": true}), "stream", "unsupported_value"),
     ];
     for (body, param, code) in cases {
         let resp = app.generate(body.clone()).await;
@@ -107,11 +47,7 @@ async fn each_bad_input_gets_its_status_and_makes_no_upstream_call() {
         assert_eq!(err["error"]["param"], json!(param), "{body}");
         assert_eq!(err["error"]["type"], "invalid_request_error");
     }
-    assert_eq!(
-        app.upstream_calls(),
-        0,
-        "bad input never reaches the upstream"
-    );
+    assert_eq!(app.upstream_calls(), 0, "bad input never reaches the upstream");
 }
 
 #[tokio::test]
@@ -125,28 +61,11 @@ async fn malformed_bodies_get_clear_errors_not_500s() {
             .body(body)
             .send()
     };
+    assert_error(post("{not json", "application/json").await.unwrap(), StatusCode::BAD_REQUEST, "invalid_json").await;
+    assert_error(post("[1,2]", "application/json").await.unwrap(), StatusCode::BAD_REQUEST, "invalid_json").await;
+    assert_error(post("", "application/json").await.unwrap(), StatusCode::BAD_REQUEST, "invalid_json").await;
     assert_error(
-        post("{not json", "application/json").await.unwrap(),
-        StatusCode::BAD_REQUEST,
-        "invalid_json",
-    )
-    .await;
-    assert_error(
-        post("[1,2]", "application/json").await.unwrap(),
-        StatusCode::BAD_REQUEST,
-        "invalid_json",
-    )
-    .await;
-    assert_error(
-        post("", "application/json").await.unwrap(),
-        StatusCode::BAD_REQUEST,
-        "invalid_json",
-    )
-    .await;
-    assert_error(
-        post("model=x", "application/x-www-form-urlencoded")
-            .await
-            .unwrap(),
+        post("model=x", "application/x-www-form-urlencoded").await.unwrap(),
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
     )
@@ -164,20 +83,8 @@ async fn an_oversized_body_is_refused_with_413() {
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_json() {
     let app = spawn_app().await;
-    let resp = app
-        .client
-        .get(app.url("/v1/nothing-here"))
-        .bearer_auth(&app.key)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.get(app.url("/v1/nothing-here")).bearer_auth(&app.key).send().await.unwrap();
     assert_error(resp, StatusCode::NOT_FOUND, "unknown_route").await;
-    let resp = app
-        .client
-        .delete(app.url("/v1/images/generations"))
-        .bearer_auth(&app.key)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.delete(app.url("/v1/images/generations")).bearer_auth(&app.key).send().await.unwrap();
     assert_error(resp, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
 }

@@ -10,54 +10,19 @@ use crate::support::*;
 async fn every_size_form_reaches_gemini_as_the_documented_image_config() {
     let app = spawn_gemini_app().await;
     let cases: Vec<(Value, &str, &str, Option<&str>)> = vec![
-        (
-            json!({"model": "nano-banana-pro"}),
-            "gemini-3-pro-image-preview",
-            "1:1",
-            Some("1K"),
-        ),
+        (json!({"model": "nano-banana-pro"}), "gemini-3-pro-image-preview", "1:1", Some("1K")),
         (
             json!({"model": "gemini-3-pro-image-preview", "size": "2048x2048"}),
             "gemini-3-pro-image-preview",
             "1:1",
             Some("2K"),
         ),
-        (
-            json!({"model": "nano-banana-pro", "size": "4096x4096"}),
-            "gemini-3-pro-image-preview",
-            "1:1",
-            Some("4K"),
-        ),
-        (
-            json!({"model": "nano-banana-pro", "size": "1536x1024"}),
-            "gemini-3-pro-image-preview",
-            "3:2",
-            Some("1K"),
-        ),
-        (
-            json!({"model": "nano-banana-pro", "size": "1024x1536"}),
-            "gemini-3-pro-image-preview",
-            "2:3",
-            Some("1K"),
-        ),
-        (
-            json!({"model": "nano-banana-pro", "size": "auto"}),
-            "gemini-3-pro-image-preview",
-            "1:1",
-            Some("1K"),
-        ),
-        (
-            json!({"model": "nano-banana-pro", "size": "2752x1536"}),
-            "gemini-3-pro-image-preview",
-            "16:9",
-            Some("2K"),
-        ),
-        (
-            json!({"model": "nano-banana-pro", "size": "6336x2688"}),
-            "gemini-3-pro-image-preview",
-            "21:9",
-            Some("4K"),
-        ),
+        (json!({"model": "nano-banana-pro", "size": "4096x4096"}), "gemini-3-pro-image-preview", "1:1", Some("4K")),
+        (json!({"model": "nano-banana-pro", "size": "1536x1024"}), "gemini-3-pro-image-preview", "3:2", Some("1K")),
+        (json!({"model": "nano-banana-pro", "size": "1024x1536"}), "gemini-3-pro-image-preview", "2:3", Some("1K")),
+        (json!({"model": "nano-banana-pro", "size": "auto"}), "gemini-3-pro-image-preview", "1:1", Some("1K")),
+        (json!({"model": "nano-banana-pro", "size": "2752x1536"}), "gemini-3-pro-image-preview", "16:9", Some("2K")),
+        (json!({"model": "nano-banana-pro", "size": "6336x2688"}), "gemini-3-pro-image-preview", "21:9", Some("4K")),
         (
             json!({"model": "nano-banana-pro", "aspect_ratio": "9:16", "image_size": "2K"}),
             "gemini-3-pro-image-preview",
@@ -76,12 +41,7 @@ async fn every_size_form_reaches_gemini_as_the_documented_image_config() {
             "1:1",
             Some("4K"),
         ),
-        (
-            json!({"model": "nano-banana", "aspect_ratio": "21:9"}),
-            "gemini-2.5-flash-image",
-            "21:9",
-            None,
-        ),
+        (json!({"model": "nano-banana", "aspect_ratio": "21:9"}), "gemini-2.5-flash-image", "21:9", None),
     ];
     for (i, (mut body, model, ratio, size)) in cases.into_iter().enumerate() {
         body["prompt"] = json!("a watercolor fox");
@@ -89,35 +49,23 @@ async fn every_size_form_reaches_gemini_as_the_documented_image_config() {
         assert_eq!(resp.status(), 200, "{body}: {}", resp.text().await.unwrap());
         let calls = app.gemini().script.calls();
         let call = &calls[i];
-        assert_eq!(
-            call.path,
-            format!("/v1beta/models/{model}:generateContent"),
-            "{body}"
-        );
+        assert_eq!(call.path, format!("/v1beta/models/{model}:generateContent"), "{body}");
         assert_eq!(call.api_key.as_deref(), Some("test-gemini-key"));
         let config = &call.body["generationConfig"];
         assert_eq!(config["responseModalities"], json!(["TEXT", "IMAGE"]));
         assert_eq!(config["imageConfig"]["aspectRatio"], json!(ratio), "{body}");
         assert_eq!(config["imageConfig"]["imageSize"].as_str(), size, "{body}");
-        assert_eq!(
-            call.body["contents"][0]["parts"][0]["text"],
-            "a watercolor fox"
-        );
+        assert_eq!(call.body["contents"][0]["parts"][0]["text"], "a watercolor fox");
     }
     // Every ratio × resolution of the table reaches Gemini as that pair.
-    for ratio in [
-        "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
-    ] {
+    for ratio in ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"] {
         for size in ["1K", "2K", "4K"] {
             let resp = app
                 .generate(json!({"model": "nano-banana-pro", "prompt": "p", "aspect_ratio": ratio, "image_size": size}))
                 .await;
             assert_eq!(resp.status(), 200, "{ratio} {size}");
             let last = app.gemini().script.calls().pop().unwrap();
-            assert_eq!(
-                last.body["generationConfig"]["imageConfig"],
-                json!({"aspectRatio": ratio, "imageSize": size})
-            );
+            assert_eq!(last.body["generationConfig"]["imageConfig"], json!({"aspectRatio": ratio, "imageSize": size}));
         }
     }
 }
@@ -133,45 +81,22 @@ async fn the_final_image_is_served_not_a_thought_draft() {
     let bytes = served.bytes().await.unwrap();
     let finals = app.gemini().finals.lock().unwrap().clone();
     use base64::Engine;
-    let expected = base64::engine::general_purpose::STANDARD
-        .decode(&finals[0])
-        .unwrap();
-    assert_eq!(
-        bytes.to_vec(),
-        expected,
-        "the last non-thought image, byte for byte"
-    );
-    assert_eq!(
-        body["data"][0]["revised_prompt"],
-        "Here is the image you asked for."
-    );
+    let expected = base64::engine::general_purpose::STANDARD.decode(&finals[0]).unwrap();
+    assert_eq!(bytes.to_vec(), expected, "the last non-thought image, byte for byte");
+    assert_eq!(body["data"][0]["revised_prompt"], "Here is the image you asked for.");
 }
 
 #[tokio::test]
 async fn a_safety_refusal_is_a_400_after_exactly_one_call() {
     let app = spawn_gemini_app().await;
-    for (name, _) in [
-        ("finish-image-safety.json", 0),
-        ("prompt-blocked.json", 1),
-        ("text-only-refusal.json", 2),
-    ] {
+    for (name, _) in [("finish-image-safety.json", 0), ("prompt-blocked.json", 1), ("text-only-refusal.json", 2)] {
         let before = app.upstream_calls();
-        app.gemini().script.push(Reply::Json {
-            status: 200,
-            body: fixture(name),
-        });
+        app.gemini().script.push(Reply::Json { status: 200, body: fixture(name) });
         let resp = app.generate(pro("something forbidden")).await;
-        let task_id = resp.headers()["imagegate-task-id"]
-            .to_str()
-            .unwrap()
-            .to_string();
+        let task_id = resp.headers()["imagegate-task-id"].to_str().unwrap().to_string();
         let body = assert_error(resp, StatusCode::BAD_REQUEST, "content_policy_violation").await;
         assert_eq!(body["error"]["type"], "invalid_request_error");
-        assert_eq!(
-            app.upstream_calls() - before,
-            1,
-            "{name}: refusals are never retried"
-        );
+        assert_eq!(app.upstream_calls() - before, 1, "{name}: refusals are never retried");
         let task: Value = app.get_task(&app.key, &task_id).await.json().await.unwrap();
         assert_eq!(task["status"], "failed");
         assert_eq!(task["error"]["code"], "content_policy_violation");
@@ -182,36 +107,13 @@ async fn a_safety_refusal_is_a_400_after_exactly_one_call() {
 async fn upstream_errors_map_to_the_documented_statuses() {
     let app = spawn_gemini_app().await;
     let cases = [
-        (
-            429,
-            "error-429-quota.json",
-            StatusCode::TOO_MANY_REQUESTS,
-            "upstream_rate_limited",
-        ),
-        (
-            503,
-            "error-503-overloaded.json",
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-        ),
-        (
-            403,
-            "error-403-key.json",
-            StatusCode::BAD_GATEWAY,
-            "upstream_auth_failed",
-        ),
-        (
-            400,
-            "error-400-invalid.json",
-            StatusCode::BAD_REQUEST,
-            "upstream_invalid_request",
-        ),
+        (429, "error-429-quota.json", StatusCode::TOO_MANY_REQUESTS, "upstream_rate_limited"),
+        (503, "error-503-overloaded.json", StatusCode::BAD_GATEWAY, "upstream_error"),
+        (403, "error-403-key.json", StatusCode::BAD_GATEWAY, "upstream_auth_failed"),
+        (400, "error-400-invalid.json", StatusCode::BAD_REQUEST, "upstream_invalid_request"),
     ];
     for (status, name, want, code) in cases {
-        app.gemini().script.push(Reply::Json {
-            status,
-            body: fixture(name),
-        });
+        app.gemini().script.push(Reply::Json { status, body: fixture(name) });
         let resp = app.generate(pro("x")).await;
         let retry_after = resp.headers().get("retry-after").cloned();
         let body = assert_error(resp, want, code).await;
@@ -226,14 +128,6 @@ async fn upstream_errors_map_to_the_documented_statuses() {
             );
         }
     }
-    app.gemini().script.push(Reply::Raw {
-        status: 200,
-        body: "<html>not json</html>".into(),
-    });
-    assert_error(
-        app.generate(pro("x")).await,
-        StatusCode::BAD_GATEWAY,
-        "upstream_error",
-    )
-    .await;
+    app.gemini().script.push(Reply::Raw { status: 200, body: "<html>not json</html>".into() });
+    assert_error(app.generate(pro("x")).await, StatusCode::BAD_GATEWAY, "upstream_error").await;
 }

@@ -15,21 +15,12 @@ async fn fetch_image(app: &TestApp, url: &str) -> (String, Vec<u8>) {
 #[tokio::test]
 async fn a_2048_request_returns_a_url_serving_a_real_2048_image() {
     let app = spawn_app().await;
-    let resp = app
-        .generate(json!({"model": "nano-banana-pro", "prompt": "a red fox", "size": "2048x2048"}))
-        .await;
+    let resp = app.generate(json!({"model": "nano-banana-pro", "prompt": "a red fox", "size": "2048x2048"})).await;
     assert_eq!(resp.status(), 200);
-    let task_id = resp.headers()["imagegate-task-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let task_id = resp.headers()["imagegate-task-id"].to_str().unwrap().to_string();
     assert!(task_id.starts_with("task_"));
     let text = resp.text().await.unwrap();
-    assert!(
-        text.len() < 1024,
-        "a one-image url response stays under 1 KB: {} bytes",
-        text.len()
-    );
+    assert!(text.len() < 1024, "a one-image url response stays under 1 KB: {} bytes", text.len());
     let body: Value = serde_json::from_str(&text).unwrap();
     assert!(body["created"].as_i64().unwrap() > 1_700_000_000);
     let item = &body["data"][0];
@@ -45,33 +36,21 @@ async fn a_2048_request_returns_a_url_serving_a_real_2048_image() {
 #[tokio::test]
 async fn b64_json_inlines_the_same_image_the_url_serves() {
     let app = spawn_app().await;
-    let resp = app
-        .generate(
-            json!({"model": "nano-banana", "prompt": "a kite", "response_format": "b64_json"}),
-        )
-        .await;
+    let resp = app.generate(json!({"model": "nano-banana", "prompt": "a kite", "response_format": "b64_json"})).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     let item = &body["data"][0];
     assert!(item.get("url").is_none());
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(item["b64_json"].as_str().unwrap())
-        .unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD.decode(item["b64_json"].as_str().unwrap()).unwrap();
     let img = image::load_from_memory(&bytes).unwrap();
     assert_eq!((img.width(), img.height()), (1024, 1024));
-    assert_eq!(
-        image::guess_format(&bytes).unwrap(),
-        image::ImageFormat::Png,
-        "Flash answers PNG"
-    );
+    assert_eq!(image::guess_format(&bytes).unwrap(), image::ImageFormat::Png, "Flash answers PNG");
 }
 
 #[tokio::test]
 async fn n_3_gives_three_distinct_images() {
     let app = spawn_gemini_app().await;
-    let resp = app
-        .generate(json!({"model": "nano-banana-pro", "prompt": "three owls", "n": 3}))
-        .await;
+    let resp = app.generate(json!({"model": "nano-banana-pro", "prompt": "three owls", "n": 3})).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     let data = body["data"].as_array().unwrap();
@@ -82,17 +61,9 @@ async fn n_3_gives_three_distinct_images() {
         assert!(!seen.contains(&bytes), "images must differ");
         seen.push(bytes);
     }
-    assert_eq!(
-        app.upstream_calls(),
-        3,
-        "Gemini gives one image per call: n calls"
-    );
+    assert_eq!(app.upstream_calls(), 3, "Gemini gives one image per call: n calls");
     for call in app.gemini().script.calls() {
-        assert!(
-            call.body["generationConfig"]
-                .get("candidateCount")
-                .is_none()
-        );
+        assert!(call.body["generationConfig"].get("candidateCount").is_none());
     }
 }
 
@@ -122,34 +93,12 @@ async fn output_format_webp_and_png_are_transcoded() {
 #[tokio::test]
 async fn models_are_listed_and_say_they_are_simulated() {
     let app = spawn_app().await;
-    let resp = app
-        .client
-        .get(app.url("/v1/models"))
-        .bearer_auth(&app.key)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.get(app.url("/v1/models")).bearer_auth(&app.key).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
-    let ids: Vec<&str> = body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
-    for id in [
-        "nano-banana-pro",
-        "gemini-3-pro-image-preview",
-        "gemini-3-pro-image",
-        "nano-banana",
-    ] {
+    let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    for id in ["nano-banana-pro", "gemini-3-pro-image-preview", "gemini-3-pro-image", "nano-banana"] {
         assert!(ids.contains(&id), "{id} in {ids:?}");
     }
-    assert!(
-        body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|m| m["owned_by"] == "simulated")
-    );
+    assert!(body["data"].as_array().unwrap().iter().all(|m| m["owned_by"] == "simulated"));
 }

@@ -9,15 +9,11 @@ use crate::support::*;
 async fn the_same_key_twice_makes_one_upstream_call_and_returns_the_same_images() {
     let app = spawn_gemini_app().await;
     let body = pro("a paid image");
-    let first = app
-        .generate_with(&app.key, body.clone(), &[("Idempotency-Key", "order-42")])
-        .await;
+    let first = app.generate_with(&app.key, body.clone(), &[("Idempotency-Key", "order-42")]).await;
     assert_eq!(first.status(), 200);
     let first_task = first.headers()["imagegate-task-id"].clone();
     let first: Value = first.json().await.unwrap();
-    let second = app
-        .generate_with(&app.key, body.clone(), &[("Idempotency-Key", "order-42")])
-        .await;
+    let second = app.generate_with(&app.key, body.clone(), &[("Idempotency-Key", "order-42")]).await;
     assert_eq!(second.status(), 200);
     assert_eq!(second.headers()["imagegate-task-id"], first_task);
     let second: Value = second.json().await.unwrap();
@@ -36,9 +32,7 @@ async fn the_same_key_twice_makes_one_upstream_call_and_returns_the_same_images(
 
     // Keys are per API key: another tenant's identical key is a different request.
     let other_key = app.new_key().await;
-    let theirs = app
-        .generate_with(&other_key, body, &[("Idempotency-Key", "order-42")])
-        .await;
+    let theirs = app.generate_with(&other_key, body, &[("Idempotency-Key", "order-42")]).await;
     assert_eq!(theirs.status(), 200);
     assert_ne!(theirs.headers()["imagegate-task-id"], first_task);
     assert_eq!(app.upstream_calls(), 2);
@@ -47,9 +41,7 @@ async fn the_same_key_twice_makes_one_upstream_call_and_returns_the_same_images(
 #[tokio::test]
 async fn concurrent_retries_with_one_key_make_one_task() {
     let app = spawn_gemini_app().await;
-    app.gemini()
-        .script
-        .set_delay(std::time::Duration::from_millis(300));
+    app.gemini().script.set_delay(std::time::Duration::from_millis(300));
     let body = pro("raced");
     let (a, b) = tokio::join!(
         app.generate_with(&app.key, body.clone(), &[("Idempotency-Key", "race")]),
@@ -57,9 +49,6 @@ async fn concurrent_retries_with_one_key_make_one_task() {
     );
     assert_eq!(a.status(), 200);
     assert_eq!(b.status(), 200);
-    assert_eq!(
-        a.headers()["imagegate-task-id"],
-        b.headers()["imagegate-task-id"]
-    );
+    assert_eq!(a.headers()["imagegate-task-id"], b.headers()["imagegate-task-id"]);
     assert_eq!(app.upstream_calls(), 1);
 }

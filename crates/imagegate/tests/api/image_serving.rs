@@ -15,63 +15,28 @@ async fn images_are_served_with_strong_etags_and_immutable_caching() {
     let h = resp.headers().clone();
     let bytes = resp.bytes().await.unwrap();
     assert_eq!(h["content-type"], "image/jpeg");
-    assert_eq!(
-        h["content-length"].to_str().unwrap(),
-        bytes.len().to_string()
-    );
+    assert_eq!(h["content-length"].to_str().unwrap(), bytes.len().to_string());
     let etag = h["etag"].to_str().unwrap().to_string();
-    assert!(
-        etag.starts_with('"') && !etag.starts_with("W/"),
-        "strong etag: {etag}"
-    );
+    assert!(etag.starts_with('"') && !etag.starts_with("W/"), "strong etag: {etag}");
     let cc = h["cache-control"].to_str().unwrap();
-    assert!(
-        cc.starts_with("public, max-age=") && cc.ends_with(", immutable"),
-        "{cc}"
-    );
-    let max_age: i64 = cc["public, max-age=".len()..cc.len() - ", immutable".len()]
-        .parse()
-        .unwrap();
-    assert!(
-        (7 * 86400 - 60..=7 * 86400).contains(&max_age),
-        "max-age runs to expiry: {max_age}"
-    );
+    assert!(cc.starts_with("public, max-age=") && cc.ends_with(", immutable"), "{cc}");
+    let max_age: i64 = cc["public, max-age=".len()..cc.len() - ", immutable".len()].parse().unwrap();
+    assert!((7 * 86400 - 60..=7 * 86400).contains(&max_age), "max-age runs to expiry: {max_age}");
     assert!(h.contains_key("last-modified"));
 
-    let resp = app
-        .client
-        .get(&url)
-        .header("If-None-Match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.get(&url).header("If-None-Match", &etag).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(resp.headers()["etag"].to_str().unwrap(), etag);
     assert!(resp.bytes().await.unwrap().is_empty());
-    let resp = app
-        .client
-        .get(&url)
-        .header("If-None-Match", "\"other\"")
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.get(&url).header("If-None-Match", "\"other\"").send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let lm = h["last-modified"].to_str().unwrap();
-    let resp = app
-        .client
-        .get(&url)
-        .header("If-Modified-Since", lm)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.get(&url).header("If-Modified-Since", lm).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
 
     let resp = app.client.head(&url).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.headers()["content-length"].to_str().unwrap(),
-        bytes.len().to_string()
-    );
+    assert_eq!(resp.headers()["content-length"].to_str().unwrap(), bytes.len().to_string());
     assert_eq!(resp.headers()["content-type"], "image/jpeg");
     assert!(resp.bytes().await.unwrap().is_empty());
 }

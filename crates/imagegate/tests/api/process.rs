@@ -9,11 +9,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_imagegate");
 
 fn free_port() -> u16 {
     imagegate::install_crypto_provider();
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
@@ -48,16 +44,10 @@ impl Proc {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let proc = Proc {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
+        let proc = Proc { child, base: format!("http://127.0.0.1:{port}") };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if reqwest::get(format!("{}/healthz", proc.base))
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
+            if reqwest::get(format!("{}/healthz", proc.base)).await.is_ok_and(|r| r.status() == 200) {
                 return proc;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -66,10 +56,7 @@ impl Proc {
     }
 
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
         assert!(ok.success());
     }
 
@@ -92,41 +79,24 @@ impl Drop for Proc {
     }
 }
 
-fn generate(
-    client: &reqwest::Client,
-    base: &str,
-    key: &str,
-    body: Value,
-) -> reqwest::RequestBuilder {
-    client
-        .post(format!("{base}/v1/images/generations"))
-        .bearer_auth(key)
-        .json(&body)
+fn generate(client: &reqwest::Client, base: &str, key: &str, body: Value) -> reqwest::RequestBuilder {
+    client.post(format!("{base}/v1/images/generations")).bearer_auth(key).json(&body)
 }
 
 #[tokio::test]
 async fn the_cli_manages_keys_that_the_server_honours_and_sigterm_drains() {
     let dir = tempfile::tempdir().unwrap();
     let out = cli(dir.path(), &["keys", "create", "--name", "cli", "--quiet"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(key.starts_with("igk_"));
 
     let mut server = Proc::start(dir.path(), free_port(), None).await;
     let client = reqwest::Client::new();
-    let resp = generate(
-        &client,
-        &server.base,
-        &key,
-        json!({"model": "nano-banana-pro", "prompt": "from the cli"}),
-    )
-    .send()
-    .await
-    .unwrap();
+    let resp = generate(&client, &server.base, &key, json!({"model": "nano-banana-pro", "prompt": "from the cli"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
 
     let list = String::from_utf8(cli(dir.path(), &["keys", "list"]).stdout).unwrap();
@@ -134,41 +104,21 @@ async fn the_cli_manages_keys_that_the_server_honours_and_sigterm_drains() {
     assert!(!list.contains(&key), "keys list never prints secrets");
     let id = list.split_whitespace().next().unwrap().to_string();
     assert!(cli(dir.path(), &["keys", "revoke", &id]).status.success());
-    let resp = generate(
-        &client,
-        &server.base,
-        &key,
-        json!({"model": "nano-banana-pro", "prompt": "x"}),
-    )
-    .send()
-    .await
-    .unwrap();
+    let resp =
+        generate(&client, &server.base, &key, json!({"model": "nano-banana-pro", "prompt": "x"})).send().await.unwrap();
     assert_eq!(resp.status(), 401);
 
     // A request in flight when SIGTERM arrives still gets its image.
-    let key2 = String::from_utf8(cli(dir.path(), &["keys", "create", "--quiet"]).stdout)
-        .unwrap()
-        .trim()
-        .to_string();
-    let slow = generate(
-        &client,
-        &server.base,
-        &key2,
-        json!({"model": "nano-banana-pro", "prompt": "slow [sim:delay:1s]"}),
-    )
-    .send();
+    let key2 = String::from_utf8(cli(dir.path(), &["keys", "create", "--quiet"]).stdout).unwrap().trim().to_string();
+    let slow =
+        generate(&client, &server.base, &key2, json!({"model": "nano-banana-pro", "prompt": "slow [sim:delay:1s]"}))
+            .send();
     let slow = tokio::spawn(slow);
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.signal("-TERM");
     let resp = slow.await.unwrap().unwrap();
-    assert_eq!(
-        resp.status(),
-        200,
-        "in-flight request finished during the drain"
-    );
-    let status = tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(10)))
-        .await
-        .unwrap();
+    assert_eq!(resp.status(), 200, "in-flight request finished during the drain");
+    let status = tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(10))).await.unwrap();
     assert!(status.success(), "{status:?}");
 }
 
@@ -177,10 +127,7 @@ async fn tasks_cut_off_by_kill_9_finish_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("imagegate.toml");
     std::fs::write(&config, "[worker]\nlease = \"1s\"\n").unwrap();
-    let key = String::from_utf8(cli(dir.path(), &["keys", "create", "--quiet"]).stdout)
-        .unwrap()
-        .trim()
-        .to_string();
+    let key = String::from_utf8(cli(dir.path(), &["keys", "create", "--quiet"]).stdout).unwrap().trim().to_string();
     let port = free_port();
     let server = Proc::start(dir.path(), port, Some(&config)).await;
     let client = reqwest::Client::new();
@@ -233,10 +180,7 @@ async fn tasks_cut_off_by_kill_9_finish_after_restart() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         assert_eq!(task["status"], "completed", "{task}");
-        assert_eq!(
-            task["attempts"], 2,
-            "one cut-off attempt, one that finished"
-        );
+        assert_eq!(task["attempts"], 2, "one cut-off attempt, one that finished");
         let url = task["result"]["data"][0]["url"].as_str().unwrap();
         assert_eq!(client.get(url).send().await.unwrap().status(), 200);
     }
@@ -247,12 +191,7 @@ fn a_config_typo_is_an_error_that_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "[server]\nlisten_address = \"127.0.0.1:1\"\n").unwrap();
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .args(["config", "print"])
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).arg("--config").arg(&config).args(["config", "print"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listen_address"), "{err}");
@@ -268,11 +207,7 @@ fn config_print_shows_resolved_values_with_secrets_redacted() {
         .env("IMAGEGATE_ADMIN_TOKEN", "super-secret-admin-token-123")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("127.0.0.1:9191"), "{text}");
     assert!(!text.contains("super-secret-admin-token-123"), "{text}");

@@ -2,7 +2,10 @@
 //! PostgreSQL joins with the same tests).
 
 use imagegate::domain::task::{TaskMode, TaskStatus};
-use imagegate::store::{Created, ImageRecord, NewTask, Store};
+use imagegate::store::{
+    AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, ImageRecord, Lease, NewTask, NewWebhook, Store,
+    TaskRecord, WebhookTarget,
+};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -20,8 +23,23 @@ fn task(owner: &str, idem: Option<(&str, &str)>, at: i64) -> NewTask {
         model: "nano-banana-pro".into(),
         request: json!({"prompt": "p"}),
         idempotency: idem.map(|(k, h)| (k.to_string(), h.to_string())),
+        webhook: None,
         created_at_ms: at,
     }
+}
+
+fn no_webhook(_: &TaskRecord) -> Option<NewWebhook> {
+    None
+}
+
+/// A webhook for every state change, tagged with the status it saw.
+fn every_change(t: &TaskRecord) -> Option<NewWebhook> {
+    Some(NewWebhook {
+        id: format!("msg_{}_{}", t.id, t.status),
+        event_type: format!("task.{}", t.status),
+        url: "https://example.com/hook".into(),
+        payload: format!("{{\"status\":\"{}\"}}", t.status),
+    })
 }
 
 fn created(c: Created) -> imagegate::store::TaskRecord {
@@ -35,93 +53,48 @@ fn created(c: Created) -> imagegate::store::TaskRecord {
 async fn reads_are_scoped_to_the_owner() {
     let (s, _d) = sqlite().await;
     let t = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
-    assert_eq!(
-        s.get_task("key_a", &t.id).await.unwrap().unwrap().status,
-        TaskStatus::Queued
-    );
+    assert_eq!(s.get_task("key_a", &t.id).await.unwrap().unwrap().status, TaskStatus::Queued);
     assert!(s.get_task("key_b", &t.id).await.unwrap().is_none());
-    assert!(
-        s.list_tasks("key_b", None, None, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(s.list_tasks("key_b", None, None, 10).await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn idempotency_keys_match_same_body_conflict_on_other_and_expire_after_a_day() {
     let (s, _d) = sqlite().await;
-    let t = created(
-        s.create_task(task("key_a", Some(("k", "h1")), 1000))
-            .await
-            .unwrap(),
-    );
-    match s
-        .create_task(task("key_a", Some(("k", "h1")), 2000))
-        .await
-        .unwrap()
-    {
+    let t = created(s.create_task(task("key_a", Some(("k", "h1")), 1000)).await.unwrap());
+    match s.create_task(task("key_a", Some(("k", "h1")), 2000)).await.unwrap() {
         Created::Existing(e) => assert_eq!(e.id, t.id),
         other => panic!("{other:?}"),
     }
-    assert_eq!(
-        s.create_task(task("key_a", Some(("k", "h2")), 2000))
-            .await
-            .unwrap(),
-        Created::Conflict
-    );
-    created(
-        s.create_task(task("key_b", Some(("k", "h2")), 2000))
-            .await
-            .unwrap(),
-    );
+    assert_eq!(s.create_task(task("key_a", Some(("k", "h2")), 2000)).await.unwrap(), Created::Conflict);
+    created(s.create_task(task("key_b", Some(("k", "h2")), 2000)).await.unwrap());
     let later = 1000 + imagegate::store::IDEMPOTENCY_WINDOW_MS + 1;
-    let fresh = created(
-        s.create_task(task("key_a", Some(("k", "h2")), later))
-            .await
-            .unwrap(),
-    );
+    let fresh = created(s.create_task(task("key_a", Some(("k", "h2")), later)).await.unwrap());
     assert_ne!(fresh.id, t.id);
-    assert!(
-        s.get_task("key_a", &t.id).await.unwrap().is_some(),
-        "the old task keeps its record"
-    );
+    assert!(s.get_task("key_a", &t.id).await.unwrap().is_some(), "the old task keeps its record");
 }
 
 #[tokio::test]
 async fn a_task_is_claimed_by_one_worker_and_fenced_by_its_lease() {
     let (s, _d) = sqlite().await;
     let t = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
-    let (a, b) = tokio::join!(
-        s.claim_task("w1", 5000, 6000),
-        s.claim_task("w2", 5000, 6000)
-    );
+    let (a, b) = tokio::join!(s.claim_task("w1", 5000, 6000), s.claim_task("w2", 5000, 6000));
     let claims: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
     assert_eq!(claims.len(), 1, "exactly one claim");
-    let holder = if s.renew_lease(&t.id, "w1", 6500).await.unwrap() {
-        "w1"
-    } else {
-        "w2"
-    };
+    let holder = if s.renew_lease(&t.id, "w1", 6500).await.unwrap() == Lease::Held { "w1" } else { "w2" };
     let other = if holder == "w1" { "w2" } else { "w1" };
     assert_eq!(claims[0].attempts, 1);
     assert_eq!(claims[0].status, TaskStatus::Running);
 
     // The lease runs out: another worker takes over and the first is fenced off.
-    assert!(
-        s.claim_task(other, 6000, 7000).await.unwrap().is_none(),
-        "lease still valid at 6000"
-    );
+    assert!(s.claim_task(other, 6000, 7000).await.unwrap().is_none(), "lease still valid at 6000");
     let again = s.claim_task(other, 6600, 9000).await.unwrap().unwrap();
     assert_eq!(again.id, t.id);
     assert_eq!(again.attempts, 2);
-    assert!(!s.renew_lease(&t.id, holder, 9999).await.unwrap());
-    assert!(
-        !s.complete_task(&t.id, holder, &json!({}), &[], 7000)
-            .await
-            .unwrap()
-    );
-    assert!(!s.fail_task(&t.id, holder, &json!({}), 7000).await.unwrap());
+    assert_eq!(s.renew_lease(&t.id, holder, 9999).await.unwrap(), Lease::Lost);
+    assert!(!s.complete_task(&t.id, holder, &json!({}), &[], 7000, &every_change).await.unwrap());
+    assert!(!s.fail_task(&t.id, holder, &json!({}), 7000, &every_change).await.unwrap());
+    assert!(s.claim_webhooks("d", 99_999, 100_000, 10).await.unwrap().is_empty(), "a fenced-off end owes nothing");
 
     let img = ImageRecord {
         id: imagegate::domain::ids::image_id(),
@@ -137,24 +110,15 @@ async fn a_task_is_claimed_by_one_worker_and_fenced_by_its_lease() {
         expires_at: 99,
     };
     assert!(
-        s.complete_task(
-            &t.id,
-            other,
-            &json!({"data": []}),
-            std::slice::from_ref(&img),
-            7000
-        )
-        .await
-        .unwrap()
+        s.complete_task(&t.id, other, &json!({"data": []}), std::slice::from_ref(&img), 7000, &no_webhook)
+            .await
+            .unwrap()
     );
     let done = s.get_task("key_a", &t.id).await.unwrap().unwrap();
     assert_eq!(done.status, TaskStatus::Completed);
     assert_eq!(done.result, Some(json!({"data": []})));
     assert_eq!(s.get_image(&img.id).await.unwrap(), Some(img));
-    assert!(
-        s.claim_task("w3", 99_999, 100_000).await.unwrap().is_none(),
-        "ended tasks are never claimed"
-    );
+    assert!(s.claim_task("w3", 99_999, 100_000).await.unwrap().is_none(), "ended tasks are never claimed");
     assert_eq!(s.count_unfinished().await.unwrap(), 0);
 }
 
@@ -166,14 +130,8 @@ async fn claims_take_the_oldest_task_and_released_tasks_come_back() {
     let c = s.claim_task("w1", 3000, 4000).await.unwrap().unwrap();
     assert_eq!(c.id, first.id);
     assert!(s.release_task(&first.id, "w1", 3100).await.unwrap());
-    assert_eq!(
-        s.claim_task("w1", 3200, 4000).await.unwrap().unwrap().id,
-        first.id
-    );
-    assert_eq!(
-        s.claim_task("w1", 3200, 4000).await.unwrap().unwrap().id,
-        second.id
-    );
+    assert_eq!(s.claim_task("w1", 3200, 4000).await.unwrap().unwrap().id, first.id);
+    assert_eq!(s.claim_task("w1", 3200, 4000).await.unwrap().unwrap().id, second.id);
     assert!(s.claim_task("w1", 3200, 4000).await.unwrap().is_none());
 }
 
@@ -183,17 +141,94 @@ async fn keys_are_found_by_hash_and_revocation_sticks() {
     let (rec, secret) = imagegate::keys::issue(s.as_ref(), "acme").await.unwrap();
     let hash = imagegate::api::auth::hash_key(&secret);
     assert_eq!(s.key_by_hash(&hash).await.unwrap().unwrap().id, rec.id);
-    assert!(
-        s.key_by_hash(&imagegate::api::auth::hash_key("igk_other"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(s.key_by_hash(&imagegate::api::auth::hash_key("igk_other")).await.unwrap().is_none());
     assert!(s.revoke_key(&rec.id, 5).await.unwrap());
     assert!(s.revoke_key(&rec.id, 6).await.unwrap(), "idempotent");
-    assert_eq!(
-        s.key_by_hash(&hash).await.unwrap().unwrap().revoked_at,
-        Some(5)
-    );
+    assert_eq!(s.key_by_hash(&hash).await.unwrap().unwrap().revoked_at, Some(5));
     assert!(!s.revoke_key("key_nope", 5).await.unwrap());
+}
+
+#[tokio::test]
+async fn claims_are_fair_across_owners() {
+    let (s, _d) = sqlite().await;
+    for i in 0..20 {
+        created(s.create_task(task("key_a", None, 1000 + i)).await.unwrap());
+    }
+    let b = created(s.create_task(task("key_b", None, 5000)).await.unwrap());
+    let first = s.claim_task("w", 6000, 60_000).await.unwrap().unwrap();
+    assert_eq!(first.owner, "key_a");
+    let second = s.claim_task("w", 6001, 60_000).await.unwrap().unwrap();
+    assert_eq!(second.id, b.id, "the other owner's single task goes next, not after A's burst");
+}
+
+#[tokio::test]
+async fn cancelling_a_queued_task_ends_it_and_owes_its_webhook_in_the_same_step() {
+    let (s, _d) = sqlite().await;
+    let mut t = task("key_a", None, 1000);
+    t.webhook = Some(WebhookTarget { url: "https://example.com/hook".into(), events: vec!["cancelled".into()] });
+    let t = created(s.create_task(t).await.unwrap());
+    match s.request_cancel("key_b", &t.id, 2000, &every_change).await.unwrap() {
+        CancelOutcome::NotFound => {}
+        other => panic!("another owner cannot cancel: {other:?}"),
+    }
+    match s.request_cancel("key_a", &t.id, 2000, &every_change).await.unwrap() {
+        CancelOutcome::Cancelled(c) => assert_eq!(c.status, TaskStatus::Cancelled),
+        other => panic!("{other:?}"),
+    }
+    let msgs = s.claim_webhooks("d", 3000, 4000, 10).await.unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].event_type, "task.cancelled");
+    assert!(s.claim_task("w", 3000, 4000).await.unwrap().is_none(), "a cancelled task is never run");
+    match s.request_cancel("key_a", &t.id, 2000, &every_change).await.unwrap() {
+        CancelOutcome::AlreadyEnded(_) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_running_task_asks_its_worker_through_the_lease() {
+    let (s, _d) = sqlite().await;
+    let t = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
+    s.claim_task("w", 2000, 9000).await.unwrap().unwrap();
+    match s.request_cancel("key_a", &t.id, 2500, &no_webhook).await.unwrap() {
+        CancelOutcome::Requested(r) => assert!(r.cancel_requested),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.renew_lease(&t.id, "w", 9500).await.unwrap(), Lease::CancelRequested);
+    assert!(s.finish_cancelled(&t.id, "w", 3000, &no_webhook).await.unwrap());
+    assert_eq!(s.get_task("key_a", &t.id).await.unwrap().unwrap().status, TaskStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn the_outbox_redelivers_on_schedule_and_logs_every_attempt() {
+    let (s, _d) = sqlite().await;
+    let t = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
+    s.claim_task("w", 1000, 9000).await.unwrap();
+    assert!(s.complete_task(&t.id, "w", &json!({}), &[], 2000, &every_change).await.unwrap());
+    let m = s.claim_webhooks("d1", 2000, 62_000, 10).await.unwrap();
+    assert_eq!(m.len(), 1);
+    assert!(s.claim_webhooks("d2", 2001, 62_000, 10).await.unwrap().is_empty(), "leased to d1");
+    let attempt = |at: i64, code: Option<u16>| DeliveryAttempt {
+        message_id: m[0].id.clone(),
+        task_id: t.id.clone(),
+        event_type: m[0].event_type.clone(),
+        url: m[0].url.clone(),
+        attempted_at_ms: at,
+        status_code: code,
+        error: code.is_none().then(|| "connection refused".to_string()),
+        latency_ms: 3,
+    };
+    s.record_attempt(&attempt(2000, Some(500)), AttemptOutcome::RetryAt(7000)).await.unwrap();
+    assert_eq!(s.next_webhook_due().await.unwrap(), Some(7000));
+    assert!(s.claim_webhooks("d1", 6999, 70_000, 10).await.unwrap().is_empty(), "not due yet");
+    let again = s.claim_webhooks("d2", 7000, 70_000, 10).await.unwrap();
+    assert_eq!((again[0].id.as_str(), again[0].attempts), (m[0].id.as_str(), 1), "same webhook-id");
+    s.record_attempt(&attempt(7000, None), AttemptOutcome::RetryAt(8000)).await.unwrap();
+    s.claim_webhooks("d2", 8000, 70_000, 10).await.unwrap();
+    s.record_attempt(&attempt(8000, Some(200)), AttemptOutcome::Delivered).await.unwrap();
+    assert_eq!(s.next_webhook_due().await.unwrap(), None);
+    let log = s.list_attempts("key_a", &t.id).await.unwrap().unwrap();
+    let codes: Vec<Option<u16>> = log.iter().map(|a| a.status_code).collect();
+    assert_eq!(codes, vec![Some(500), None, Some(200)]);
+    assert!(s.list_attempts("key_b", &t.id).await.unwrap().is_none());
 }

@@ -8,13 +8,8 @@ use crate::support::*;
 #[tokio::test]
 async fn a_task_shows_the_request_and_result_of_a_sync_call() {
     let app = spawn_app().await;
-    let resp = app
-        .generate(json!({"model": "nano-banana-pro", "prompt": "owl", "size": "1024x1024"}))
-        .await;
-    let id = resp.headers()["imagegate-task-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let resp = app.generate(json!({"model": "nano-banana-pro", "prompt": "owl", "size": "1024x1024"})).await;
+    let id = resp.headers()["imagegate-task-id"].to_str().unwrap().to_string();
     let result: Value = resp.json().await.unwrap();
     let resp = app.get_task(&app.key, &id).await;
     assert_eq!(resp.status(), 200);
@@ -31,10 +26,7 @@ async fn a_task_shows_the_request_and_result_of_a_sync_call() {
     assert_eq!(task["attempts"], 1);
     assert!(task["started_at"].as_i64().unwrap() >= task["created_at"].as_i64().unwrap());
     assert!(task["completed_at"].as_i64().is_some());
-    assert_eq!(
-        task["result"], result,
-        "the result is exactly the sync response body"
-    );
+    assert_eq!(task["result"], result, "the result is exactly the sync response body");
     assert_eq!(task["error"], Value::Null);
 }
 
@@ -42,37 +34,16 @@ async fn a_task_shows_the_request_and_result_of_a_sync_call() {
 async fn another_key_gets_404_for_my_task() {
     let app = spawn_app().await;
     let resp = app.generate(pro("private")).await;
-    let id = resp.headers()["imagegate-task-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let id = resp.headers()["imagegate-task-id"].to_str().unwrap().to_string();
     let other = app.new_key().await;
     let resp = app.get_task(&other, &id).await;
     assert_error(resp, StatusCode::NOT_FOUND, "not_found").await;
-    let theirs: Value = app
-        .client
-        .get(app.url("/v1/tasks"))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let theirs: Value =
+        app.client.get(app.url("/v1/tasks")).bearer_auth(&other).send().await.unwrap().json().await.unwrap();
     assert_eq!(theirs["data"], json!([]));
-    assert_error(
-        app.get_task(&app.key, "task_doesnotexist0000000000000")
-            .await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    assert_error(
-        app.get_task(&app.key, "task_..%2F..%2Fetc%2Fpasswd").await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
+    assert_error(app.get_task(&app.key, "task_doesnotexist0000000000000").await, StatusCode::NOT_FOUND, "not_found")
+        .await;
+    assert_error(app.get_task(&app.key, "task_..%2F..%2Fetc%2Fpasswd").await, StatusCode::NOT_FOUND, "not_found").await;
 }
 
 #[tokio::test]
@@ -81,80 +52,37 @@ async fn tasks_are_listed_newest_first_with_cursor_paging_and_a_status_filter() 
     let mut ids = Vec::new();
     for i in 0..5 {
         let resp = app.generate(pro(&format!("image {i}"))).await;
-        ids.push(
-            resp.headers()["imagegate-task-id"]
-                .to_str()
-                .unwrap()
-                .to_string(),
-        );
+        ids.push(resp.headers()["imagegate-task-id"].to_str().unwrap().to_string());
     }
     let _ = app.generate(pro("refused [sim:refuse]")).await;
     let page1 = app.list_tasks("?limit=3&status=completed").await;
     assert_eq!(page1["object"], "list");
-    let got: Vec<&str> = page1["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap())
-        .collect();
+    let got: Vec<&str> = page1["data"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
     assert_eq!(got, vec![ids[4].as_str(), ids[3].as_str(), ids[2].as_str()]);
     assert_eq!(page1["has_more"], true);
-    let page2 = app
-        .list_tasks(&format!(
-            "?limit=3&status=completed&after={}",
-            page1["last_id"].as_str().unwrap()
-        ))
-        .await;
-    let got: Vec<&str> = page2["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap())
-        .collect();
+    let page2 =
+        app.list_tasks(&format!("?limit=3&status=completed&after={}", page1["last_id"].as_str().unwrap())).await;
+    let got: Vec<&str> = page2["data"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
     assert_eq!(got, vec![ids[1].as_str(), ids[0].as_str()]);
     assert_eq!(page2["has_more"], false);
     let failed = app.list_tasks("?status=failed").await;
     assert_eq!(failed["data"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        failed["data"][0]["error"]["code"],
-        "content_policy_violation"
-    );
+    assert_eq!(failed["data"][0]["error"]["code"], "content_policy_violation");
 
-    let resp = app
-        .client
-        .get(app.url("/v1/tasks?status=done"))
-        .bearer_auth(&app.key)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.get(app.url("/v1/tasks?status=done")).bearer_auth(&app.key).send().await.unwrap();
     assert_error(resp, StatusCode::BAD_REQUEST, "invalid_value").await;
-    let resp = app
-        .client
-        .get(app.url("/v1/tasks?limit=1000"))
-        .bearer_auth(&app.key)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.get(app.url("/v1/tasks?limit=1000")).bearer_auth(&app.key).send().await.unwrap();
     assert_error(resp, StatusCode::BAD_REQUEST, "invalid_value").await;
 }
 
 #[tokio::test]
 async fn prefer_respond_async_returns_202_with_the_task() {
     let app = spawn_app().await;
-    let resp = app
-        .generate_with(
-            &app.key,
-            pro("later [sim:delay:300ms]"),
-            &[("Prefer", "respond-async")],
-        )
-        .await;
+    let resp = app.generate_with(&app.key, pro("later [sim:delay:300ms]"), &[("Prefer", "respond-async")]).await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let task: Value = resp.json().await.unwrap();
     assert_eq!(task["mode"], "async");
-    assert!(matches!(
-        task["status"].as_str(),
-        Some("queued" | "running")
-    ));
+    assert!(matches!(task["status"].as_str(), Some("queued" | "running")));
     let done = app.wait_task(task["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "completed");
 }

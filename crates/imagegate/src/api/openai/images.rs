@@ -16,12 +16,16 @@ use std::time::Duration;
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
 use crate::api::extract::JsonBody;
-use crate::api::tasks::task_json;
 use crate::app::App;
 use crate::domain::request::{self, ImageRequest, ResponseFormat};
 use crate::domain::task::{TaskMode, TaskStatus};
 use crate::domain::{ids, now_millis};
-use crate::store::{Created, NewTask, TaskRecord};
+use crate::store::{Created, NewTask, TaskRecord, WebhookTarget};
+use crate::task_view::task_object;
+use crate::webhooks;
+
+/// Fields the generation routes take on top of the image fields.
+const TASK_FIELDS: &[&str] = &["webhook_url", "webhook_events"];
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
@@ -35,19 +39,12 @@ pub async fn create_image(
         .get_all("prefer")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',')
-                .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
-        });
-    let mode = if wants_async {
-        TaskMode::Async
-    } else {
-        TaskMode::Sync
-    };
+        .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async")));
+    let mode = if wants_async { TaskMode::Async } else { TaskMode::Sync };
     let req = request::validate(&body, &[])?;
     let task = submit(&app, &key.id, mode, &req, &body, &headers).await?;
     if wants_async {
-        return Ok(accepted(&app, &task));
+        return accepted(&app, &task).await;
     }
     let task = wait_for_end(&app, &key.id, task, &req).await?;
     respond_with_task(&app, &task, &req).await
@@ -59,16 +56,69 @@ pub async fn create_image_async(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let req = request::validate(&body, &[])?;
+    let req = request::validate(&body, TASK_FIELDS)?;
     let task = submit(&app, &key.id, TaskMode::Async, &req, &body, &headers).await?;
-    Ok(accepted(&app, &task))
+    accepted(&app, &task).await
 }
 
-fn accepted(app: &App, task: &TaskRecord) -> Response {
-    with_task_header(
-        (StatusCode::ACCEPTED, axum::Json(task_json(app, task))).into_response(),
-        &task.id,
-    )
+async fn accepted(app: &App, task: &TaskRecord) -> Result<Response, ApiError> {
+    let position = if task.status == TaskStatus::Queued { Some(app.store.queue_position(task).await?) } else { None };
+    Ok(with_task_header((StatusCode::ACCEPTED, axum::Json(task_object(task, position))).into_response(), &task.id))
+}
+
+/// `webhook_url` (checked against SSRF now and again at delivery) and `webhook_events`.
+async fn webhook_target(app: &App, body: &Value) -> Result<Option<WebhookTarget>, ApiError> {
+    let url = match body.get("webhook_url") {
+        None | Some(Value::Null) => {
+            if body.get("webhook_events").is_some_and(|e| !e.is_null()) {
+                return Err(ApiError::bad_request("invalid_value", "'webhook_events' needs a 'webhook_url'.")
+                    .with_param("webhook_events"));
+            }
+            return Ok(None);
+        }
+        Some(Value::String(u)) if u.len() <= 2048 => u,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_value",
+                "'webhook_url' must be a URL string of at most 2048 characters.",
+            )
+            .with_param("webhook_url"));
+        }
+    };
+    let checked = webhooks::guard::check_target(url, app.rt.webhook_allow_private)
+        .await
+        .map_err(|e| ApiError::bad_request("invalid_webhook_url", format!("{e}.")).with_param("webhook_url"))?;
+    let events: Vec<String> = match body.get("webhook_events") {
+        None | Some(Value::Null) => webhooks::DEFAULT_EVENTS.iter().map(|e| e.to_string()).collect(),
+        Some(Value::Array(items)) if !items.is_empty() => {
+            let mut events = Vec::new();
+            for item in items {
+                match item.as_str() {
+                    Some(e) if webhooks::EVENTS.contains(&e) => {
+                        if !events.iter().any(|x| x == e) {
+                            events.push(e.to_string());
+                        }
+                    }
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "invalid_value",
+                            format!("'webhook_events' items must be among {}.", webhooks::EVENTS.join(", ")),
+                        )
+                        .with_param("webhook_events"));
+                    }
+                }
+            }
+            events
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_value",
+                "'webhook_events' must be a non-empty array of event names.",
+            )
+            .with_param("webhook_events"));
+        }
+    };
+    Ok(Some(WebhookTarget { url: checked.to_string(), events }))
 }
 
 pub fn with_task_header(mut resp: Response, task_id: &str) -> Response {
@@ -102,6 +152,7 @@ async fn submit(
             Some((key.to_string(), hex))
         }
     };
+    let webhook = webhook_target(app, body).await?;
     let new = NewTask {
         id: ids::task_id(),
         owner: owner.to_string(),
@@ -109,6 +160,7 @@ async fn submit(
         model: req.model.clone(),
         request: serde_json::to_value(req).map_err(|e| ApiError::internal(&e))?,
         idempotency,
+        webhook,
         created_at_ms: now_millis(),
     };
     match app.store.create_task(new).await? {
@@ -126,31 +178,27 @@ async fn submit(
 }
 
 /// Waits until the task ends, or until its deadline (plus slack for queueing) passes.
-async fn wait_for_end(
-    app: &App,
-    owner: &str,
-    task: TaskRecord,
-    req: &ImageRequest,
-) -> Result<TaskRecord, ApiError> {
+async fn wait_for_end(app: &App, owner: &str, task: TaskRecord, req: &ImageRequest) -> Result<TaskRecord, ApiError> {
     if task.status.is_terminal() {
         return Ok(task);
     }
     let limit = app.rt.deadline(req.resolution()) + Duration::from_secs(60);
     let give_up = tokio::time::Instant::now() + limit;
+    let mut changes = app.workers.signals.subscribe(&task.id);
     loop {
-        let woken = app.workers.waiters.register(&task.id);
-        let current = app
-            .store
-            .get_task(owner, &task.id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("The task disappeared."))?;
+        let current =
+            app.store.get_task(owner, &task.id).await?.ok_or_else(|| ApiError::not_found("The task disappeared."))?;
         if current.status.is_terminal() {
             return Ok(current);
         }
         // The wake-up covers this process; the periodic re-read covers another replica's worker.
         let poll = tokio::time::sleep(Duration::from_secs(2));
         tokio::select! {
-            _ = woken => {}
+            r = changes.changed() => {
+                if r.is_err() {
+                    changes = app.workers.signals.subscribe(&task.id);
+                }
+            }
             _ = poll => {}
             _ = tokio::time::sleep_until(give_up) => {
                 return Err(ApiError::new(
@@ -168,40 +216,25 @@ async fn wait_for_end(
 }
 
 /// The sync response for an ended task: its result (with images inlined for `b64_json`), or its error.
-async fn respond_with_task(
-    app: &App,
-    task: &TaskRecord,
-    req: &ImageRequest,
-) -> Result<Response, ApiError> {
+async fn respond_with_task(app: &App, task: &TaskRecord, req: &ImageRequest) -> Result<Response, ApiError> {
     match task.status {
         TaskStatus::Completed => {
             let mut result = task.result.clone().unwrap_or_else(|| json!({"data": []}));
             if req.response_format == ResponseFormat::B64Json {
-                inline_images(app, &mut result)
-                    .await
-                    .map_err(|e| e.with_task(&task.id))?;
+                inline_images(app, &mut result).await.map_err(|e| e.with_task(&task.id))?;
             }
-            Ok(with_task_header(
-                axum::Json(result).into_response(),
-                &task.id,
-            ))
+            Ok(with_task_header(axum::Json(result).into_response(), &task.id))
         }
-        TaskStatus::Failed => Err(ApiError::from_task_error(
-            task.error.as_ref().unwrap_or(&Value::Null),
-        )
-        .with_task(&task.id)),
-        TaskStatus::Cancelled => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "task_cancelled",
-            "The task was cancelled.",
-        )
-        .with_task(&task.id)),
-        TaskStatus::Queued | TaskStatus::Running => Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "still_running",
-            "The image is still being generated.",
-        )
-        .with_task(&task.id)),
+        TaskStatus::Failed => {
+            Err(ApiError::from_task_error(task.error.as_ref().unwrap_or(&Value::Null)).with_task(&task.id))
+        }
+        TaskStatus::Cancelled => {
+            Err(ApiError::new(StatusCode::CONFLICT, "task_cancelled", "The task was cancelled.").with_task(&task.id))
+        }
+        TaskStatus::Queued | TaskStatus::Running => {
+            Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, "still_running", "The image is still being generated.")
+                .with_task(&task.id))
+        }
     }
 }
 
@@ -214,30 +247,21 @@ async fn inline_images(app: &App, result: &mut Value) -> Result<(), ApiError> {
         let Some(id) = item.get("id").and_then(|v| v.as_str()).map(str::to_string) else {
             continue;
         };
-        let rec = app.store.get_image(&id).await?.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::GONE,
-                "image_expired",
-                "The image is no longer stored.",
-            )
-        })?;
+        let rec = app
+            .store
+            .get_image(&id)
+            .await?
+            .ok_or_else(|| ApiError::new(StatusCode::GONE, "image_expired", "The image is no longer stored."))?;
         let bytes = app.blobs.get(&rec.blob_key).await.map_err(|e| {
             if e.is_not_found() {
-                ApiError::new(
-                    StatusCode::GONE,
-                    "image_expired",
-                    "The image is no longer stored.",
-                )
+                ApiError::new(StatusCode::GONE, "image_expired", "The image is no longer stored.")
             } else {
                 ApiError::internal(&e)
             }
         })?;
         if let Some(obj) = item.as_object_mut() {
             obj.remove("url");
-            obj.insert(
-                "b64_json".into(),
-                json!(base64::engine::general_purpose::STANDARD.encode(&bytes)),
-            );
+            obj.insert("b64_json".into(), json!(base64::engine::general_purpose::STANDARD.encode(&bytes)));
         }
     }
     Ok(())

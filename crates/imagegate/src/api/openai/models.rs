@@ -22,9 +22,7 @@ fn model_json(app: &App, id: &str) -> Value {
 }
 
 pub async fn list_models(State(app): State<Arc<App>>, _caller: Caller) -> Json<Value> {
-    let data: Vec<Value> = models::public_ids()
-        .map(|id| model_json(&app, id))
-        .collect();
+    let data: Vec<Value> = models::public_ids().map(|id| model_json(&app, id)).collect();
     Json(json!({"object": "list", "data": data}))
 }
 

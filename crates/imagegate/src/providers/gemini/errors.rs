@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use std::time::Duration;
 
+use crate::domain::duration::parse_retry_after;
 use crate::providers::ProviderError;
 
 #[derive(Debug, Deserialize)]
@@ -23,15 +24,10 @@ struct GoogleError {
 /// Classifies a non-200 answer. `retry_after` is the HTTP `Retry-After` header, if any;
 /// `RetryInfo.retryDelay` in the body wins over it.
 pub fn classify(status: u16, body: &[u8], retry_after: Option<&str>) -> ProviderError {
-    let parsed: Option<GoogleError> = serde_json::from_slice::<ErrorBody>(body)
-        .ok()
-        .map(|b| b.error);
+    let parsed: Option<GoogleError> = serde_json::from_slice::<ErrorBody>(body).ok().map(|b| b.error);
     let message = match &parsed {
         Some(e) if !e.message.is_empty() => e.message.clone(),
-        _ => format!(
-            "HTTP {status}: {}",
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-        ),
+        _ => format!("HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)])),
     };
     let google_status = parsed.as_ref().map(|e| e.status.as_str()).unwrap_or("");
     match (status, google_status) {
@@ -42,9 +38,7 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<&str>) -> Provider
                 message,
             }
         }
-        (401 | 403, _) | (_, "UNAUTHENTICATED" | "PERMISSION_DENIED") => {
-            ProviderError::Auth { message }
-        }
+        (401 | 403, _) | (_, "UNAUTHENTICATED" | "PERMISSION_DENIED") => ProviderError::Auth { message },
         (504, _) | (_, "DEADLINE_EXCEEDED") => ProviderError::Overloaded { status, message },
         (400 | 404 | 413, _) => ProviderError::Invalid { message },
         (500..=599, _) => ProviderError::Overloaded { status, message },
@@ -56,11 +50,7 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<&str>) -> Provider
 fn retry_delay(details: &[serde_json::Value]) -> Option<Duration> {
     details
         .iter()
-        .find(|d| {
-            d.get("@type")
-                .and_then(|t| t.as_str())
-                .is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
-        })
+        .find(|d| d.get("@type").and_then(|t| t.as_str()).is_some_and(|t| t.ends_with("google.rpc.RetryInfo")))
         .and_then(|d| d.get("retryDelay")?.as_str().map(str::to_string))
         .and_then(|s| parse_seconds(&s))
 }
@@ -70,27 +60,12 @@ fn parse_seconds(s: &str) -> Option<Duration> {
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
 }
 
-/// HTTP `Retry-After`: delay-seconds or an HTTP date.
-pub fn parse_retry_after(v: &str) -> Option<Duration> {
-    if let Ok(secs) = v.trim().parse::<u64>() {
-        return Some(Duration::from_secs(secs.min(86_400)));
-    }
-    let when = httpdate::parse_http_date(v.trim()).ok()?;
-    Some(
-        when.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../imagegate-fakes/fixtures/gemini/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/../imagegate-fakes/fixtures/gemini/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read(path).unwrap()
     }
 
@@ -112,31 +87,16 @@ mod tests {
 
     #[test]
     fn each_error_has_its_kind() {
-        assert!(matches!(
-            classify(503, &fixture("error-503-overloaded.json"), None),
-            ProviderError::Overloaded { .. }
-        ));
-        assert!(matches!(
-            classify(403, &fixture("error-403-key.json"), None),
-            ProviderError::Auth { .. }
-        ));
-        assert!(matches!(
-            classify(400, &fixture("error-400-invalid.json"), None),
-            ProviderError::Invalid { .. }
-        ));
-        assert!(matches!(
-            classify(502, b"<html>bad gateway</html>", None),
-            ProviderError::Overloaded { .. }
-        ));
+        assert!(matches!(classify(503, &fixture("error-503-overloaded.json"), None), ProviderError::Overloaded { .. }));
+        assert!(matches!(classify(403, &fixture("error-403-key.json"), None), ProviderError::Auth { .. }));
+        assert!(matches!(classify(400, &fixture("error-400-invalid.json"), None), ProviderError::Invalid { .. }));
+        assert!(matches!(classify(502, b"<html>bad gateway</html>", None), ProviderError::Overloaded { .. }));
         assert!(classify(500, b"", None).is_retryable());
         assert!(!classify(400, &fixture("error-400-invalid.json"), None).is_retryable());
     }
 
     #[test]
-    fn retry_after_parses_seconds_and_dates() {
-        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
-        assert!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT").is_some());
-        assert_eq!(parse_retry_after("soon"), None);
+    fn retry_delay_parses_fractional_seconds() {
         assert_eq!(parse_seconds("19.5s"), Some(Duration::from_millis(19_500)));
         assert_eq!(parse_seconds("-1s"), None);
     }

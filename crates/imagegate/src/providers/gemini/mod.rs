@@ -51,10 +51,7 @@ impl Provider for GeminiProvider {
     }
 
     async fn generate(&self, req: &ProviderRequest) -> Result<GeneratedImage, ProviderError> {
-        let url = format!(
-            "{}/v1beta/models/{}:generateContent",
-            self.base_url, req.model
-        );
+        let url = format!("{}/v1beta/models/{}:generateContent", self.base_url, req.model);
         let body = build_request(req);
         let call = async {
             let resp = self
@@ -66,11 +63,8 @@ impl Provider for GeminiProvider {
                 .await
                 .map_err(ProviderError::Network)?;
             let status = resp.status().as_u16();
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+            let retry_after =
+                resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
             let bytes = resp.bytes().await.map_err(ProviderError::Network)?;
             if status != 200 {
                 return Err(classify(status, &bytes, retry_after.as_deref()));
@@ -78,9 +72,7 @@ impl Provider for GeminiProvider {
             let image = parse_response(&bytes)?;
             let data = base64::engine::general_purpose::STANDARD
                 .decode(image.data.as_bytes())
-                .map_err(|e| ProviderError::Malformed {
-                    message: format!("image data is not base64: {e}"),
-                })?;
+                .map_err(|e| ProviderError::Malformed { message: format!("image data is not base64: {e}") })?;
             Ok(GeneratedImage {
                 bytes: Bytes::from(data),
                 mime: image.mime_type,

@@ -43,10 +43,7 @@ struct ImageConfig<'a> {
 
 pub fn build_request(req: &ProviderRequest) -> GenerateContentRequest<'_> {
     GenerateContentRequest {
-        contents: [Content {
-            role: "user",
-            parts: [TextPart { text: &req.prompt }],
-        }],
+        contents: [Content { role: "user", parts: [TextPart { text: &req.prompt }] }],
         generation_config: GenerationConfig {
             response_modalities: ["TEXT", "IMAGE"],
             image_config: ImageConfig {
@@ -142,31 +139,21 @@ const REFUSAL_REASONS: &[&str] = &[
 /// images first) and takes the last non-thought `inlineData`. Blocks, refusal finish reasons
 /// and text-only answers are content refusals.
 pub fn parse_response(body: &[u8]) -> Result<FinalImage, ProviderError> {
-    let resp: GenerateContentResponse =
-        serde_json::from_slice(body).map_err(|e| ProviderError::Malformed {
-            message: format!("response is not a generateContent body: {e}"),
-        })?;
+    let resp: GenerateContentResponse = serde_json::from_slice(body)
+        .map_err(|e| ProviderError::Malformed { message: format!("response is not a generateContent body: {e}") })?;
     if resp.candidates.is_empty() {
-        if let Some(reason) = resp
-            .prompt_feedback
-            .as_ref()
-            .and_then(|f| f.block_reason.clone())
-        {
+        if let Some(reason) = resp.prompt_feedback.as_ref().and_then(|f| f.block_reason.clone()) {
             let detail = resp
                 .prompt_feedback
                 .and_then(|f| f.block_reason_message)
                 .map(|m| format!(" ({m})"))
                 .unwrap_or_default();
             return Err(ProviderError::Rejected {
-                message: format!(
-                    "The prompt was blocked by the model's safety system: {reason}{detail}."
-                ),
+                message: format!("The prompt was blocked by the model's safety system: {reason}{detail}."),
                 reason,
             });
         }
-        return Err(ProviderError::Malformed {
-            message: "response has no candidates".into(),
-        });
+        return Err(ProviderError::Malformed { message: "response has no candidates".into() });
     }
     let usage = resp.usage_metadata.unwrap_or_default();
     let mut last_image = None;
@@ -202,10 +189,7 @@ pub fn parse_response(body: &[u8]) -> Result<FinalImage, ProviderError> {
     if let Some((reason, message)) = finish.as_ref()
         && REFUSAL_REASONS.contains(&reason.as_str())
     {
-        let detail = message
-            .as_ref()
-            .map(|m| format!(" ({m})"))
-            .unwrap_or_default();
+        let detail = message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default();
         return Err(ProviderError::Rejected {
             reason: reason.clone(),
             message: format!("The model declined to generate this image: {reason}{detail}."),
@@ -231,10 +215,7 @@ mod tests {
     use crate::domain::sizes::Resolution;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../imagegate-fakes/fixtures/gemini/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/../imagegate-fakes/fixtures/gemini/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read(path).unwrap()
     }
 
@@ -242,35 +223,22 @@ mod tests {
     fn the_final_image_is_taken_not_a_thought_draft() {
         let img = parse_response(&fixture("pro-image-with-thoughts.json")).unwrap();
         assert_eq!(img.mime_type, "image/jpeg");
-        let v: serde_json::Value =
-            serde_json::from_slice(&fixture("pro-image-with-thoughts.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&fixture("pro-image-with-thoughts.json")).unwrap();
         let parts = v["candidates"][0]["content"]["parts"].as_array().unwrap();
         assert_eq!(img.data, parts[3]["inlineData"]["data"].as_str().unwrap());
         assert_ne!(img.data, parts[1]["inlineData"]["data"].as_str().unwrap());
-        assert_eq!(
-            img.text.as_deref(),
-            Some("Here is the image you asked for.")
-        );
+        assert_eq!(img.text.as_deref(), Some("Here is the image you asked for."));
         assert_eq!((img.input_tokens, img.output_tokens), (14, 1120 + 812));
     }
 
     #[test]
     fn flash_returns_png() {
-        assert_eq!(
-            parse_response(&fixture("flash-image-png.json"))
-                .unwrap()
-                .mime_type,
-            "image/png"
-        );
+        assert_eq!(parse_response(&fixture("flash-image-png.json")).unwrap().mime_type, "image/png");
     }
 
     #[test]
     fn blocks_refusals_and_text_only_answers_are_rejections() {
-        for name in [
-            "prompt-blocked.json",
-            "finish-image-safety.json",
-            "text-only-refusal.json",
-        ] {
+        for name in ["prompt-blocked.json", "finish-image-safety.json", "text-only-refusal.json"] {
             match parse_response(&fixture(name)) {
                 Err(ProviderError::Rejected { .. }) => {}
                 other => panic!("{name}: {other:?}"),
@@ -280,14 +248,8 @@ mod tests {
 
     #[test]
     fn garbage_is_malformed() {
-        assert!(matches!(
-            parse_response(b"<html>"),
-            Err(ProviderError::Malformed { .. })
-        ));
-        assert!(matches!(
-            parse_response(b"{}"),
-            Err(ProviderError::Malformed { .. })
-        ));
+        assert!(matches!(parse_response(b"<html>"), Err(ProviderError::Malformed { .. })));
+        assert!(matches!(parse_response(b"{}"), Err(ProviderError::Malformed { .. })));
     }
 
     #[test]
@@ -304,18 +266,10 @@ mod tests {
             deadline: std::time::Duration::from_secs(1),
         };
         let got = serde_json::to_value(build_request(&req)).unwrap();
-        let want: serde_json::Value =
-            serde_json::from_slice(&fixture("request-pro-16x9-2k.json")).unwrap();
+        let want: serde_json::Value = serde_json::from_slice(&fixture("request-pro-16x9-2k.json")).unwrap();
         assert_eq!(got, want);
-        let flash = ProviderRequest {
-            family: Family::Flash,
-            ..req
-        };
+        let flash = ProviderRequest { family: Family::Flash, ..req };
         let got = serde_json::to_value(build_request(&flash)).unwrap();
-        assert!(
-            got["generationConfig"]["imageConfig"]
-                .get("imageSize")
-                .is_none()
-        );
+        assert!(got["generationConfig"]["imageConfig"].get("imageSize").is_none());
     }
 }

@@ -5,15 +5,18 @@ use sqlx::SqlitePool;
 
 use crate::store::StoreError;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../../migrations/sqlite/0002_async.sql")),
+];
 
 pub async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
-    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-        .execute(pool)
-        .await?;
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
-        .fetch_all(pool)
-        .await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(pool).await?;
     for (version, sql) in MIGRATIONS {
         if applied.contains(version) {
             continue;
@@ -22,10 +25,7 @@ pub async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
         sqlx::raw_sql(*sql)
             .execute(&mut *tx)
             .await
-            .map_err(|source| StoreError::Migration {
-                version: *version,
-                source,
-            })?;
+            .map_err(|source| StoreError::Migration { version: *version, source })?;
         sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
             .bind(version)
             .bind(crate::domain::now_secs())

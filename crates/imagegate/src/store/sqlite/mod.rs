@@ -4,16 +4,18 @@
 mod keys;
 mod migrate;
 mod tasks;
+mod webhooks;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{Created, ImageRecord, KeyRecord, NewKey, NewTask, Store, StoreError, TaskRecord};
+use super::{
+    AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, ImageRecord, KeyRecord, Lease, NewKey, NewTask,
+    NewWebhook, Store, StoreError, TaskRecord, WebhookFor, WebhookMessage,
+};
 use crate::domain::task::TaskStatus;
 
 pub struct SqliteStore {
@@ -94,6 +96,10 @@ impl Store for SqliteStore {
         tasks::list(&self.reader, owner, status, before, limit).await
     }
 
+    async fn queue_position(&self, task: &TaskRecord) -> Result<i64, StoreError> {
+        tasks::queue_position(&self.reader, task).await
+    }
+
     async fn claim_task(
         &self,
         worker: &str,
@@ -103,12 +109,7 @@ impl Store for SqliteStore {
         tasks::claim(&self.writer, worker, now_ms, lease_until_ms).await
     }
 
-    async fn renew_lease(
-        &self,
-        task_id: &str,
-        worker: &str,
-        lease_until_ms: i64,
-    ) -> Result<bool, StoreError> {
+    async fn renew_lease(&self, task_id: &str, worker: &str, lease_until_ms: i64) -> Result<Lease, StoreError> {
         tasks::renew(&self.writer, task_id, worker, lease_until_ms).await
     }
 
@@ -119,8 +120,9 @@ impl Store for SqliteStore {
         result: &Value,
         images: &[ImageRecord],
         now_ms: i64,
+        webhook: WebhookFor<'_>,
     ) -> Result<bool, StoreError> {
-        tasks::complete(&self.writer, task_id, worker, result, images, now_ms).await
+        tasks::complete(&self.writer, task_id, worker, result, images, now_ms, webhook).await
     }
 
     async fn fail_task(
@@ -129,16 +131,32 @@ impl Store for SqliteStore {
         worker: &str,
         error: &Value,
         now_ms: i64,
+        webhook: WebhookFor<'_>,
     ) -> Result<bool, StoreError> {
-        tasks::fail(&self.writer, task_id, worker, error, now_ms).await
+        tasks::fail(&self.writer, task_id, worker, error, now_ms, webhook).await
     }
 
-    async fn release_task(
+    async fn finish_cancelled(
         &self,
         task_id: &str,
         worker: &str,
         now_ms: i64,
+        webhook: WebhookFor<'_>,
     ) -> Result<bool, StoreError> {
+        tasks::finish_cancelled(&self.writer, task_id, worker, now_ms, webhook).await
+    }
+
+    async fn request_cancel(
+        &self,
+        owner: &str,
+        id: &str,
+        now_ms: i64,
+        webhook: WebhookFor<'_>,
+    ) -> Result<CancelOutcome, StoreError> {
+        tasks::request_cancel(&self.writer, owner, id, now_ms, webhook).await
+    }
+
+    async fn release_task(&self, task_id: &str, worker: &str, now_ms: i64) -> Result<bool, StoreError> {
         tasks::release(&self.writer, task_id, worker, now_ms).await
     }
 
@@ -148,5 +166,39 @@ impl Store for SqliteStore {
 
     async fn get_image(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
         tasks::get_image(&self.reader, id).await
+    }
+
+    async fn webhook_secret(&self, owner: &str) -> Result<Option<String>, StoreError> {
+        keys::webhook_secret(&self.reader, owner).await
+    }
+
+    async fn set_webhook_secret(&self, owner: &str, secret: &str) -> Result<bool, StoreError> {
+        keys::set_webhook_secret(&self.writer, owner, secret).await
+    }
+
+    async fn enqueue_webhook(&self, task: &TaskRecord, msg: &NewWebhook, now_ms: i64) -> Result<(), StoreError> {
+        webhooks::enqueue(&self.writer, task, msg, now_ms).await
+    }
+
+    async fn claim_webhooks(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<WebhookMessage>, StoreError> {
+        webhooks::claim(&self.writer, worker, now_ms, lease_until_ms, limit).await
+    }
+
+    async fn record_attempt(&self, attempt: &DeliveryAttempt, outcome: AttemptOutcome) -> Result<(), StoreError> {
+        webhooks::record_attempt(&self.writer, attempt, outcome).await
+    }
+
+    async fn list_attempts(&self, owner: &str, task_id: &str) -> Result<Option<Vec<DeliveryAttempt>>, StoreError> {
+        webhooks::list_attempts(&self.reader, owner, task_id).await
+    }
+
+    async fn next_webhook_due(&self) -> Result<Option<i64>, StoreError> {
+        webhooks::next_due(&self.reader).await
     }
 }

@@ -1,37 +1,41 @@
-//! Task and image rows: creation with idempotency, the lease queue, and ending a task.
+//! Task and image rows: creation with idempotency, the fair lease queue, cancel, and ending a
+//! task together with the webhook it owes.
 
 use serde_json::Value;
-use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction, sqlite::SqliteRow};
 
+use super::webhooks::insert_outbox;
 use crate::domain::task::{TaskMode, TaskStatus};
-use crate::store::{Created, IDEMPOTENCY_WINDOW_MS, ImageRecord, NewTask, StoreError, TaskRecord};
+use crate::store::{
+    CancelOutcome, Created, IDEMPOTENCY_WINDOW_MS, ImageRecord, Lease, NewTask, StoreError, TaskRecord, WebhookFor,
+    WebhookTarget,
+};
 
 /// The columns `row_to_task` reads (a macro so queries stay `&'static str` for sqlx).
 macro_rules! task_columns {
     () => {
-        "id, owner, status, mode, model, request, result, error, attempts, created_at, started_at, completed_at"
+        "id, owner, status, mode, model, request, result, error, attempts, created_at, started_at, completed_at, \
+         webhook_url, webhook_events, cancel_requested"
     };
 }
 
 fn json_column(r: &SqliteRow, col: &str, what: &'static str) -> Result<Option<Value>, StoreError> {
     let text: Option<String> = r.try_get(col)?;
-    text.map(|t| serde_json::from_str(&t).map_err(|source| StoreError::Corrupt { what, source }))
-        .transpose()
+    text.map(|t| serde_json::from_str(&t).map_err(|source| StoreError::Corrupt { what, source })).transpose()
 }
 
-fn row_to_task(r: &SqliteRow) -> Result<TaskRecord, StoreError> {
+pub(super) fn row_to_task(r: &SqliteRow) -> Result<TaskRecord, StoreError> {
     let status: String = r.try_get("status")?;
     let mode: String = r.try_get("mode")?;
+    let webhook_url: Option<String> = r.try_get("webhook_url")?;
+    let events: Option<Value> = json_column(r, "webhook_events", "webhook events")?;
+    let cancel: Option<i64> = r.try_get("cancel_requested")?;
     Ok(TaskRecord {
         id: r.try_get("id")?,
         owner: r.try_get("owner")?,
         status: TaskStatus::parse(&status)
             .ok_or_else(|| sqlx::Error::Decode(format!("task status {status:?}").into()))?,
-        mode: if mode == "async" {
-            TaskMode::Async
-        } else {
-            TaskMode::Sync
-        },
+        mode: if mode == "async" { TaskMode::Async } else { TaskMode::Sync },
         model: r.try_get("model")?,
         request: json_column(r, "request", "task request")?.unwrap_or(Value::Null),
         result: json_column(r, "result", "task result")?,
@@ -40,6 +44,11 @@ fn row_to_task(r: &SqliteRow) -> Result<TaskRecord, StoreError> {
         created_at_ms: r.try_get("created_at")?,
         started_at_ms: r.try_get("started_at")?,
         completed_at_ms: r.try_get("completed_at")?,
+        webhook: webhook_url.map(|url| WebhookTarget {
+            url,
+            events: events.and_then(|e| serde_json::from_value(e).ok()).unwrap_or_default(),
+        }),
+        cancel_requested: cancel.is_some(),
     })
 }
 
@@ -73,22 +82,25 @@ pub async fn create(pool: &SqlitePool, task: NewTask) -> Result<Created, StoreEr
                 .await?;
         }
     }
-    let request = task.request.to_string();
     let (idem_key, idem_hash) = match &task.idempotency {
         Some((k, h)) => (Some(k.as_str()), Some(h.as_str())),
         None => (None, None),
     };
+    let events = task.webhook.as_ref().map(|w| serde_json::to_string(&w.events).unwrap_or_else(|_| "[]".into()));
     sqlx::query(
-        "INSERT INTO tasks (id, owner, status, mode, model, request, attempts, idempotency_key, request_hash, created_at, updated_at)
-         VALUES (?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?, ?)",
+        "INSERT INTO tasks (id, owner, status, mode, model, request, attempts, idempotency_key, request_hash,
+                            webhook_url, webhook_events, created_at, updated_at)
+         VALUES (?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&task.id)
     .bind(&task.owner)
     .bind(task.mode.as_str())
     .bind(&task.model)
-    .bind(&request)
+    .bind(task.request.to_string())
     .bind(idem_key)
     .bind(idem_hash)
+    .bind(task.webhook.as_ref().map(|w| w.url.as_str()))
+    .bind(events)
     .bind(task.created_at_ms)
     .bind(task.created_at_ms)
     .execute(&mut *tx)
@@ -107,23 +119,17 @@ pub async fn create(pool: &SqlitePool, task: NewTask) -> Result<Created, StoreEr
         created_at_ms: task.created_at_ms,
         started_at_ms: None,
         completed_at_ms: None,
+        webhook: task.webhook,
+        cancel_requested: false,
     }))
 }
 
-pub async fn get(
-    pool: &SqlitePool,
-    owner: &str,
-    id: &str,
-) -> Result<Option<TaskRecord>, StoreError> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        task_columns!(),
-        " FROM tasks WHERE id = ? AND owner = ?"
-    ))
-    .bind(id)
-    .bind(owner)
-    .fetch_optional(pool)
-    .await?;
+pub async fn get(pool: &SqlitePool, owner: &str, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+    let row = sqlx::query(concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = ? AND owner = ?"))
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(pool)
+        .await?;
     row.as_ref().map(row_to_task).transpose()
 }
 
@@ -152,50 +158,128 @@ pub async fn list(
     rows.iter().map(row_to_task).collect()
 }
 
+pub async fn queue_position(pool: &SqlitePool, task: &TaskRecord) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM tasks WHERE status = 'queued' AND (created_at < ? OR (created_at = ? AND id < ?))",
+    )
+    .bind(task.created_at_ms)
+    .bind(task.created_at_ms)
+    .bind(&task.id)
+    .fetch_one(pool)
+    .await?)
+}
+
 pub async fn claim(
     pool: &SqlitePool,
     worker: &str,
     now_ms: i64,
     lease_until_ms: i64,
 ) -> Result<Option<TaskRecord>, StoreError> {
+    let mut tx = pool.begin().await?;
+    // Work cut off by a dead worker first: it has waited longest.
+    let expired: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM tasks WHERE status = 'running' AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT 1",
+    )
+    .bind(now_ms)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let id = match expired {
+        Some(id) => Some(id),
+        None => {
+            sqlx::query_scalar(
+                "SELECT t.id FROM tasks t
+                 WHERE t.status = 'queued' AND t.owner = (
+                     SELECT q.owner FROM (SELECT DISTINCT owner FROM tasks WHERE status = 'queued') q
+                     LEFT JOIN queue_owners o ON o.owner = q.owner
+                     ORDER BY COALESCE(o.last_claim_ms, 0), q.owner LIMIT 1)
+                 ORDER BY t.created_at, t.id LIMIT 1",
+            )
+            .fetch_optional(&mut *tx)
+            .await?
+        }
+    };
+    let Some(id) = id else {
+        tx.commit().await?;
+        return Ok(None);
+    };
     let row = sqlx::query(concat!(
         "UPDATE tasks SET status = 'running', lease_owner = ?, lease_expires_at = ?,
                 attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ?
-         WHERE id = (
-             SELECT id FROM tasks
-             WHERE status = 'queued' OR (status = 'running' AND lease_expires_at < ?)
-             ORDER BY created_at, id LIMIT 1)
-         RETURNING ",
+         WHERE id = ? RETURNING ",
         task_columns!()
     ))
     .bind(worker)
     .bind(lease_until_ms)
     .bind(now_ms)
     .bind(now_ms)
-    .bind(now_ms)
-    .fetch_optional(pool)
+    .bind(&id)
+    .fetch_one(&mut *tx)
     .await?;
-    row.as_ref().map(row_to_task).transpose()
+    let task = row_to_task(&row)?;
+    sqlx::query(
+        "INSERT INTO queue_owners (owner, last_claim_ms) VALUES (?, ?)
+         ON CONFLICT (owner) DO UPDATE SET last_claim_ms = excluded.last_claim_ms",
+    )
+    .bind(&task.owner)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(task))
 }
 
-pub async fn renew(
-    pool: &SqlitePool,
-    task_id: &str,
-    worker: &str,
-    lease_until_ms: i64,
-) -> Result<bool, StoreError> {
-    let n = sqlx::query(
-        "UPDATE tasks SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = 'running'",
+pub async fn renew(pool: &SqlitePool, task_id: &str, worker: &str, lease_until_ms: i64) -> Result<Lease, StoreError> {
+    let row: Option<Option<i64>> = sqlx::query_scalar(
+        "UPDATE tasks SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = 'running'
+         RETURNING cancel_requested",
     )
     .bind(lease_until_ms)
     .bind(task_id)
     .bind(worker)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    Ok(n > 0)
+    .fetch_optional(pool)
+    .await?;
+    Ok(match row {
+        None => Lease::Lost,
+        Some(Some(_)) => Lease::CancelRequested,
+        Some(None) => Lease::Held,
+    })
 }
 
+/// Moves a task `worker` holds from running to a terminal state, then writes its webhook.
+async fn end_held(
+    tx: &mut Transaction<'_, Sqlite>,
+    task_id: &str,
+    worker: &str,
+    status: TaskStatus,
+    result: Option<&Value>,
+    error: Option<&Value>,
+    now_ms: i64,
+    webhook: WebhookFor<'_>,
+) -> Result<Option<TaskRecord>, StoreError> {
+    let row = sqlx::query(concat!(
+        "UPDATE tasks SET status = ?, result = ?, error = ?, completed_at = ?, updated_at = ?,
+                lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = ? AND lease_owner = ? AND status = 'running' RETURNING ",
+        task_columns!()
+    ))
+    .bind(status.as_str())
+    .bind(result.map(Value::to_string))
+    .bind(error.map(Value::to_string))
+    .bind(now_ms)
+    .bind(now_ms)
+    .bind(task_id)
+    .bind(worker)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let task = row_to_task(&row)?;
+    if let Some(msg) = webhook(&task) {
+        insert_outbox(tx, &task, &msg, now_ms).await?;
+    }
+    Ok(Some(task))
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn complete(
     pool: &SqlitePool,
     task_id: &str,
@@ -203,22 +287,11 @@ pub async fn complete(
     result: &Value,
     images: &[ImageRecord],
     now_ms: i64,
+    webhook: WebhookFor<'_>,
 ) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
-    let n = sqlx::query(
-        "UPDATE tasks SET status = 'completed', result = ?, completed_at = ?, updated_at = ?,
-                lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = ? AND lease_owner = ? AND status = 'running'",
-    )
-    .bind(result.to_string())
-    .bind(now_ms)
-    .bind(now_ms)
-    .bind(task_id)
-    .bind(worker)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if n == 0 {
+    let ended = end_held(&mut tx, task_id, worker, TaskStatus::Completed, Some(result), None, now_ms, webhook).await?;
+    if ended.is_none() {
         tx.rollback().await?;
         return Ok(false);
     }
@@ -251,29 +324,83 @@ pub async fn fail(
     worker: &str,
     error: &Value,
     now_ms: i64,
+    webhook: WebhookFor<'_>,
 ) -> Result<bool, StoreError> {
-    let n = sqlx::query(
-        "UPDATE tasks SET status = 'failed', error = ?, completed_at = ?, updated_at = ?,
-                lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = ? AND lease_owner = ? AND status = 'running'",
-    )
-    .bind(error.to_string())
-    .bind(now_ms)
-    .bind(now_ms)
-    .bind(task_id)
-    .bind(worker)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    Ok(n > 0)
+    let mut tx = pool.begin().await?;
+    let ended = end_held(&mut tx, task_id, worker, TaskStatus::Failed, None, Some(error), now_ms, webhook).await?;
+    tx.commit().await?;
+    Ok(ended.is_some())
 }
 
-pub async fn release(
+pub async fn finish_cancelled(
     pool: &SqlitePool,
     task_id: &str,
     worker: &str,
     now_ms: i64,
+    webhook: WebhookFor<'_>,
 ) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let ended = end_held(&mut tx, task_id, worker, TaskStatus::Cancelled, None, None, now_ms, webhook).await?;
+    tx.commit().await?;
+    Ok(ended.is_some())
+}
+
+pub async fn request_cancel(
+    pool: &SqlitePool,
+    owner: &str,
+    id: &str,
+    now_ms: i64,
+    webhook: WebhookFor<'_>,
+) -> Result<CancelOutcome, StoreError> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(concat!(
+        "UPDATE tasks SET status = 'cancelled', completed_at = ?, updated_at = ?
+         WHERE id = ? AND owner = ? AND status = 'queued' RETURNING ",
+        task_columns!()
+    ))
+    .bind(now_ms)
+    .bind(now_ms)
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(row) = row {
+        let task = row_to_task(&row)?;
+        if let Some(msg) = webhook(&task) {
+            insert_outbox(&mut tx, &task, &msg, now_ms).await?;
+        }
+        tx.commit().await?;
+        return Ok(CancelOutcome::Cancelled(task));
+    }
+    let row = sqlx::query(concat!(
+        "UPDATE tasks SET cancel_requested = COALESCE(cancel_requested, ?), updated_at = ?
+         WHERE id = ? AND owner = ? AND status = 'running' RETURNING ",
+        task_columns!()
+    ))
+    .bind(now_ms)
+    .bind(now_ms)
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(row) = row {
+        let task = row_to_task(&row)?;
+        tx.commit().await?;
+        return Ok(CancelOutcome::Requested(task));
+    }
+    let row = sqlx::query(concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = ? AND owner = ?"))
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(match row {
+        Some(row) => CancelOutcome::AlreadyEnded(row_to_task(&row)?),
+        None => CancelOutcome::NotFound,
+    })
+}
+
+pub async fn release(pool: &SqlitePool, task_id: &str, worker: &str, now_ms: i64) -> Result<bool, StoreError> {
     let n = sqlx::query(
         "UPDATE tasks SET status = 'queued', updated_at = ?, lease_owner = NULL, lease_expires_at = NULL
          WHERE id = ? AND lease_owner = ? AND status = 'running'",
@@ -288,11 +415,7 @@ pub async fn release(
 }
 
 pub async fn count_unfinished(pool: &SqlitePool) -> Result<i64, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status IN ('queued', 'running')")
-            .fetch_one(pool)
-            .await?,
-    )
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status IN ('queued', 'running')").fetch_one(pool).await?)
 }
 
 pub async fn get_image(pool: &SqlitePool, id: &str) -> Result<Option<ImageRecord>, StoreError> {

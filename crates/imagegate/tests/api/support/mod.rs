@@ -22,9 +22,7 @@ pub struct TestApp {
 
 /// A runtime on a free port with its own data folder.
 pub fn runtime(dir: &std::path::Path) -> Runtime {
-    let mut rt = Config::defaults()
-        .and_then(|c| c.runtime())
-        .expect("defaults");
+    let mut rt = Config::defaults().and_then(|c| c.runtime()).expect("defaults");
     rt.listen = "127.0.0.1:0".parse().expect("addr");
     rt.public_url = format!("http://{}", rt.listen);
     rt.data_dir = dir.to_path_buf();
@@ -59,9 +57,7 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Runtime), gemini: bool) -> TestA
     };
     tweak(&mut rt);
     let server = start(rt).await.expect("server starts");
-    let (_, key) = imagegate::keys::issue(server.app.store.as_ref(), "test")
-        .await
-        .expect("key");
+    let (_, key) = imagegate::keys::issue(server.app.store.as_ref(), "test").await.expect("key");
     TestApp {
         base: format!("http://{}", server.addr),
         client: reqwest::Client::new(),
@@ -87,27 +83,15 @@ impl TestApp {
 
     pub async fn new_key(&self) -> String {
         let server = self.server.as_ref().expect("running");
-        imagegate::keys::issue(server.app.store.as_ref(), "other")
-            .await
-            .expect("key")
-            .1
+        imagegate::keys::issue(server.app.store.as_ref(), "other").await.expect("key").1
     }
 
     pub async fn generate(&self, body: Value) -> Response {
         self.generate_with(&self.key, body, &[]).await
     }
 
-    pub async fn generate_with(
-        &self,
-        key: &str,
-        body: Value,
-        headers: &[(&str, &str)],
-    ) -> Response {
-        let mut req = self
-            .client
-            .post(self.url("/v1/images/generations"))
-            .bearer_auth(key)
-            .json(&body);
+    pub async fn generate_with(&self, key: &str, body: Value, headers: &[(&str, &str)]) -> Response {
+        let mut req = self.client.post(self.url("/v1/images/generations")).bearer_auth(key).json(&body);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -115,12 +99,7 @@ impl TestApp {
     }
 
     pub async fn get_task(&self, key: &str, id: &str) -> Response {
-        self.client
-            .get(self.url(&format!("/v1/tasks/{id}")))
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("request sent")
+        self.client.get(self.url(&format!("/v1/tasks/{id}"))).bearer_auth(key).send().await.expect("request sent")
     }
 
     pub async fn list_tasks(&self, query: &str) -> Value {
@@ -138,16 +117,8 @@ impl TestApp {
     /// Polls the task until it ends (or 30 s pass).
     pub async fn wait_task(&self, id: &str) -> Value {
         for _ in 0..600 {
-            let t: Value = self
-                .get_task(&self.key, id)
-                .await
-                .json()
-                .await
-                .expect("json");
-            if matches!(
-                t["status"].as_str(),
-                Some("completed" | "failed" | "cancelled")
-            ) {
+            let t: Value = self.get_task(&self.key, id).await.json().await.expect("json");
+            if matches!(t["status"].as_str(), Some("completed" | "failed" | "cancelled")) {
                 return t;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -159,16 +130,8 @@ impl TestApp {
         self.client.get(url).send().await.expect("request sent")
     }
 
-    pub async fn admin(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Response {
-        let mut req = self
-            .client
-            .request(method, self.url(path))
-            .bearer_auth(ADMIN_TOKEN);
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Response {
+        let mut req = self.client.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -183,15 +146,9 @@ pub async fn assert_error(resp: Response, status: StatusCode, code: &str) -> Val
     let body: Value = resp.json().await.expect("error body is JSON");
     let err = &body["error"];
     assert_eq!(err["code"], json!(code), "{body}");
-    assert!(
-        err["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     assert!(err["type"].as_str().is_some(), "{body}");
-    assert!(
-        err.as_object().is_some_and(|o| o.contains_key("param")),
-        "{body}"
-    );
+    assert!(err.as_object().is_some_and(|o| o.contains_key("param")), "{body}");
     body
 }
 

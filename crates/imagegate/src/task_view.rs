@@ -1,0 +1,42 @@
+//! The task object of API.md, as the HTTP API, SSE events and webhook payloads show it.
+
+use serde_json::{Value, json};
+
+use crate::store::TaskRecord;
+
+/// Renders a task; `queue_position` is shown for queued tasks when known.
+pub fn task_object(t: &TaskRecord, queue_position: Option<i64>) -> Value {
+    let secs = |ms: Option<i64>| ms.map(|m| m / 1000);
+    let error = t.error.as_ref().map(|e| json!({"code": e["code"], "message": e["message"], "type": e["type"]}));
+    let mut request = t.request.clone();
+    if let Some(obj) = request.as_object_mut() {
+        // The stored form also keeps the resolved upstream model; clients see what they sent.
+        obj.remove("upstream_model");
+        obj.remove("model");
+        if let Some(w) = &t.webhook {
+            obj.insert("webhook_url".into(), json!(w.url));
+            obj.insert("webhook_events".into(), json!(w.events));
+        }
+    }
+    let mut v = json!({
+        "id": t.id,
+        "object": "image.task",
+        "status": t.status.as_str(),
+        "mode": t.mode.as_str(),
+        "model": t.model,
+        "created_at": t.created_at_ms / 1000,
+        "started_at": secs(t.started_at_ms),
+        "completed_at": secs(t.completed_at_ms),
+        "request": request,
+        "result": t.result,
+        "error": error,
+        "attempts": t.attempts,
+    });
+    if let Some(p) = queue_position {
+        v["queue_position"] = json!(p);
+    }
+    if t.cancel_requested && !t.status.is_terminal() {
+        v["cancel_requested"] = json!(true);
+    }
+    v
+}

@@ -1,0 +1,183 @@
+//! The delivery loop: claims due outbox messages (with a lease, so a crash mid-delivery means a
+//! redelivery, never a loss), signs and POSTs each, records the attempt and schedules the next.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::{schedule, sign};
+use crate::domain::{now_millis, now_secs};
+use crate::store::{AttemptOutcome, DeliveryAttempt, Store, WebhookMessage};
+
+/// Messages in flight at once.
+const CONCURRENCY: usize = 64;
+const BATCH: u32 = 32;
+/// A claimed message is re-claimable after this (longer than any attempt's timeout).
+const LEASE: Duration = Duration::from_secs(60);
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+pub struct Deliverer {
+    id: String,
+    store: Arc<dyn Store>,
+    client: reqwest::Client,
+    schedule: Vec<Duration>,
+    wake: Notify,
+    slots: Arc<Semaphore>,
+    stop: CancellationToken,
+}
+
+impl Deliverer {
+    pub fn new(
+        store: Arc<dyn Store>,
+        schedule: Vec<Duration>,
+        timeout: Duration,
+        allow_private: bool,
+    ) -> reqwest::Result<Arc<Deliverer>> {
+        Ok(Arc::new(Deliverer {
+            id: format!("dlv_{}", ulid::Ulid::new()),
+            store,
+            client: super::client::build(timeout, allow_private)?,
+            schedule,
+            wake: Notify::new(),
+            slots: Arc::new(Semaphore::new(CONCURRENCY)),
+            stop: CancellationToken::new(),
+        }))
+    }
+
+    /// A message was written: deliver without waiting for the next poll.
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.run().await })
+    }
+
+    async fn run(self: Arc<Self>) {
+        loop {
+            if self.stop.is_cancelled() {
+                return;
+            }
+            let now = now_millis();
+            let batch = match self.store.claim_webhooks(&self.id, now, now + LEASE.as_millis() as i64, BATCH).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming webhooks failed");
+                    Vec::new()
+                }
+            };
+            if batch.is_empty() {
+                let wait = match self.store.next_webhook_due().await {
+                    Ok(Some(due)) => {
+                        Duration::from_millis((due - now_millis()).clamp(0, IDLE_POLL.as_millis() as i64) as u64)
+                    }
+                    _ => IDLE_POLL,
+                };
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = self.stop.cancelled() => return,
+                }
+                continue;
+            }
+            for msg in batch {
+                let Ok(permit) = Arc::clone(&self.slots).acquire_owned().await else { return };
+                let me = Arc::clone(&self);
+                tokio::spawn(async move {
+                    me.deliver(msg).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    async fn deliver(&self, msg: WebhookMessage) {
+        let started = Instant::now();
+        let attempted_at_ms = now_millis();
+        let (status_code, error, retry_after) = match self.send(&msg).await {
+            Ok((code, retry_after)) => (Some(code), None, retry_after),
+            Err(e) => (None, Some(e), None),
+        };
+        let delivered = status_code.is_some_and(|c| (200..300).contains(&c));
+        let failures = msg.attempts as usize + 1;
+        let outcome = if delivered {
+            AttemptOutcome::Delivered
+        } else {
+            match schedule::next_delay(&self.schedule, failures, retry_after, rand::random::<f64>()) {
+                Some(d) => AttemptOutcome::RetryAt(now_millis() + d.as_millis() as i64),
+                None => AttemptOutcome::GiveUp,
+            }
+        };
+        let attempt = DeliveryAttempt {
+            message_id: msg.id.clone(),
+            task_id: msg.task_id.clone(),
+            event_type: msg.event_type.clone(),
+            url: msg.url.clone(),
+            attempted_at_ms,
+            status_code,
+            error: error.clone(),
+            latency_ms: started.elapsed().as_millis() as i64,
+        };
+        tracing::info!(
+            message_id = msg.id, task_id = msg.task_id, event = msg.event_type, status = ?status_code,
+            error = ?error, attempt = failures, outcome = ?outcome, "webhook attempt"
+        );
+        if let Err(e) = self.store.record_attempt(&attempt, outcome).await {
+            tracing::error!(message_id = msg.id, error = %e, "recording a webhook attempt failed; it will be retried");
+        }
+    }
+
+    /// POSTs one signed attempt: the status and any `Retry-After`, or why it could not be sent.
+    async fn send(&self, msg: &WebhookMessage) -> Result<(u16, Option<Duration>), String> {
+        let secret = match self.store.webhook_secret(&msg.owner).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Err("the API key no longer exists".into()),
+            Err(e) => return Err(format!("store: {e}")),
+        };
+        let timestamp = now_secs();
+        let signature = sign::sign(&secret, &msg.id, timestamp, &msg.payload).map_err(|e| e.to_string())?;
+        let resp = self
+            .client
+            .post(&msg.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &msg.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(msg.payload.clone())
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::domain::duration::parse_retry_after);
+        Ok((resp.status().as_u16(), retry_after))
+    }
+}
+
+/// A short, secret-free description of a send failure.
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_redirect() {
+        "redirect not followed"
+    } else {
+        "request failed"
+    };
+    let mut detail = String::new();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        detail = s.to_string();
+        src = s.source();
+    }
+    if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
+}
