@@ -5,6 +5,8 @@
 pub mod gemini;
 pub mod images;
 pub mod script;
+pub mod webhook_sink;
 
 pub use gemini::FakeGemini;
 pub use script::{Reply, Script};
+pub use webhook_sink::WebhookSink;

@@ -6,6 +6,7 @@
 mod support;
 
 mod admin_and_auth;
+mod async_tasks;
 mod durability;
 mod errors;
 mod gemini_wire;
@@ -15,3 +16,4 @@ mod image_serving;
 mod process;
 mod store_conformance;
 mod tasks;
+mod webhooks;

@@ -30,7 +30,15 @@ struct Proc {
 
 impl Proc {
     async fn start(dir: &Path, port: u16, config: Option<&Path>) -> Proc {
+        Proc::start_with(dir, port, config, &[]).await
+    }
+
+    async fn start_with(dir: &Path, port: u16, config: Option<&Path>, envs: &[(&str, String)]) -> Proc {
         let mut cmd = Command::new(BIN);
+        cmd.env_remove("GEMINI_API_KEY");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         }
@@ -38,7 +46,6 @@ impl Proc {
             .arg("--data-dir")
             .arg(dir)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env_remove("GEMINI_API_KEY")
             .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -212,4 +219,102 @@ fn config_print_shows_resolved_values_with_secrets_redacted() {
     assert!(text.contains("127.0.0.1:9191"), "{text}");
     assert!(!text.contains("super-secret-admin-token-123"), "{text}");
     assert!(text.contains("<redacted>"));
+}
+
+#[tokio::test]
+async fn two_hundred_async_tasks_survive_kill_9_with_every_webhook_delivered() {
+    let fake = imagegate_fakes::FakeGemini::start().await.unwrap();
+    fake.script.set_delay(Duration::from_millis(500));
+    let sink = imagegate_fakes::WebhookSink::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("imagegate.toml");
+    std::fs::write(
+        &config,
+        "[worker]\nconcurrency = 20\nlease = \"1s\"\n[webhooks]\nschedule = [\"100ms\", \"200ms\", \"500ms\"]\n",
+    )
+    .unwrap();
+    let envs = [
+        ("GEMINI_API_KEY", "test-key".to_string()),
+        ("IMAGEGATE_GEMINI_BASE_URL", fake.base_url()),
+        ("IMAGEGATE_WEBHOOK_ALLOW_PRIVATE", "1".to_string()),
+    ];
+    let key = String::from_utf8(cli(dir.path(), &["keys", "create", "--quiet"]).stdout).unwrap().trim().to_string();
+    let port = free_port();
+    let server = Proc::start_with(dir.path(), port, Some(&config), &envs).await;
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let body = json!({"model": "nano-banana-pro", "prompt": format!("durable {i}"), "webhook_url": sink.url()});
+        let resp = client
+            .post(format!("{}/v1/images/generations/async", server.base))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        let task: Value = resp.json().await.unwrap();
+        ids.push(task["id"].as_str().unwrap().to_string());
+    }
+    // Kill mid-way: some done, some running, most queued.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fake.script.completed() < 40 {
+        assert!(Instant::now() < deadline, "the first tasks never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.signal("-KILL");
+    drop(server);
+
+    let server = Proc::start_with(dir.path(), port, Some(&config), &envs).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut pending: Vec<String> = ids.clone();
+    let mut rerun = 0;
+    while !pending.is_empty() {
+        assert!(Instant::now() < deadline, "{} tasks never completed", pending.len());
+        let mut still = Vec::new();
+        for id in pending {
+            let t: Value = client
+                .get(format!("{}/v1/tasks/{id}", server.base))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            match t["status"].as_str() {
+                Some("completed") => {
+                    let attempts = t["attempts"].as_i64().unwrap();
+                    assert!(attempts <= 2, "{id} ran {attempts} times");
+                    if attempts == 2 {
+                        rerun += 1;
+                    }
+                }
+                Some("queued" | "running") => still.push(id),
+                other => panic!("task {id} ended {other:?}: {t}"),
+            }
+        }
+        pending = still;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Only the attempts cut off by the kill ran twice: at most the 20 running at that moment.
+    let calls = fake.script.call_count();
+    assert!(rerun <= 20, "{rerun} tasks ran twice with 20 workers");
+    assert!((200..=200 + rerun).contains(&calls), "{calls} upstream calls for 200 tasks, {rerun} of them cut off");
+    // Every task's completion webhook arrives (at least once).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let delivered: std::collections::HashSet<String> = sink
+            .deliveries()
+            .iter()
+            .filter_map(|d| serde_json::from_str::<Value>(&d.body).ok())
+            .filter(|p| p["type"] == "task.completed")
+            .filter_map(|p| p["data"]["id"].as_str().map(str::to_string))
+            .collect();
+        if ids.iter().all(|id| delivered.contains(id)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} of 200 completion webhooks delivered", delivered.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

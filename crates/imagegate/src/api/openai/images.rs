@@ -85,9 +85,6 @@ async fn webhook_target(app: &App, body: &Value) -> Result<Option<WebhookTarget>
             .with_param("webhook_url"));
         }
     };
-    let checked = webhooks::guard::check_target(url, app.rt.webhook_allow_private)
-        .await
-        .map_err(|e| ApiError::bad_request("invalid_webhook_url", format!("{e}.")).with_param("webhook_url"))?;
     let events: Vec<String> = match body.get("webhook_events") {
         None | Some(Value::Null) => webhooks::DEFAULT_EVENTS.iter().map(|e| e.to_string()).collect(),
         Some(Value::Array(items)) if !items.is_empty() => {
@@ -118,6 +115,9 @@ async fn webhook_target(app: &App, body: &Value) -> Result<Option<WebhookTarget>
             .with_param("webhook_events"));
         }
     };
+    let checked = webhooks::guard::check_target(url, app.rt.webhook_allow_private)
+        .await
+        .map_err(|e| ApiError::bad_request("invalid_webhook_url", format!("{e}.")).with_param("webhook_url"))?;
     Ok(Some(WebhookTarget { url: checked.to_string(), events }))
 }
 

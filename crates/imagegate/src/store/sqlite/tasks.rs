@@ -245,17 +245,27 @@ pub async fn renew(pool: &SqlitePool, task_id: &str, worker: &str, lease_until_m
     })
 }
 
+/// How a running task ends.
+enum End<'a> {
+    Completed(&'a Value),
+    Failed(&'a Value),
+    Cancelled,
+}
+
 /// Moves a task `worker` holds from running to a terminal state, then writes its webhook.
 async fn end_held(
     tx: &mut Transaction<'_, Sqlite>,
     task_id: &str,
     worker: &str,
-    status: TaskStatus,
-    result: Option<&Value>,
-    error: Option<&Value>,
+    end: End<'_>,
     now_ms: i64,
     webhook: WebhookFor<'_>,
 ) -> Result<Option<TaskRecord>, StoreError> {
+    let (status, result, error) = match end {
+        End::Completed(r) => (TaskStatus::Completed, Some(r), None),
+        End::Failed(e) => (TaskStatus::Failed, None, Some(e)),
+        End::Cancelled => (TaskStatus::Cancelled, None, None),
+    };
     let row = sqlx::query(concat!(
         "UPDATE tasks SET status = ?, result = ?, error = ?, completed_at = ?, updated_at = ?,
                 lease_owner = NULL, lease_expires_at = NULL
@@ -290,7 +300,7 @@ pub async fn complete(
     webhook: WebhookFor<'_>,
 ) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
-    let ended = end_held(&mut tx, task_id, worker, TaskStatus::Completed, Some(result), None, now_ms, webhook).await?;
+    let ended = end_held(&mut tx, task_id, worker, End::Completed(result), now_ms, webhook).await?;
     if ended.is_none() {
         tx.rollback().await?;
         return Ok(false);
@@ -327,7 +337,7 @@ pub async fn fail(
     webhook: WebhookFor<'_>,
 ) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
-    let ended = end_held(&mut tx, task_id, worker, TaskStatus::Failed, None, Some(error), now_ms, webhook).await?;
+    let ended = end_held(&mut tx, task_id, worker, End::Failed(error), now_ms, webhook).await?;
     tx.commit().await?;
     Ok(ended.is_some())
 }
@@ -340,7 +350,7 @@ pub async fn finish_cancelled(
     webhook: WebhookFor<'_>,
 ) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
-    let ended = end_held(&mut tx, task_id, worker, TaskStatus::Cancelled, None, None, now_ms, webhook).await?;
+    let ended = end_held(&mut tx, task_id, worker, End::Cancelled, now_ms, webhook).await?;
     tx.commit().await?;
     Ok(ended.is_some())
 }

@@ -30,6 +30,9 @@ pub fn runtime(dir: &std::path::Path) -> Runtime {
     rt.storage_url = format!("file://{}", dir.join("images").display());
     rt.admin_token = Some(Secret::new(ADMIN_TOKEN));
     rt.shutdown_grace = Duration::from_secs(2);
+    // Tests deliver webhooks to sinks on 127.0.0.1, quickly.
+    rt.webhook_allow_private = true;
+    rt.webhook_schedule = vec![Duration::from_millis(100), Duration::from_millis(200), Duration::from_millis(300)];
     rt
 }
 
@@ -96,6 +99,33 @@ impl TestApp {
             req = req.header(*k, *v);
         }
         req.send().await.expect("request sent")
+    }
+
+    /// `POST /v1/images/generations/async`; asserts 202 and returns the task.
+    pub async fn submit_async(&self, key: &str, body: Value) -> Value {
+        let resp = self
+            .client
+            .post(self.url("/v1/images/generations/async"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(resp.status(), StatusCode::ACCEPTED, "async submit");
+        resp.json().await.expect("json")
+    }
+
+    pub async fn cancel(&self, key: &str, id: &str) -> Response {
+        self.client
+            .post(self.url(&format!("/v1/tasks/{id}/cancel")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn task(&self, id: &str) -> Value {
+        self.get_task(&self.key, id).await.json().await.expect("json")
     }
 
     pub async fn get_task(&self, key: &str, id: &str) -> Response {
