@@ -36,3 +36,21 @@ pub fn build(timeout: Duration, allow_private: bool) -> reqwest::Result<reqwest:
         .user_agent(concat!("imagegate-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn names_resolving_to_private_addresses_are_refused_at_connect_time() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let strict = build(Duration::from_secs(2), false).unwrap();
+        let err = strict.get(format!("http://localhost:{port}/")).send().await.unwrap_err();
+        assert!(err.is_connect() || err.is_request(), "{err:?}");
+        let lax = build(Duration::from_secs(2), true).unwrap();
+        let accepted = tokio::spawn(async move { listener.accept().await.is_ok() });
+        let _ = lax.get(format!("http://localhost:{port}/")).send().await;
+        assert!(accepted.await.unwrap(), "with allow_private the connection is made");
+    }
+}

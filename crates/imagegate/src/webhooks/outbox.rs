@@ -22,6 +22,7 @@ pub struct Deliverer {
     store: Arc<dyn Store>,
     client: reqwest::Client,
     schedule: Vec<Duration>,
+    allow_private: bool,
     wake: Notify,
     slots: Arc<Semaphore>,
     stop: CancellationToken,
@@ -39,6 +40,7 @@ impl Deliverer {
             store,
             client: super::client::build(timeout, allow_private)?,
             schedule,
+            allow_private,
             wake: Notify::new(),
             slots: Arc::new(Semaphore::new(CONCURRENCY)),
             stop: CancellationToken::new(),
@@ -140,6 +142,9 @@ impl Deliverer {
             Ok(None) => return Err("the API key no longer exists".into()),
             Err(e) => return Err(format!("store: {e}")),
         };
+        // Checked again at send time: IP literals never reach the resolver, and a URL stored
+        // under an earlier, looser policy is not trusted blindly.
+        super::guard::check_url(&msg.url, self.allow_private).map_err(|e| e.to_string())?;
         let timestamp = now_secs();
         let signature = sign::sign(&secret, &msg.id, timestamp, &msg.payload).map_err(|e| e.to_string())?;
         let resp = self

@@ -137,3 +137,23 @@ async fn one_keys_burst_does_not_starve_another_keys_single_task() {
     let a_done = done["data"].as_array().unwrap().len();
     assert!(a_done < 50, "B finished after A's {a_done}th task");
 }
+
+#[tokio::test]
+async fn idempotency_keys_work_on_the_async_route() {
+    let app = spawn_app().await;
+    let post = || {
+        app.client
+            .post(app.url("/v1/images/generations/async"))
+            .bearer_auth(&app.key)
+            .header("Idempotency-Key", "batch-7")
+            .json(&pro("once"))
+            .send()
+    };
+    let a: Value = post().await.unwrap().json().await.unwrap();
+    let b = post().await.unwrap();
+    assert_eq!(b.status(), StatusCode::ACCEPTED);
+    let b: Value = b.json().await.unwrap();
+    assert_eq!(a["id"], b["id"]);
+    let all = app.list_tasks("").await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 1);
+}
