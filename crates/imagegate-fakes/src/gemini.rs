@@ -120,6 +120,13 @@ async fn answer(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Va
             (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), Json(body)).into_response()
         }
         Reply::Raw { status, body } => (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response(),
+        Reply::Reset => {
+            let broken = futures_util::stream::iter([
+                Ok(bytes::Bytes::from_static(b"{\"candidates\": [")),
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by the fake")),
+            ]);
+            Response::new(axum::body::Body::from_stream(broken))
+        }
         Reply::Success => success(s, model_action, api_key, body),
     }
 }

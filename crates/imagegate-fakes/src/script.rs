@@ -17,6 +17,8 @@ pub enum Reply {
     Raw { status: u16, body: String },
     /// Sleep this long, then answer with the next entry's behaviour (or success).
     Delay(Duration, Box<Reply>),
+    /// Send the status line, then break the connection mid-body.
+    Reset,
 }
 
 /// A recorded request.
@@ -42,6 +44,8 @@ struct Inner {
     max_in_flight: AtomicUsize,
     completed: AtomicUsize,
     dropped: AtomicUsize,
+    /// Random faults: (probability, LCG state).
+    faults: Mutex<Option<(f64, u64)>>,
 }
 
 impl Script {
@@ -53,7 +57,53 @@ impl Script {
     }
 
     pub fn next_reply(&self) -> Reply {
-        self.inner.queue.lock().ok().and_then(|mut q| q.pop_front()).unwrap_or(Reply::Success)
+        if let Some(r) = self.inner.queue.lock().ok().and_then(|mut q| q.pop_front()) {
+            return r;
+        }
+        self.random_fault().unwrap_or(Reply::Success)
+    }
+
+    /// After the queue runs out, answer with a random fault (429, 500, 503, reset or a garbage
+    /// 200) with probability `p`, from a seeded generator so a run can be repeated.
+    pub fn set_fault_rate(&self, p: f64, seed: u64) {
+        if let Ok(mut f) = self.inner.faults.lock() {
+            *f = Some((p, seed.max(1)));
+        }
+    }
+
+    fn random_fault(&self) -> Option<Reply> {
+        let mut guard = self.inner.faults.lock().ok()?;
+        let (p, state) = guard.as_mut()?;
+        let mut next = || {
+            // 64-bit LCG (Knuth's MMIX constants): small, deterministic, good enough for tests.
+            *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (*state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        if next() >= *p {
+            return None;
+        }
+        let pick = (next() * 5.0) as u32;
+        Some(match pick {
+            0 => Reply::Json {
+                status: 429,
+                body: serde_json::json!({"error": {"code": 429, "message": "Resource exhausted.", "status": "RESOURCE_EXHAUSTED"}}),
+            },
+            1 => Reply::Json {
+                status: 503,
+                body: serde_json::json!({"error": {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}}),
+            },
+            2 => Reply::Json {
+                status: 500,
+                body: serde_json::json!({"error": {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}}),
+            },
+            3 => Reply::Reset,
+            _ => Reply::Raw { status: 200, body: "{\"candidates\": [".into() },
+        })
+    }
+
+    /// Drops one scripted answer; `false` when none was left.
+    pub fn next_reply_is_scripted(&self) -> bool {
+        self.inner.queue.lock().ok().and_then(|mut q| q.pop_front()).is_some()
     }
 
     /// Latency added to every call.

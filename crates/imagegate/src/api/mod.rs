@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod channels;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -40,6 +41,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(webhook_secret::routes())
         .merge(images::routes())
         .merge(admin::routes())
+        .merge(channels::routes())
         .merge(health::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)

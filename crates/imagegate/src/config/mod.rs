@@ -26,7 +26,45 @@ pub struct Config {
     pub timeouts: TimeoutsConfig,
     pub worker: WorkerConfig,
     pub webhooks: WebhooksConfig,
+    pub retry: RetrySection,
+    pub breaker: BreakerSection,
     pub providers: ProvidersConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySection {
+    pub max_attempts: u32,
+    pub base: String,
+    pub max_backoff: String,
+    pub max_hint: String,
+    pub try_timeout: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSection {
+    pub failures: u32,
+    pub cooldown: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub name: String,
+    pub api_key: Secret,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default = "one")]
+    pub weight: u32,
+    #[serde(default)]
+    pub max_concurrency: usize,
+    #[serde(default)]
+    pub rpm: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +123,9 @@ pub struct ProvidersConfig {
 pub struct GeminiConfig {
     pub api_key: Secret,
     pub base_url: String,
+    pub max_concurrency: usize,
+    pub rpm: u32,
+    pub channels: Vec<ChannelConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -170,6 +211,37 @@ impl Config {
         }
         let webhook_schedule =
             self.webhooks.schedule.iter().map(|d| dur("webhooks.schedule", d)).collect::<Result<Vec<_>>>()?;
+        if self.retry.max_attempts == 0 {
+            bail!("retry.max_attempts must be at least 1");
+        }
+        let retry = crate::domain::retry::RetryPolicy {
+            max_attempts: self.retry.max_attempts,
+            base: dur("retry.base", &self.retry.base)?,
+            max_backoff: dur("retry.max_backoff", &self.retry.max_backoff)?,
+            max_hint: dur("retry.max_hint", &self.retry.max_hint)?,
+            try_timeout: Some(dur("retry.try_timeout", &self.retry.try_timeout)?).filter(|d| !d.is_zero()),
+        };
+        let breaker = crate::providers::channels::BreakerConfig {
+            failures: self.breaker.failures.max(1),
+            cooldown: dur("breaker.cooldown", &self.breaker.cooldown)?,
+        };
+        let gemini = &self.providers.gemini;
+        let mut gemini_channels = Vec::new();
+        for (i, ch) in gemini.channels.iter().enumerate() {
+            let key = ch
+                .api_key
+                .resolve()
+                .map_err(|e| anyhow::anyhow!("providers.gemini.channels[{i}].api_key: {e}"))?
+                .ok_or_else(|| anyhow::anyhow!("providers.gemini.channels[{i}] ({}) has no api_key", ch.name))?;
+            gemini_channels.push(GeminiChannel {
+                name: ch.name.clone(),
+                key: Secret::new(key),
+                base_url: ch.base_url.clone().map(|u| u.trim_end_matches('/').to_string()),
+                weight: ch.weight,
+                max_concurrency: ch.max_concurrency,
+                rpm: ch.rpm,
+            });
+        }
         let data_dir = self.storage.data_dir.clone();
         let database_url = if self.storage.database_url.is_empty() {
             format!("sqlite://{}", data_dir.join("imagegate.db").display())
@@ -223,6 +295,11 @@ impl Config {
             webhook_schedule,
             webhook_timeout: dur("webhooks.timeout", &self.webhooks.timeout)?,
             webhook_allow_private: self.webhooks.allow_private,
+            retry,
+            breaker,
+            gemini_max_concurrency: gemini.max_concurrency,
+            gemini_rpm: gemini.rpm,
+            gemini_channels,
         })
     }
 
@@ -258,6 +335,25 @@ pub struct Runtime {
     pub webhook_schedule: Vec<Duration>,
     pub webhook_timeout: Duration,
     pub webhook_allow_private: bool,
+    pub retry: crate::domain::retry::RetryPolicy,
+    pub breaker: crate::providers::channels::BreakerConfig,
+    /// Limits of each channel made from `gemini_keys`.
+    pub gemini_max_concurrency: usize,
+    pub gemini_rpm: u32,
+    /// Channels configured one by one (beside those made from `gemini_keys`).
+    pub gemini_channels: Vec<GeminiChannel>,
+}
+
+/// One configured Gemini channel.
+#[derive(Debug, Clone)]
+pub struct GeminiChannel {
+    pub name: String,
+    pub key: Secret,
+    /// `None`: the provider's base URL.
+    pub base_url: Option<String>,
+    pub weight: u32,
+    pub max_concurrency: usize,
+    pub rpm: u32,
 }
 
 impl Runtime {

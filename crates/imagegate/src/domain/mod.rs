@@ -5,6 +5,7 @@ pub mod duration;
 pub mod ids;
 pub mod models;
 pub mod request;
+pub mod retry;
 pub mod sizes;
 pub mod task;
 

@@ -4,6 +4,7 @@
 //! [`ProviderError`] whose kind tells the worker what to do (retry, fail over, refund, report)
 //! without knowing the vendor. Fan-out for `n > 1` happens above this seam.
 
+pub mod channels;
 pub mod gemini;
 pub mod simulated;
 
@@ -73,10 +74,27 @@ pub enum ProviderError {
     /// A 200 we could not use (bad JSON, no image, undecodable image): retryable.
     #[error("malformed upstream response: {message}")]
     Malformed { message: String },
+    /// No channel can take the call (all disabled or open).
+    #[error("no healthy upstream channel")]
+    Unavailable,
 }
 
 impl ProviderError {
     /// Whether another attempt may succeed.
+    /// The server's requested delay before another try, if it gave one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProviderError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Whether another channel may do better than this one (rate limits and overloads are
+    /// per channel; timeouts and malformed answers are not obviously so).
+    pub fn is_channel_fault(&self) -> bool {
+        matches!(self, ProviderError::RateLimited { .. } | ProviderError::Overloaded { .. } | ProviderError::Network(_))
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -98,38 +116,63 @@ pub trait Provider: Send + Sync {
     async fn generate(&self, req: &ProviderRequest) -> Result<GeneratedImage, ProviderError>;
 }
 
-/// The providers chosen at boot.
+/// The providers chosen at boot: a router over the channels that serve the models.
 #[derive(Clone)]
 pub struct Registry {
-    provider: Arc<dyn Provider>,
+    router: Arc<channels::Router>,
+    simulated: bool,
 }
 
 impl Registry {
-    /// Gemini when a key is configured, otherwise the simulated provider for every model.
+    /// Gemini channels when a key is configured, otherwise the simulated provider for every model.
     pub fn from_config(rt: &Runtime) -> anyhow::Result<Registry> {
-        let provider: Arc<dyn Provider> = if rt.gemini_keys.is_empty() {
-            Arc::new(simulated::SimulatedProvider::new(rt.simulated_latency, rt.simulated_failure_rate))
-        } else {
-            Arc::new(gemini::GeminiProvider::new(rt)?)
-        };
-        Ok(Registry { provider })
+        use channels::{Channel, ChannelSpec};
+        let mut list = Vec::new();
+        for (i, key) in rt.gemini_keys.iter().enumerate() {
+            let spec = ChannelSpec {
+                name: format!("gemini-{}", i + 1),
+                weight: 1,
+                max_concurrency: rt.gemini_max_concurrency,
+                rpm: rt.gemini_rpm,
+            };
+            let provider = gemini::GeminiProvider::new(rt, key.clone(), rt.gemini_base_url.clone())?;
+            list.push(Channel::new(spec, Arc::new(provider), rt.breaker));
+        }
+        for ch in &rt.gemini_channels {
+            let spec = ChannelSpec {
+                name: ch.name.clone(),
+                weight: ch.weight,
+                max_concurrency: ch.max_concurrency,
+                rpm: ch.rpm,
+            };
+            let base = ch.base_url.clone().unwrap_or_else(|| rt.gemini_base_url.clone());
+            let provider = gemini::GeminiProvider::new(rt, ch.key.clone(), base)?;
+            list.push(Channel::new(spec, Arc::new(provider), rt.breaker));
+        }
+        let simulated = list.is_empty();
+        if simulated {
+            let spec = ChannelSpec { name: "simulated".into(), weight: 1, max_concurrency: 0, rpm: 0 };
+            let provider = simulated::SimulatedProvider::new(rt.simulated_latency, rt.simulated_failure_rate);
+            list.push(Channel::new(spec, Arc::new(provider), rt.breaker));
+        }
+        Ok(Registry { router: Arc::new(channels::Router::new(list)), simulated })
     }
 
-    pub fn with(provider: Arc<dyn Provider>) -> Registry {
-        Registry { provider }
+    /// The channels serving `model` (one router for all models, until per-model routing arrives).
+    pub fn for_model(&self, _upstream_model: &str) -> &Arc<channels::Router> {
+        &self.router
     }
 
-    /// The provider serving `model` (one for all, until channels arrive).
-    pub fn for_model(&self, _upstream_model: &str) -> &Arc<dyn Provider> {
-        &self.provider
+    pub fn routers(&self) -> impl Iterator<Item = &Arc<channels::Router>> {
+        std::iter::once(&self.router)
     }
 
     pub fn is_simulated(&self) -> bool {
-        self.provider.name() == "simulated"
+        self.simulated
     }
 
     /// `owned_by` in `GET /v1/models`.
     pub fn owner_label(&self) -> &'static str {
-        if self.is_simulated() { "simulated" } else { "google" }
+        if self.simulated { "simulated" } else { "google" }
     }
 }

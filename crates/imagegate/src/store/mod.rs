@@ -239,12 +239,15 @@ pub trait Store: Send + Sync {
     async fn renew_lease(&self, task_id: &str, worker: &str, lease_until_ms: i64) -> Result<Lease, StoreError>;
     /// Ends a task `worker` holds as completed, writing its images and its webhook (from
     /// `webhook`) in the same transaction. `false` (nothing written) when the lease was lost.
+    /// `tries` (upstream calls made by this run) replaces this run's count in `attempts`.
+    #[allow(clippy::too_many_arguments)]
     async fn complete_task(
         &self,
         task_id: &str,
         worker: &str,
         result: &Value,
         images: &[ImageRecord],
+        tries: u32,
         now_ms: i64,
         webhook: WebhookFor<'_>,
     ) -> Result<bool, StoreError>;
@@ -254,6 +257,7 @@ pub trait Store: Send + Sync {
         task_id: &str,
         worker: &str,
         error: &Value,
+        tries: u32,
         now_ms: i64,
         webhook: WebhookFor<'_>,
     ) -> Result<bool, StoreError>;

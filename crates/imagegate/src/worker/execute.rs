@@ -5,11 +5,11 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::time::Duration;
 
 use super::{Abort, MAX_ATTEMPTS, TaskControl, WorkerPool};
 use crate::domain::models;
 use crate::domain::request::{ImageRequest, OutputFormat};
+use crate::domain::retry::Decision;
 use crate::domain::{ids, now_millis, now_secs};
 use crate::imaging;
 use crate::providers::{GeneratedImage, ProviderError, ProviderRequest};
@@ -33,11 +33,21 @@ pub fn provider_error_json(e: &ProviderError) -> Value {
             "upstream_invalid_request",
             &format!("The upstream model refused the request: {message}"),
         ),
-        ProviderError::RateLimited { .. } => error_json(
-            429,
-            "rate_limit_error",
-            "upstream_rate_limited",
-            "The upstream model is rate limiting this gateway; try again later.",
+        ProviderError::RateLimited { retry_after, .. } => {
+            let mut e = error_json(
+                429,
+                "rate_limit_error",
+                "upstream_rate_limited",
+                "The upstream model is still rate limiting this gateway after retries; try again later.",
+            );
+            e["retry_after"] = json!(retry_after.map(|d| d.as_secs().max(1)).unwrap_or(30));
+            e
+        }
+        ProviderError::Unavailable => error_json(
+            503,
+            "unavailable_error",
+            "no_healthy_channel",
+            "No upstream channel is available for this model right now; try again later.",
         ),
         ProviderError::Timeout(d) => error_json(
             504,
@@ -55,7 +65,7 @@ pub fn provider_error_json(e: &ProviderError) -> Value {
             502,
             "upstream_error",
             "upstream_error",
-            "The upstream model failed to produce an image; no charge was made for it.",
+            "The upstream model failed to produce an image after retries; no charge was made for it.",
         ),
     }
 }
@@ -87,7 +97,7 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) {
             "attempts_exhausted",
             "The task was interrupted too many times and was given up.",
         );
-        finish_failed(pool, &task_id, &err).await;
+        finish_failed(pool, &task_id, &err, 0).await;
         return;
     }
     let req: ImageRequest = match serde_json::from_value(task.request.clone()) {
@@ -95,7 +105,7 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) {
         Err(e) => {
             tracing::error!(task_id, error = %e, "stored request is unreadable");
             let err = error_json(500, "api_error", "internal_error", "The stored request could not be read.");
-            finish_failed(pool, &task_id, &err).await;
+            finish_failed(pool, &task_id, &err, 0).await;
             return;
         }
     };
@@ -120,7 +130,7 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) {
         why = heartbeat => { control.abort(why); None }
         _ = control.token.cancelled() => None,
     };
-    let Some((stored, errors)) = outcome else {
+    let Some((stored, errors, tries)) = outcome else {
         match control.reason() {
             Some(Abort::Cancel) => finish_cancelled(pool, &task_id).await,
             Some(Abort::LeaseLost) => tracing::warn!(task_id, "lease lost; another worker has the task"),
@@ -134,12 +144,16 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) {
             .first()
             .map(provider_error_json)
             .unwrap_or_else(|| error_json(502, "upstream_error", "upstream_error", "No image was produced."));
-        finish_failed(pool, &task_id, &err).await;
+        finish_failed(pool, &task_id, &err, tries).await;
         return;
     }
     let result = result_json(pool, &req, &stored);
     let records: Vec<ImageRecord> = stored.iter().map(|s| s.record.clone()).collect();
-    match deps.store.complete_task(&task_id, &pool.id, &result, &records, now_millis(), &webhooks::event_for).await {
+    match deps
+        .store
+        .complete_task(&task_id, &pool.id, &result, &records, tries, now_millis(), &webhooks::event_for)
+        .await
+    {
         Ok(true) => {
             deps.deliverer.notify();
             tracing::info!(task_id, images = records.len(), failed = errors.len(), "task completed")
@@ -156,9 +170,9 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) {
     }
 }
 
-async fn finish_failed(pool: &WorkerPool, task_id: &str, err: &Value) {
+async fn finish_failed(pool: &WorkerPool, task_id: &str, err: &Value, tries: u32) {
     let store = &pool.deps.store;
-    match store.fail_task(task_id, &pool.id, err, now_millis(), &webhooks::event_for).await {
+    match store.fail_task(task_id, &pool.id, err, tries, now_millis(), &webhooks::event_for).await {
         Ok(_) => {
             pool.deps.deliverer.notify();
             tracing::info!(task_id, code = %err["code"], "task failed")
@@ -178,64 +192,113 @@ async fn finish_cancelled(pool: &WorkerPool, task_id: &str) {
     }
 }
 
-/// Generates and stores the request's n images in parallel. Returns what was stored and what failed.
+/// Generates and stores the request's n images in parallel. Returns what was stored, what
+/// failed, and how many upstream tries were made.
 async fn generate_all(
     pool: &WorkerPool,
     task: &TaskRecord,
     req: &ImageRequest,
-) -> (Vec<StoredImage>, Vec<ProviderError>) {
+) -> (Vec<StoredImage>, Vec<ProviderError>, u32) {
     let results = join_all((0..req.n).map(|i| generate_one(pool, task, req, i))).await;
     let mut stored = Vec::new();
     let mut errors = Vec::new();
-    for r in results {
+    let mut tries = 0;
+    for (r, t) in results {
+        tries += t;
         match r {
             Ok(s) => stored.push(s),
             Err(e) => errors.push(e),
         }
     }
-    (stored, errors)
+    (stored, errors, tries)
 }
 
+/// One image: tries channels with failover and backoff until it succeeds, the error is final,
+/// the tries run out or the per-resolution deadline would be passed.
 async fn generate_one(
     pool: &WorkerPool,
     task: &TaskRecord,
     req: &ImageRequest,
     index: u32,
-) -> Result<StoredImage, ProviderError> {
+) -> (Result<StoredImage, ProviderError>, u32) {
     let deps = &pool.deps;
     let shape = req.shape();
     let (width, height) = shape.pixels();
     let family = models::resolve(&req.upstream_model).map(|m| m.family).unwrap_or(models::Family::Pro);
     let deadline = deps.rt.deadline(shape.resolution);
-    let preq = ProviderRequest {
-        model: req.upstream_model.clone(),
-        family,
-        prompt: req.prompt.clone(),
-        aspect_ratio: req.aspect_ratio.clone(),
-        resolution: shape.resolution,
-        width,
-        height,
-        index,
-        deadline,
-    };
-    let provider = deps.providers.for_model(&req.upstream_model);
+    let router = deps.providers.for_model(&req.upstream_model);
     let started = std::time::Instant::now();
-    let generated = match tokio::time::timeout(deadline + Duration::from_secs(1), provider.generate(&preq)).await {
-        Ok(r) => r,
-        Err(_) => Err(ProviderError::Timeout(deadline)),
-    };
-    let latency_ms = started.elapsed().as_millis() as u64;
-    let image = match generated {
-        Ok(img) => {
-            tracing::info!(task_id = task.id, provider = provider.name(), index, latency_ms, "upstream call succeeded");
-            img
+    let mut failed_channels: Vec<usize> = Vec::new();
+    let mut tries = 0u32;
+    loop {
+        let remaining = deadline.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            return (Err(ProviderError::Timeout(deadline)), tries);
         }
-        Err(e) => {
-            tracing::warn!(task_id = task.id, provider = provider.name(), index, latency_ms, error = %e, "upstream call failed");
-            return Err(e);
+        let lease = match tokio::time::timeout(remaining, router.acquire(&failed_channels)).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return (Err(ProviderError::Unavailable), tries),
+            Err(_) => return (Err(ProviderError::Timeout(deadline)), tries),
+        };
+        let remaining = deadline.saturating_sub(started.elapsed());
+        let remaining = deps.rt.retry.try_timeout.map_or(remaining, |t| t.min(remaining));
+        let preq = ProviderRequest {
+            model: req.upstream_model.clone(),
+            family,
+            prompt: req.prompt.clone(),
+            aspect_ratio: req.aspect_ratio.clone(),
+            resolution: shape.resolution,
+            width,
+            height,
+            index,
+            deadline: remaining,
+        };
+        let channel = lease.channel.spec.name.clone();
+        let call_started = std::time::Instant::now();
+        tries += 1;
+        let result = match tokio::time::timeout(remaining, lease.channel.provider.generate(&preq)).await {
+            Ok(r) => r,
+            Err(_) => Err(ProviderError::Timeout(remaining)),
+        };
+        let latency_ms = call_started.elapsed().as_millis() as u64;
+        let error = match result {
+            Ok(image) => {
+                lease.report(Ok(()));
+                tracing::info!(
+                    task_id = task.id,
+                    channel,
+                    index,
+                    try_no = tries,
+                    latency_ms,
+                    "upstream call succeeded"
+                );
+                return (store_image(pool, task, req, image).await, tries);
+            }
+            Err(e) => e,
+        };
+        tracing::warn!(task_id = task.id, channel, index, try_no = tries, latency_ms, error = %error, "upstream call failed");
+        lease.report(Err(&error));
+        if !error.is_retryable() && !matches!(error, ProviderError::Auth { .. }) {
+            return (Err(error), tries);
         }
-    };
-    store_image(pool, task, req, image).await
+        let this_channel = router.channels.iter().position(|c| c.spec.name == channel).unwrap_or(usize::MAX);
+        failed_channels.push(this_channel);
+        // A refused credential or a channel-specific fault: fail over at once if another
+        // channel can take the call; otherwise back off (honouring the server's hint).
+        let fail_over = (error.is_channel_fault() || matches!(error, ProviderError::Auth { .. }))
+            && router.has_alternative(&failed_channels);
+        if fail_over && tries < deps.rt.retry.max_attempts {
+            continue;
+        }
+        if matches!(error, ProviderError::Auth { .. }) {
+            return (Err(error), tries);
+        }
+        match deps.rt.retry.decide(tries, true, error.retry_after(), started.elapsed(), deadline, rand::random::<f64>())
+        {
+            Decision::RetryAfter(d) => tokio::time::sleep(d).await,
+            Decision::GiveUp => return (Err(error), tries),
+        }
+    }
 }
 
 /// Transcodes if asked, then writes the blob. Storage failures are reported as retryable

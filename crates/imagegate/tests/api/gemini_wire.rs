@@ -109,11 +109,16 @@ async fn upstream_errors_map_to_the_documented_statuses() {
     let cases = [
         (429, "error-429-quota.json", StatusCode::TOO_MANY_REQUESTS, "upstream_rate_limited"),
         (503, "error-503-overloaded.json", StatusCode::BAD_GATEWAY, "upstream_error"),
-        (403, "error-403-key.json", StatusCode::BAD_GATEWAY, "upstream_auth_failed"),
         (400, "error-400-invalid.json", StatusCode::BAD_REQUEST, "upstream_invalid_request"),
+        // Last: a refused credential disables the (only) channel.
+        (403, "error-403-key.json", StatusCode::BAD_GATEWAY, "upstream_auth_failed"),
     ];
     for (status, name, want, code) in cases {
-        app.gemini().script.push(Reply::Json { status, body: fixture(name) });
+        // Enough answers to exhaust the retries (3 tries in tests).
+        for _ in 0..3 {
+            app.gemini().script.push(Reply::Json { status, body: fixture(name) });
+        }
+        let before = app.upstream_calls();
         let resp = app.generate(pro("x")).await;
         let retry_after = resp.headers().get("retry-after").cloned();
         let body = assert_error(resp, want, code).await;
@@ -127,7 +132,23 @@ async fn upstream_errors_map_to_the_documented_statuses() {
                 "5xx stays generic: {msg}"
             );
         }
+        let tries = app.upstream_calls() - before;
+        // 429 with a 19 s retryDelay (over the tests' 5 s cap), 403 and 400 are not retried.
+        let expected = if status == 503 { 3 } else { 1 };
+        assert_eq!(tries, expected, "{name}");
+        while app.gemini().script.next_reply_is_scripted() {}
+        if status == 400 {
+            for _ in 0..3 {
+                app.gemini().script.push(Reply::Raw { status: 200, body: "<html>not json</html>".into() });
+            }
+            assert_error(app.generate(pro("x")).await, StatusCode::BAD_GATEWAY, "upstream_error").await;
+        }
     }
-    app.gemini().script.push(Reply::Raw { status: 200, body: "<html>not json</html>".into() });
-    assert_error(app.generate(pro("x")).await, StatusCode::BAD_GATEWAY, "upstream_error").await;
+    // The channel whose key was refused is disabled and reported; nothing else can serve.
+    let before = app.upstream_calls();
+    assert_error(app.generate(pro("x")).await, StatusCode::SERVICE_UNAVAILABLE, "no_healthy_channel").await;
+    assert_eq!(app.upstream_calls(), before);
+    let channels: Value = app.admin(reqwest::Method::GET, "/admin/v1/channels", None).await.json().await.unwrap();
+    assert_eq!(channels["data"][0]["state"], "disabled");
+    assert!(channels["data"][0]["disabled_reason"].as_str().unwrap().contains("unregistered callers"));
 }

@@ -14,6 +14,7 @@ mod generation;
 mod idempotency;
 mod image_serving;
 mod process;
+mod resilience;
 mod store_conformance;
 mod tasks;
 mod webhooks;

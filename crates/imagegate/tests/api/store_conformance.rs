@@ -92,8 +92,8 @@ async fn a_task_is_claimed_by_one_worker_and_fenced_by_its_lease() {
     assert_eq!(again.id, t.id);
     assert_eq!(again.attempts, 2);
     assert_eq!(s.renew_lease(&t.id, holder, 9999).await.unwrap(), Lease::Lost);
-    assert!(!s.complete_task(&t.id, holder, &json!({}), &[], 7000, &every_change).await.unwrap());
-    assert!(!s.fail_task(&t.id, holder, &json!({}), 7000, &every_change).await.unwrap());
+    assert!(!s.complete_task(&t.id, holder, &json!({}), &[], 1, 7000, &every_change).await.unwrap());
+    assert!(!s.fail_task(&t.id, holder, &json!({}), 1, 7000, &every_change).await.unwrap());
     assert!(s.claim_webhooks("d", 99_999, 100_000, 10).await.unwrap().is_empty(), "a fenced-off end owes nothing");
 
     let img = ImageRecord {
@@ -110,13 +110,14 @@ async fn a_task_is_claimed_by_one_worker_and_fenced_by_its_lease() {
         expires_at: 99,
     };
     assert!(
-        s.complete_task(&t.id, other, &json!({"data": []}), std::slice::from_ref(&img), 7000, &no_webhook)
+        s.complete_task(&t.id, other, &json!({"data": []}), std::slice::from_ref(&img), 3, 7000, &no_webhook)
             .await
             .unwrap()
     );
     let done = s.get_task("key_a", &t.id).await.unwrap().unwrap();
     assert_eq!(done.status, TaskStatus::Completed);
     assert_eq!(done.result, Some(json!({"data": []})));
+    assert_eq!(done.attempts, 1 + 3, "one cut-off run, then three upstream tries");
     assert_eq!(s.get_image(&img.id).await.unwrap(), Some(img));
     assert!(s.claim_task("w3", 99_999, 100_000).await.unwrap().is_none(), "ended tasks are never claimed");
     assert_eq!(s.count_unfinished().await.unwrap(), 0);
@@ -204,7 +205,7 @@ async fn the_outbox_redelivers_on_schedule_and_logs_every_attempt() {
     let (s, _d) = sqlite().await;
     let t = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
     s.claim_task("w", 1000, 9000).await.unwrap();
-    assert!(s.complete_task(&t.id, "w", &json!({}), &[], 2000, &every_change).await.unwrap());
+    assert!(s.complete_task(&t.id, "w", &json!({}), &[], 1, 2000, &every_change).await.unwrap());
     let m = s.claim_webhooks("d1", 2000, 62_000, 10).await.unwrap();
     assert_eq!(m.len(), 1);
     assert!(s.claim_webhooks("d2", 2001, 62_000, 10).await.unwrap().is_empty(), "leased to d1");

@@ -6,7 +6,6 @@ mod wire;
 use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{GeneratedImage, Provider, ProviderError, ProviderRequest};
 use crate::config::{Runtime, Secret};
@@ -14,15 +13,15 @@ use crate::config::{Runtime, Secret};
 pub use errors::classify;
 pub use wire::{build_request, parse_response};
 
+/// One Gemini channel: a credential and an endpoint.
 pub struct GeminiProvider {
     client: reqwest::Client,
     base_url: String,
-    keys: Vec<Secret>,
-    next_key: AtomicUsize,
+    key: Secret,
 }
 
 impl GeminiProvider {
-    pub fn new(rt: &Runtime) -> anyhow::Result<GeminiProvider> {
+    pub fn new(rt: &Runtime, key: Secret, base_url: String) -> anyhow::Result<GeminiProvider> {
         crate::install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(rt.connect_timeout)
@@ -30,17 +29,7 @@ impl GeminiProvider {
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .user_agent(concat!("imagegate/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(GeminiProvider {
-            client,
-            base_url: rt.gemini_base_url.clone(),
-            keys: rt.gemini_keys.clone(),
-            next_key: AtomicUsize::new(0),
-        })
-    }
-
-    fn key(&self) -> &Secret {
-        let i = self.next_key.fetch_add(1, Ordering::Relaxed);
-        &self.keys[i % self.keys.len()]
+        Ok(GeminiProvider { client, base_url, key })
     }
 }
 
@@ -57,7 +46,7 @@ impl Provider for GeminiProvider {
             let resp = self
                 .client
                 .post(&url)
-                .header("x-goog-api-key", self.key().expose())
+                .header("x-goog-api-key", self.key.expose())
                 .json(&body)
                 .send()
                 .await

@@ -113,16 +113,18 @@ impl Store for SqliteStore {
         tasks::renew(&self.writer, task_id, worker, lease_until_ms).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn complete_task(
         &self,
         task_id: &str,
         worker: &str,
         result: &Value,
         images: &[ImageRecord],
+        tries: u32,
         now_ms: i64,
         webhook: WebhookFor<'_>,
     ) -> Result<bool, StoreError> {
-        tasks::complete(&self.writer, task_id, worker, result, images, now_ms, webhook).await
+        tasks::complete(&self.writer, task_id, worker, result, images, tries, now_ms, webhook).await
     }
 
     async fn fail_task(
@@ -130,10 +132,11 @@ impl Store for SqliteStore {
         task_id: &str,
         worker: &str,
         error: &Value,
+        tries: u32,
         now_ms: i64,
         webhook: WebhookFor<'_>,
     ) -> Result<bool, StoreError> {
-        tasks::fail(&self.writer, task_id, worker, error, now_ms, webhook).await
+        tasks::fail(&self.writer, task_id, worker, error, tries, now_ms, webhook).await
     }
 
     async fn finish_cancelled(

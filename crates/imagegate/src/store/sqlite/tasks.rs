@@ -247,8 +247,9 @@ pub async fn renew(pool: &SqlitePool, task_id: &str, worker: &str, lease_until_m
 
 /// How a running task ends.
 enum End<'a> {
-    Completed(&'a Value),
-    Failed(&'a Value),
+    /// With the upstream tries this run made.
+    Completed(&'a Value, u32),
+    Failed(&'a Value, u32),
     Cancelled,
 }
 
@@ -261,14 +262,15 @@ async fn end_held(
     now_ms: i64,
     webhook: WebhookFor<'_>,
 ) -> Result<Option<TaskRecord>, StoreError> {
-    let (status, result, error) = match end {
-        End::Completed(r) => (TaskStatus::Completed, Some(r), None),
-        End::Failed(e) => (TaskStatus::Failed, None, Some(e)),
-        End::Cancelled => (TaskStatus::Cancelled, None, None),
+    let (status, result, error, tries) = match end {
+        End::Completed(r, t) => (TaskStatus::Completed, Some(r), None, Some(i64::from(t))),
+        End::Failed(e, t) => (TaskStatus::Failed, None, Some(e), Some(i64::from(t))),
+        End::Cancelled => (TaskStatus::Cancelled, None, None, None),
     };
     let row = sqlx::query(concat!(
         "UPDATE tasks SET status = ?, result = ?, error = ?, completed_at = ?, updated_at = ?,
-                lease_owner = NULL, lease_expires_at = NULL
+                lease_owner = NULL, lease_expires_at = NULL,
+                attempts = CASE WHEN ? IS NULL THEN attempts ELSE attempts - 1 + ? END
          WHERE id = ? AND lease_owner = ? AND status = 'running' RETURNING ",
         task_columns!()
     ))
@@ -277,6 +279,8 @@ async fn end_held(
     .bind(error.map(Value::to_string))
     .bind(now_ms)
     .bind(now_ms)
+    .bind(tries)
+    .bind(tries)
     .bind(task_id)
     .bind(worker)
     .fetch_optional(&mut **tx)
@@ -296,11 +300,12 @@ pub async fn complete(
     worker: &str,
     result: &Value,
     images: &[ImageRecord],
+    tries: u32,
     now_ms: i64,
     webhook: WebhookFor<'_>,
 ) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
-    let ended = end_held(&mut tx, task_id, worker, End::Completed(result), now_ms, webhook).await?;
+    let ended = end_held(&mut tx, task_id, worker, End::Completed(result, tries), now_ms, webhook).await?;
     if ended.is_none() {
         tx.rollback().await?;
         return Ok(false);
@@ -333,11 +338,12 @@ pub async fn fail(
     task_id: &str,
     worker: &str,
     error: &Value,
+    tries: u32,
     now_ms: i64,
     webhook: WebhookFor<'_>,
 ) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
-    let ended = end_held(&mut tx, task_id, worker, End::Failed(error), now_ms, webhook).await?;
+    let ended = end_held(&mut tx, task_id, worker, End::Failed(error, tries), now_ms, webhook).await?;
     tx.commit().await?;
     Ok(ended.is_some())
 }

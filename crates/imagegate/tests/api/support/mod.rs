@@ -33,6 +33,12 @@ pub fn runtime(dir: &std::path::Path) -> Runtime {
     // Tests deliver webhooks to sinks on 127.0.0.1, quickly.
     rt.webhook_allow_private = true;
     rt.webhook_schedule = vec![Duration::from_millis(100), Duration::from_millis(200), Duration::from_millis(300)];
+    // Quick retries; breakers only where a test asks for them.
+    rt.retry.max_attempts = 3;
+    rt.retry.base = Duration::from_millis(10);
+    rt.retry.max_backoff = Duration::from_millis(50);
+    rt.retry.max_hint = Duration::from_secs(5);
+    rt.breaker.failures = 1000;
     rt
 }
 

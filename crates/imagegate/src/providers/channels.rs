@@ -1,0 +1,346 @@
+//! Channels: one provider may have several upstream credentials or base URLs. Routing picks a
+//! healthy channel with capacity (weighted); each channel bounds its concurrency and per-minute
+//! rate, opens a circuit breaker after repeated failures (probing again after a cool-down), and
+//! is disabled when its credential is refused.
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{Provider, ProviderError};
+
+/// Limits and routing weight of one channel.
+#[derive(Debug, Clone)]
+pub struct ChannelSpec {
+    pub name: String,
+    pub weight: u32,
+    /// 0: unlimited.
+    pub max_concurrency: usize,
+    /// Requests per minute; 0: unlimited.
+    pub rpm: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerConfig {
+    /// Consecutive retryable failures that open the breaker.
+    pub failures: u32,
+    pub cooldown: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig { failures: 5, cooldown: Duration::from_secs(30) }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelState {
+    Healthy,
+    /// Breaker open: skipped until the cool-down ends, then one probe is let through.
+    Open,
+    /// The upstream refused the credential: skipped until restart.
+    Disabled,
+}
+
+impl ChannelState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelState::Healthy => "healthy",
+            ChannelState::Open => "open",
+            ChannelState::Disabled => "disabled",
+        }
+    }
+}
+
+/// The breaker's bookkeeping. Pure: the caller supplies the clock.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    consecutive_failures: u32,
+    open_until: Option<Instant>,
+    probing: bool,
+    disabled: Option<String>,
+}
+
+impl Health {
+    pub fn state(&self, now: Instant) -> ChannelState {
+        if self.disabled.is_some() {
+            ChannelState::Disabled
+        } else if self.open_until.is_some_and(|t| now < t) || self.probing {
+            ChannelState::Open
+        } else {
+            ChannelState::Healthy
+        }
+    }
+
+    /// Whether a call may go through now; after a cool-down the first caller is the probe.
+    pub fn admit(&mut self, now: Instant) -> bool {
+        if self.disabled.is_some() || self.probing {
+            return false;
+        }
+        match self.open_until {
+            Some(t) if now < t => false,
+            Some(_) => {
+                self.probing = true;
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Whether `admit` would let a call through (without taking the probe).
+    pub fn could_admit(&self, now: Instant) -> bool {
+        self.disabled.is_none() && !self.probing && self.open_until.is_none_or(|t| now >= t)
+    }
+
+    pub fn success(&mut self) {
+        self.consecutive_failures = 0;
+        self.open_until = None;
+        self.probing = false;
+    }
+
+    pub fn failure(&mut self, now: Instant, cfg: &BreakerConfig) {
+        self.consecutive_failures += 1;
+        if self.probing || self.consecutive_failures >= cfg.failures {
+            self.open_until = Some(now + cfg.cooldown);
+        }
+        self.probing = false;
+    }
+
+    pub fn disable(&mut self, why: String) {
+        self.disabled = Some(why);
+    }
+
+    /// A call admitted but never made (e.g. cancelled): give the probe back.
+    pub fn release_probe(&mut self) {
+        self.probing = false;
+    }
+}
+
+pub struct Channel {
+    pub spec: ChannelSpec,
+    pub provider: Arc<dyn Provider>,
+    slots: Option<Arc<Semaphore>>,
+    rate: Option<DefaultDirectRateLimiter>,
+    health: Mutex<Health>,
+    breaker: BreakerConfig,
+    in_flight: AtomicUsize,
+    calls: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Channel {
+    pub fn new(spec: ChannelSpec, provider: Arc<dyn Provider>, breaker: BreakerConfig) -> Channel {
+        let slots = (spec.max_concurrency > 0).then(|| Arc::new(Semaphore::new(spec.max_concurrency)));
+        let rate = NonZeroU32::new(spec.rpm).map(|n| RateLimiter::direct(Quota::per_minute(n)));
+        Channel {
+            spec,
+            provider,
+            slots,
+            rate,
+            health: Mutex::new(Health::default()),
+            breaker,
+            in_flight: AtomicUsize::new(0),
+            calls: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    pub fn state(&self) -> ChannelState {
+        self.health.lock().map(|h| h.state(Instant::now())).unwrap_or(ChannelState::Healthy)
+    }
+
+    pub fn disabled_reason(&self) -> Option<String> {
+        self.health.lock().ok().and_then(|h| h.disabled.clone())
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// (calls, errors) since start.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.calls.load(Ordering::Relaxed), self.errors.load(Ordering::Relaxed))
+    }
+
+    fn has_capacity(&self) -> bool {
+        self.slots.as_ref().is_none_or(|s| s.available_permits() > 0)
+    }
+}
+
+/// A channel taken for one call: holds its concurrency slot until dropped.
+pub struct ChannelLease {
+    pub index: usize,
+    pub channel: Arc<Channel>,
+    _permit: Option<OwnedSemaphorePermit>,
+    reported: bool,
+}
+
+impl ChannelLease {
+    /// Records the call's outcome on the channel's health.
+    pub fn report(mut self, outcome: Result<(), &ProviderError>) {
+        self.reported = true;
+        let ch = &self.channel;
+        ch.calls.fetch_add(1, Ordering::Relaxed);
+        let Ok(mut h) = ch.health.lock() else { return };
+        match outcome {
+            Ok(()) => h.success(),
+            Err(ProviderError::Auth { message }) => {
+                ch.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(channel = ch.spec.name, error = %message, "upstream refused this channel's credential; channel disabled");
+                h.disable(message.clone());
+            }
+            Err(e) if e.is_retryable() => {
+                ch.errors.fetch_add(1, Ordering::Relaxed);
+                h.failure(Instant::now(), &ch.breaker);
+                if h.state(Instant::now()) == ChannelState::Open {
+                    tracing::warn!(channel = ch.spec.name, "channel breaker open after repeated failures");
+                }
+            }
+            // Content refusals and bad requests say nothing about the channel's health.
+            Err(_) => h.success(),
+        }
+    }
+}
+
+impl Drop for ChannelLease {
+    fn drop(&mut self) {
+        self.channel.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if !self.reported
+            && let Ok(mut h) = self.channel.health.lock()
+        {
+            h.release_probe();
+        }
+    }
+}
+
+/// The channels of one provider.
+pub struct Router {
+    pub channels: Vec<Arc<Channel>>,
+}
+
+impl Router {
+    pub fn new(channels: Vec<Channel>) -> Router {
+        Router { channels: channels.into_iter().map(Arc::new).collect() }
+    }
+
+    /// Takes a channel for one call, preferring channels not in `avoid` (already failed for this
+    /// request). Waits for capacity if every usable channel is busy; `None` when no channel is
+    /// usable at all (all disabled or open).
+    pub async fn acquire(&self, avoid: &[usize]) -> Option<ChannelLease> {
+        let mut over_rate: Vec<usize> = Vec::new();
+        loop {
+            let now = Instant::now();
+            let usable: Vec<usize> = (0..self.channels.len())
+                .filter(|&i| self.channels[i].health.lock().map(|h| h.could_admit(now)).unwrap_or(false))
+                .collect();
+            if usable.is_empty() {
+                return None;
+            }
+            let fresh: Vec<usize> = usable.iter().copied().filter(|i| !avoid.contains(i)).collect();
+            let pool = if fresh.is_empty() { usable } else { fresh };
+            let ready: Vec<usize> =
+                pool.iter().copied().filter(|&i| self.channels[i].has_capacity() && !over_rate.contains(&i)).collect();
+            let pick = if ready.is_empty() {
+                // Every candidate is busy: wait on the least loaded one.
+                pool.iter().copied().min_by_key(|&i| self.channels[i].in_flight())
+            } else {
+                weighted_pick(&ready, |i| self.channels[i].spec.weight, rand::random::<f64>())
+            };
+            let index = pick?;
+            let ch = self.channels[index].clone();
+            if let Some(rate) = &ch.rate
+                && rate.check().is_err()
+            {
+                if ready.len() > 1 {
+                    over_rate.push(index); // over its per-minute rate: try the others first
+                    continue;
+                }
+                rate.until_ready().await;
+            }
+            let permit = match &ch.slots {
+                Some(s) => Some(s.clone().acquire_owned().await.ok()?),
+                None => None,
+            };
+            let admitted = ch.health.lock().map(|mut h| h.admit(Instant::now())).unwrap_or(false);
+            if !admitted {
+                continue; // opened, or taken for a probe, while we waited: choose again
+            }
+            ch.in_flight.fetch_add(1, Ordering::Relaxed);
+            return Some(ChannelLease { index, channel: ch, _permit: permit, reported: false });
+        }
+    }
+
+    /// Whether a channel other than those in `avoid` could take a call now.
+    pub fn has_alternative(&self, avoid: &[usize]) -> bool {
+        let now = Instant::now();
+        self.channels.iter().enumerate().any(|(i, ch)| {
+            !avoid.contains(&i) && ch.health.lock().map(|h| h.state(now) == ChannelState::Healthy).unwrap_or(false)
+        })
+    }
+}
+
+/// Weighted choice among `items` with `r` uniform in [0, 1).
+pub fn weighted_pick(items: &[usize], weight: impl Fn(usize) -> u32, r: f64) -> Option<usize> {
+    let total: u64 = items.iter().map(|&i| u64::from(weight(i).max(1))).sum();
+    let mut target = (r.clamp(0.0, 0.999_999) * total as f64) as u64;
+    for &i in items {
+        let w = u64::from(weight(i).max(1));
+        if target < w {
+            return Some(i);
+        }
+        target -= w;
+    }
+    items.last().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_opens_after_repeated_failures_and_probes_after_the_cooldown() {
+        let cfg = BreakerConfig { failures: 3, cooldown: Duration::from_secs(30) };
+        let t0 = Instant::now();
+        let mut h = Health::default();
+        for _ in 0..2 {
+            assert!(h.admit(t0));
+            h.failure(t0, &cfg);
+        }
+        assert_eq!(h.state(t0), ChannelState::Healthy);
+        assert!(h.admit(t0));
+        h.failure(t0, &cfg);
+        assert_eq!(h.state(t0), ChannelState::Open);
+        assert!(!h.admit(t0 + Duration::from_secs(10)));
+        let later = t0 + Duration::from_secs(31);
+        assert!(h.admit(later), "one probe after the cool-down");
+        assert!(!h.admit(later), "only one");
+        h.failure(later, &cfg);
+        assert_eq!(h.state(later), ChannelState::Open, "a failed probe opens it again at once");
+        let again = later + Duration::from_secs(31);
+        assert!(h.admit(again));
+        h.success();
+        assert_eq!(h.state(again), ChannelState::Healthy);
+        assert!(h.admit(again) && h.admit(again));
+    }
+
+    #[test]
+    fn a_disabled_channel_never_admits() {
+        let mut h = Health::default();
+        h.disable("key revoked".into());
+        assert!(!h.admit(Instant::now()));
+        assert_eq!(h.state(Instant::now()), ChannelState::Disabled);
+    }
+
+    #[test]
+    fn weighted_pick_follows_weights() {
+        let items = [0, 1];
+        let w = |i: usize| if i == 0 { 3 } else { 1 };
+        assert_eq!(weighted_pick(&items, w, 0.0), Some(0));
+        assert_eq!(weighted_pick(&items, w, 0.74), Some(0));
+        assert_eq!(weighted_pick(&items, w, 0.76), Some(1));
+        assert_eq!(weighted_pick(&[], w, 0.5), None);
+    }
+}

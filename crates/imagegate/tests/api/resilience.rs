@@ -1,0 +1,185 @@
+//! Retries, failover, breakers and channel limits against fake upstreams with scripted faults.
+
+use imagegate::config::{GeminiChannel, Secret};
+use imagegate_fakes::{FakeGemini, Reply};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn quota_429(delay: &str) -> Reply {
+    Reply::Json {
+        status: 429,
+        body: json!({"error": {"code": 429, "message": "Quota exceeded.", "status": "RESOURCE_EXHAUSTED",
+            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}]}}),
+    }
+}
+
+#[tokio::test]
+async fn a_429_with_retry_delay_is_waited_out_then_succeeds() {
+    let app = spawn_gemini_app().await;
+    app.gemini().script.push(quota_429("1s"));
+    let started = Instant::now();
+    let resp = app.generate(pro("patience")).await;
+    let took = started.elapsed();
+    assert_eq!(resp.status(), 200);
+    assert!(took >= Duration::from_millis(950) && took < Duration::from_secs(4), "waited {took:?}");
+    assert_eq!(app.upstream_calls(), 2);
+    let id = resp.headers()["imagegate-task-id"].to_str().unwrap().to_string();
+    assert_eq!(app.task(&id).await["attempts"], 2, "each try is counted");
+}
+
+#[tokio::test]
+async fn transient_faults_are_each_retried() {
+    let app = spawn_with(|rt| rt.retry.try_timeout = Some(Duration::from_millis(400)), true).await;
+    let faults = [
+        ("503", Reply::Json { status: 503, body: imagegate_fakes::gemini::fixture("error-503-overloaded.json") }),
+        (
+            "500",
+            Reply::Json {
+                status: 500,
+                body: json!({"error": {"code": 500, "message": "Internal", "status": "INTERNAL"}}),
+            },
+        ),
+        ("reset", Reply::Reset),
+        ("garbage 200", Reply::Raw { status: 200, body: "{\"candidates\": [".into() }),
+        ("timeout", Reply::Delay(Duration::from_secs(2), Box::new(Reply::Success))),
+    ];
+    for (name, fault) in faults {
+        let before = app.upstream_calls();
+        app.gemini().script.push(fault);
+        let resp = app.generate(pro(name)).await;
+        assert_eq!(resp.status(), 200, "{name}: {}", resp.text().await.unwrap());
+        assert_eq!(app.upstream_calls() - before, 2, "{name}: one fault, one retry");
+    }
+    // Exhausted: every try times out → 504 with the deadline in the message.
+    for _ in 0..3 {
+        app.gemini().script.push(Reply::Delay(Duration::from_secs(2), Box::new(Reply::Success)));
+    }
+    let resp = app.generate(pro("hopeless")).await;
+    assert_error(resp, StatusCode::GATEWAY_TIMEOUT, "upstream_timeout").await;
+}
+
+async fn two_channel_app(
+    bad: &FakeGemini,
+    good: &FakeGemini,
+    tweak: impl FnOnce(&mut imagegate::config::Runtime),
+) -> TestApp {
+    let (bad_url, good_url) = (bad.base_url(), good.base_url());
+    spawn_with(
+        move |rt| {
+            rt.gemini_keys.clear();
+            rt.gemini_channels = vec![
+                GeminiChannel {
+                    name: "bad".into(),
+                    key: Secret::new("k-bad"),
+                    base_url: Some(bad_url),
+                    weight: 1,
+                    max_concurrency: 0,
+                    rpm: 0,
+                },
+                GeminiChannel {
+                    name: "good".into(),
+                    key: Secret::new("k-good"),
+                    base_url: Some(good_url),
+                    weight: 1,
+                    max_concurrency: 0,
+                    rpm: 0,
+                },
+            ];
+            rt.breaker.failures = 3;
+            rt.breaker.cooldown = Duration::from_secs(60);
+            tweak(rt);
+        },
+        false,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn with_one_channel_always_429_every_request_succeeds_through_the_other_and_the_bad_one_opens() {
+    let bad = FakeGemini::start().await.unwrap();
+    let good = FakeGemini::start().await.unwrap();
+    for _ in 0..100 {
+        bad.script.push(quota_429("30s"));
+    }
+    let app = two_channel_app(&bad, &good, |_| {}).await;
+    for i in 0..12 {
+        let resp = app.generate(pro(&format!("req {i}"))).await;
+        assert_eq!(resp.status(), 200, "request {i}");
+    }
+    assert_eq!(good.script.call_count(), 12);
+    assert!(bad.script.call_count() <= 3, "the bad channel was opened after 3 failures: {}", bad.script.call_count());
+    let channels: Value = app.admin(reqwest::Method::GET, "/admin/v1/channels", None).await.json().await.unwrap();
+    let state =
+        |name: &str| channels["data"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()["state"].clone();
+    assert_eq!(state("bad"), "open");
+    assert_eq!(state("good"), "healthy");
+}
+
+#[tokio::test]
+async fn a_channel_with_max_concurrency_2_never_sees_more_than_2_calls_at_once() {
+    let app = spawn_with(|rt| rt.gemini_max_concurrency = 2, true).await;
+    app.gemini().script.set_delay(Duration::from_millis(200));
+    let reqs: Vec<_> = (0..10).map(|i| app.generate(pro(&format!("parallel {i}")))).collect();
+    let results = futures_util::future::join_all(reqs).await;
+    assert!(results.iter().all(|r| r.status() == 200));
+    assert_eq!(app.upstream_calls(), 10);
+    assert_eq!(app.gemini().script.max_in_flight(), 2);
+}
+
+#[tokio::test]
+async fn soak_500_requests_with_30_percent_faults() {
+    let app = spawn_with(
+        |rt| {
+            rt.retry.max_attempts = 6;
+            rt.deadline_1k = Duration::from_secs(20);
+            rt.worker_concurrency = 32;
+        },
+        true,
+    )
+    .await;
+    app.gemini().script.set_fault_rate(0.3, 42);
+    let deadline = Duration::from_secs(20);
+    let mut ok = 0;
+    let mut failed = 0;
+    let mut slowest = Duration::ZERO;
+    let mut latencies = Vec::new();
+    let body = json!({"model": "nano-banana-pro", "prompt": "soak", "aspect_ratio": "21:9"});
+    for chunk in 0..20 {
+        let batch: Vec<_> = (0..25)
+            .map(|i| {
+                let mut b = body.clone();
+                b["prompt"] = json!(format!("soak {chunk}-{i}"));
+                let app = &app;
+                async move {
+                    let started = Instant::now();
+                    let resp = app.generate(b).await;
+                    (resp.status(), resp.json::<Value>().await.unwrap(), started.elapsed())
+                }
+            })
+            .collect();
+        for (status, body, took) in futures_util::future::join_all(batch).await {
+            slowest = slowest.max(took);
+            latencies.push(took);
+            if status == 200 {
+                ok += 1;
+            } else {
+                failed += 1;
+                assert!(status.is_server_error() || status == 429, "clean failure: {status} {body}");
+                assert!(body["error"]["code"].as_str().is_some(), "{body}");
+            }
+        }
+    }
+    assert_eq!(ok + failed, 500);
+    assert!(ok >= 495, "{ok} of 500 succeeded");
+    assert!(slowest < deadline + Duration::from_secs(2), "slowest request took {slowest:?}");
+    latencies.sort();
+    eprintln!(
+        "soak: {ok}/500 succeeded, p50 {:?}, p99 {:?}, slowest {slowest:?}, upstream calls {}",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() * 99 / 100],
+        app.upstream_calls()
+    );
+}
