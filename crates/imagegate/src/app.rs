@@ -21,6 +21,7 @@ pub struct App {
     pub providers: Registry,
     pub workers: Arc<WorkerPool>,
     pub deliverer: Arc<Deliverer>,
+    pub key_rates: crate::api::limits::KeyRates,
     shutting_down: AtomicBool,
 }
 
@@ -46,7 +47,16 @@ impl App {
             providers: providers.clone(),
             deliverer: deliverer.clone(),
         });
-        Ok(Arc::new(App { rt, store, blobs, providers, workers, deliverer, shutting_down: AtomicBool::new(false) }))
+        Ok(Arc::new(App {
+            rt,
+            store,
+            blobs,
+            providers,
+            workers,
+            deliverer,
+            key_rates: Default::default(),
+            shutting_down: AtomicBool::new(false),
+        }))
     }
 
     pub fn shutting_down(&self) -> bool {

@@ -31,6 +31,7 @@ pub fn task_object(t: &TaskRecord, queue_position: Option<i64>) -> Value {
         "result": t.result,
         "error": error,
         "attempts": t.attempts,
+        "cost_usd": t.cost_usd,
     });
     if let Some(p) = queue_position {
         v["queue_position"] = json!(p);

@@ -10,16 +10,18 @@ use super::auth::Admin;
 use super::error::ApiError;
 use super::extract::JsonBody;
 use crate::app::App;
+use crate::domain::policy::{self, KeyPolicy};
 use crate::domain::{ids, now_secs};
 use crate::store::KeyRecord;
 
 pub fn routes() -> axum::Router<Arc<App>> {
     axum::Router::new()
         .route("/admin/v1/keys", axum::routing::post(create_key).get(list_keys))
-        .route("/admin/v1/keys/{id}", axum::routing::delete(revoke_key))
+        .route("/admin/v1/keys/{id}", axum::routing::delete(revoke_key).patch(update_key).get(get_key))
 }
 
 fn key_json(k: &KeyRecord) -> Value {
+    let p = &k.policy;
     json!({
         "id": k.id,
         "object": "api_key",
@@ -27,6 +29,24 @@ fn key_json(k: &KeyRecord) -> Value {
         "prefix": k.prefix,
         "created_at": k.created_at,
         "revoked_at": k.revoked_at,
+        "retention": p.retention,
+        "rpm": p.rpm,
+        "max_concurrency": p.max_concurrency,
+        "daily_images": p.daily_images,
+        "budget_usd": p.budget_usd,
+        "models": p.models,
+        "spent_usd": crate::domain::pricing::round6(k.spent_usd),
+        "reserved_usd": crate::domain::pricing::round6(k.reserved_usd),
+    })
+}
+
+/// Applies policy fields from a body (POST or PATCH) onto `policy`; 400 names the field.
+fn apply_policy(policy: &mut KeyPolicy, body: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
+    let fields: serde_json::Map<String, Value> =
+        body.iter().filter(|(k, _)| k.as_str() != "name").map(|(k, v)| (k.clone(), v.clone())).collect();
+    policy.apply(&fields).map_err(|(field, message)| {
+        let code = if policy::FIELDS.contains(&field.as_str()) { "invalid_value" } else { "unknown_parameter" };
+        ApiError::bad_request(code, message).with_param(&field)
     })
 }
 
@@ -38,9 +58,8 @@ async fn create_key(
     let obj = body
         .as_object()
         .ok_or_else(|| ApiError::bad_request("invalid_json", "The request body must be a JSON object."))?;
-    if let Some(k) = obj.keys().find(|k| k.as_str() != "name") {
-        return Err(ApiError::bad_request("unknown_parameter", format!("Unrecognized argument: {k}")).with_param(k));
-    }
+    let mut policy = KeyPolicy::default();
+    apply_policy(&mut policy, obj)?;
     let name = match obj.get("name") {
         None | Some(Value::Null) => "",
         Some(Value::String(s)) if s.chars().count() <= 200 => s.as_str(),
@@ -50,6 +69,11 @@ async fn create_key(
         }
     };
     let (record, secret) = crate::keys::issue(app.store.as_ref(), name).await?;
+    let record = if policy == KeyPolicy::default() {
+        record
+    } else {
+        app.store.set_key_policy(&record.id, &policy).await?.unwrap_or(record)
+    };
     let mut body = key_json(&record);
     body["key"] = json!(secret);
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
@@ -69,4 +93,41 @@ async fn revoke_key(
         return Err(ApiError::not_found(format!("No key found with id '{id}'.")).with_param("id"));
     }
     Ok(axum::Json(json!({"id": id, "object": "api_key", "deleted": true})))
+}
+
+async fn get_key(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let not_found = || ApiError::not_found(format!("No key found with id '{id}'.")).with_param("id");
+    if !ids::looks_like(&id, "key_") {
+        return Err(not_found());
+    }
+    let key = app.store.get_key(&id).await?.ok_or_else(not_found)?;
+    Ok(axum::Json(key_json(&key)))
+}
+
+/// Sets a key's policy fields; `null` clears one back to the default.
+async fn update_key(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<axum::Json<Value>, ApiError> {
+    let not_found = || ApiError::not_found(format!("No key found with id '{id}'.")).with_param("id");
+    if !ids::looks_like(&id, "key_") {
+        return Err(not_found());
+    }
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("invalid_json", "The request body must be a JSON object."))?;
+    if obj.contains_key("name") {
+        return Err(ApiError::bad_request("invalid_value", "A key's name cannot be changed.").with_param("name"));
+    }
+    let key = app.store.get_key(&id).await?.ok_or_else(not_found)?;
+    let mut policy = key.policy.clone();
+    apply_policy(&mut policy, obj)?;
+    let updated = app.store.set_key_policy(&id, &policy).await?.ok_or_else(not_found)?;
+    Ok(axum::Json(key_json(&updated)))
 }

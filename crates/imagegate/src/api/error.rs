@@ -70,6 +70,11 @@ impl ApiError {
         self
     }
 
+    pub fn with_retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(secs);
+        self
+    }
+
     pub fn with_task(mut self, task_id: &str) -> ApiError {
         self.task_id = Some(task_id.to_string());
         self

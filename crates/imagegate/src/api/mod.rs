@@ -8,8 +8,10 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod images;
+pub mod limits;
 pub mod openai;
 pub mod tasks;
+pub mod usage;
 pub mod webhook_secret;
 
 use axum::Router;
@@ -38,6 +40,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(openai::routes())
         .merge(tasks::routes())
+        .merge(usage::routes())
         .merge(webhook_secret::routes())
         .merge(images::routes())
         .merge(admin::routes())

@@ -6,6 +6,7 @@ use clap::Subcommand;
 
 use crate::config::Config;
 use crate::domain::now_secs;
+use crate::domain::policy::KeyPolicy;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -17,6 +18,8 @@ pub enum KeysCommand {
         /// Print only the key, for scripts: KEY=$(imagegate keys create --quiet).
         #[arg(long, short)]
         quiet: bool,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// List keys (never their secrets).
     List,
@@ -24,13 +27,70 @@ pub enum KeysCommand {
     Revoke { id: String },
 }
 
+/// The same policy fields as `PATCH /admin/v1/keys/{id}`.
+#[derive(Debug, clap::Args)]
+pub struct PolicyArgs {
+    /// How long this key's images are kept, e.g. 30d.
+    #[arg(long)]
+    retention: Option<String>,
+    /// Requests per minute.
+    #[arg(long)]
+    rpm: Option<u32>,
+    /// Tasks queued or running at once.
+    #[arg(long)]
+    max_concurrency: Option<u32>,
+    /// Images per UTC day.
+    #[arg(long)]
+    daily_images: Option<u32>,
+    /// Total spend allowed, in USD.
+    #[arg(long)]
+    budget_usd: Option<f64>,
+    /// Models this key may use, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<String>>,
+}
+
+impl PolicyArgs {
+    fn to_policy(&self) -> Result<KeyPolicy> {
+        let mut patch = serde_json::Map::new();
+        let mut put = |k: &str, v: serde_json::Value| {
+            patch.insert(k.to_string(), v);
+        };
+        if let Some(v) = &self.retention {
+            put("retention", v.clone().into());
+        }
+        if let Some(v) = self.rpm {
+            put("rpm", v.into());
+        }
+        if let Some(v) = self.max_concurrency {
+            put("max_concurrency", v.into());
+        }
+        if let Some(v) = self.daily_images {
+            put("daily_images", v.into());
+        }
+        if let Some(v) = self.budget_usd {
+            put("budget_usd", v.into());
+        }
+        if let Some(v) = &self.models {
+            put("models", v.clone().into());
+        }
+        let mut policy = KeyPolicy::default();
+        policy.apply(&patch).map_err(|(field, message)| anyhow::anyhow!("--{}: {message}", field.replace('_', "-")))?;
+        Ok(policy)
+    }
+}
+
 pub async fn run(config: Config, cmd: KeysCommand) -> Result<()> {
     let rt = config.runtime()?;
     std::fs::create_dir_all(&rt.data_dir).ok();
     let store = crate::store::open(&rt.database_url).await?;
     match cmd {
-        KeysCommand::Create { name, quiet } => {
+        KeysCommand::Create { name, quiet, policy } => {
+            let policy = policy.to_policy()?;
             let (record, secret) = crate::keys::issue(store.as_ref(), &name).await?;
+            if policy != KeyPolicy::default() {
+                store.set_key_policy(&record.id, &policy).await?;
+            }
             if quiet {
                 println!("{secret}");
             } else {

@@ -28,7 +28,18 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub retry: RetrySection,
     pub breaker: BreakerSection,
+    pub pricing: crate::domain::pricing::PriceTable,
+    pub limits: LimitsSection,
     pub providers: ProvidersConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub rpm: u32,
+    pub max_concurrency: u32,
+    pub daily_images: u32,
+    pub budget_usd: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -300,6 +311,15 @@ impl Config {
             gemini_max_concurrency: gemini.max_concurrency,
             gemini_rpm: gemini.rpm,
             gemini_channels,
+            prices: self.pricing.clone(),
+            default_policy: crate::domain::policy::KeyPolicy {
+                retention: None,
+                rpm: Some(self.limits.rpm).filter(|n| *n > 0),
+                max_concurrency: Some(self.limits.max_concurrency).filter(|n| *n > 0),
+                daily_images: Some(self.limits.daily_images).filter(|n| *n > 0),
+                budget_usd: Some(self.limits.budget_usd).filter(|b| *b > 0.0),
+                models: None,
+            },
         })
     }
 
@@ -342,6 +362,29 @@ pub struct Runtime {
     pub gemini_rpm: u32,
     /// Channels configured one by one (beside those made from `gemini_keys`).
     pub gemini_channels: Vec<GeminiChannel>,
+    pub prices: crate::domain::pricing::PriceTable,
+    /// Limits for keys without their own (retention comes from `retention`).
+    pub default_policy: crate::domain::policy::KeyPolicy,
+}
+
+impl Runtime {
+    /// A key's effective policy: its own values, else the configured defaults.
+    pub fn policy_for(&self, own: &crate::domain::policy::KeyPolicy) -> crate::domain::policy::KeyPolicy {
+        let d = &self.default_policy;
+        crate::domain::policy::KeyPolicy {
+            retention: own.retention.clone(),
+            rpm: own.rpm.or(d.rpm),
+            max_concurrency: own.max_concurrency.or(d.max_concurrency),
+            daily_images: own.daily_images.or(d.daily_images),
+            budget_usd: own.budget_usd.or(d.budget_usd),
+            models: own.models.clone(),
+        }
+    }
+
+    /// How long a key's images are kept.
+    pub fn retention_for(&self, own: &crate::domain::policy::KeyPolicy) -> Duration {
+        own.retention().unwrap_or(self.retention)
+    }
 }
 
 /// One configured Gemini channel.

@@ -4,6 +4,8 @@
 pub mod duration;
 pub mod ids;
 pub mod models;
+pub mod policy;
+pub mod pricing;
 pub mod request;
 pub mod retry;
 pub mod sizes;
@@ -12,6 +14,12 @@ pub mod task;
 /// Current Unix time in seconds (the API's time unit).
 pub fn now_secs() -> i64 {
     now_millis() / 1000
+}
+
+/// Today's UTC date, `YYYY-MM-DD` (usage is booked by day).
+pub fn utc_day(unix_secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()[..10].to_string()
 }
 
 /// Current Unix time in milliseconds (leases and internal bookkeeping).

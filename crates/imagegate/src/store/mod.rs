@@ -10,6 +10,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::domain::policy::KeyPolicy;
 use crate::domain::task::{TaskMode, TaskStatus};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,48 @@ pub struct KeyRecord {
     pub prefix: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    pub policy: KeyPolicy,
+    /// Settled spend, and spend reserved by unfinished tasks (USD).
+    pub spent_usd: f64,
+    pub reserved_usd: f64,
+}
+
+/// What a new task reserves against its key's limits until it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reservation {
+    pub images: u32,
+    pub cost_usd: f64,
+    /// UTC day the usage is booked to (`YYYY-MM-DD`).
+    pub day: String,
+}
+
+/// The key's limits to check, atomically with the task's creation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    pub max_concurrency: Option<u32>,
+    pub daily_images: Option<u32>,
+    pub budget_usd: Option<f64>,
+}
+
+/// Which limit a submit ran into.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LimitHit {
+    /// Tasks queued or running.
+    Concurrency { limit: u32 },
+    /// Images today (reserved or made).
+    DailyImages { limit: u32, used: i64 },
+    /// Spend (settled + reserved) would pass the budget.
+    Budget { limit: f64, used: f64 },
+}
+
+/// One row of usage: a key's images and cost for a UTC day and a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRow {
+    pub owner: String,
+    pub day: String,
+    pub model: String,
+    pub images: i64,
+    pub cost_usd: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +187,8 @@ pub struct NewTask {
     /// `(Idempotency-Key, SHA-256 of the canonical body)`.
     pub idempotency: Option<(String, String)>,
     pub webhook: Option<WebhookTarget>,
+    pub reservation: Reservation,
+    pub limits: Limits,
     pub created_at_ms: i64,
 }
 
@@ -163,6 +208,8 @@ pub struct TaskRecord {
     pub completed_at_ms: Option<i64>,
     pub webhook: Option<WebhookTarget>,
     pub cancel_requested: bool,
+    /// Settled cost: set when the task ends (0 when it failed or was cancelled).
+    pub cost_usd: Option<f64>,
 }
 
 /// What `create_task` did.
@@ -174,6 +221,8 @@ pub enum Created {
     Existing(TaskRecord),
     /// The Idempotency-Key matched an earlier task with a different body.
     Conflict,
+    /// A limit of the key would be passed; nothing was written.
+    OverLimit(LimitHit),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -208,9 +257,17 @@ pub trait Store: Send + Sync {
     async fn revoke_key(&self, id: &str, now: i64) -> Result<bool, StoreError>;
     /// The key whose secret hashes to `key_hash`, revoked or not.
     async fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError>;
+    /// A key by id, revoked or not.
+    async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
+    /// Replaces a key's policy; `None` for an unknown key.
+    async fn set_key_policy(&self, id: &str, policy: &KeyPolicy) -> Result<Option<KeyRecord>, StoreError>;
+    /// Usage rows from `since_day` (inclusive), for one key or (`None`) all keys.
+    async fn usage(&self, owner: Option<&str>, since_day: &str) -> Result<Vec<UsageRow>, StoreError>;
 
-    /// Writes a queued task, atomically with its Idempotency-Key check: two concurrent requests
-    /// with the same key create one task.
+    /// Writes a queued task, atomically with its Idempotency-Key check (two concurrent requests
+    /// with the same key create one task) and its reservation against the key's limits (checked
+    /// in the same transaction). A task's end settles the reservation: the cost of the images
+    /// delivered is charged, the rest is given back.
     async fn create_task(&self, task: NewTask) -> Result<Created, StoreError>;
     /// The owner's task; `None` for an unknown id or another owner's task.
     async fn get_task(&self, owner: &str, id: &str) -> Result<Option<TaskRecord>, StoreError>;

@@ -110,6 +110,10 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) {
         }
     };
 
+    let retention = match deps.store.get_key(&task.owner).await {
+        Ok(Some(k)) => deps.rt.retention_for(&k.policy),
+        _ => deps.rt.retention,
+    };
     let heartbeat = async {
         let lease = deps.rt.lease;
         loop {
@@ -126,7 +130,7 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) {
 
     // Dropping the generation future aborts the upstream calls (their connections close).
     let outcome = tokio::select! {
-        r = generate_all(pool, &task, &req) => Some(r),
+        r = generate_all(pool, &task, &req, retention) => Some(r),
         why = heartbeat => { control.abort(why); None }
         _ = control.token.cancelled() => None,
     };
@@ -198,8 +202,9 @@ async fn generate_all(
     pool: &WorkerPool,
     task: &TaskRecord,
     req: &ImageRequest,
+    retention: std::time::Duration,
 ) -> (Vec<StoredImage>, Vec<ProviderError>, u32) {
-    let results = join_all((0..req.n).map(|i| generate_one(pool, task, req, i))).await;
+    let results = join_all((0..req.n).map(|i| generate_one(pool, task, req, i, retention))).await;
     let mut stored = Vec::new();
     let mut errors = Vec::new();
     let mut tries = 0;
@@ -220,6 +225,7 @@ async fn generate_one(
     task: &TaskRecord,
     req: &ImageRequest,
     index: u32,
+    retention: std::time::Duration,
 ) -> (Result<StoredImage, ProviderError>, u32) {
     let deps = &pool.deps;
     let shape = req.shape();
@@ -272,7 +278,7 @@ async fn generate_one(
                     latency_ms,
                     "upstream call succeeded"
                 );
-                return (store_image(pool, task, req, image).await, tries);
+                return (store_image(pool, task, req, image, retention).await, tries);
             }
             Err(e) => e,
         };
@@ -308,6 +314,7 @@ async fn store_image(
     task: &TaskRecord,
     req: &ImageRequest,
     image: GeneratedImage,
+    retention: std::time::Duration,
 ) -> Result<StoredImage, ProviderError> {
     let deps = &pool.deps;
     let target = req.output_format;
@@ -354,7 +361,7 @@ async fn store_image(
             height,
             etag,
             created_at_ms: now_millis(),
-            expires_at: now_secs() + deps.rt.retention.as_secs() as i64,
+            expires_at: now_secs() + retention.as_secs() as i64,
         },
         revised_prompt: image.text,
         input_tokens: image.input_tokens,
@@ -385,6 +392,8 @@ fn result_json(pool: &WorkerPool, req: &ImageRequest, stored: &[StoredImage]) ->
     let input: u64 = stored.iter().map(|s| s.input_tokens).sum();
     let output: u64 = stored.iter().map(|s| s.output_tokens).sum();
     let (w, h) = req.shape().pixels();
+    let family = models::resolve(&req.upstream_model).map(|m| m.family).unwrap_or(models::Family::Pro);
+    let cost = pool.deps.rt.prices.cost(family, req.resolution(), stored.len() as u32);
     json!({
         "created": now_secs(),
         "data": data,
@@ -395,6 +404,7 @@ fn result_json(pool: &WorkerPool, req: &ImageRequest, stored: &[StoredImage]) ->
             "output_tokens": output,
             "total_tokens": input + output,
             "images": stored.len(),
+            "cost_usd": cost,
         }
     })
 }

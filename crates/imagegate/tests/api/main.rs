@@ -13,6 +13,7 @@ mod gemini_wire;
 mod generation;
 mod idempotency;
 mod image_serving;
+mod limits;
 mod process;
 mod resilience;
 mod store_conformance;

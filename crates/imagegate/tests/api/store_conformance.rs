@@ -3,8 +3,8 @@
 
 use imagegate::domain::task::{TaskMode, TaskStatus};
 use imagegate::store::{
-    AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, ImageRecord, Lease, NewTask, NewWebhook, Store,
-    TaskRecord, WebhookTarget,
+    AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, ImageRecord, Lease, LimitHit, Limits, NewTask, NewWebhook,
+    Reservation, Store, TaskRecord, WebhookTarget,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -24,6 +24,8 @@ fn task(owner: &str, idem: Option<(&str, &str)>, at: i64) -> NewTask {
         request: json!({"prompt": "p"}),
         idempotency: idem.map(|(k, h)| (k.to_string(), h.to_string())),
         webhook: None,
+        reservation: Reservation { images: 1, cost_usd: 0.134, day: "2026-11-25".into() },
+        limits: Limits::default(),
         created_at_ms: at,
     }
 }
@@ -232,4 +234,82 @@ async fn the_outbox_redelivers_on_schedule_and_logs_every_attempt() {
     let codes: Vec<Option<u16>> = log.iter().map(|a| a.status_code).collect();
     assert_eq!(codes, vec![Some(500), None, Some(200)]);
     assert!(s.list_attempts("key_b", &t.id).await.unwrap().is_none());
+}
+
+async fn usage_of(s: &dyn Store, owner: &str) -> (i64, f64) {
+    let rows = s.usage(Some(owner), "2026-01-01").await.unwrap();
+    (rows.iter().map(|r| r.images).sum(), rows.iter().map(|r| r.cost_usd).sum())
+}
+
+#[tokio::test]
+async fn reservations_are_charged_for_delivered_images_and_refunded_otherwise() {
+    let (s, _d) = sqlite().await;
+    let (key, _) = imagegate::keys::issue(s.as_ref(), "billing").await.unwrap();
+    let owner = key.id.as_str();
+    let mut three = task(owner, None, 1000);
+    three.reservation = Reservation { images: 3, cost_usd: 0.402, day: "2026-11-25".into() };
+    let t1 = created(s.create_task(three).await.unwrap());
+    let t2 = created(s.create_task(task(owner, None, 1001)).await.unwrap());
+    let t3 = created(s.create_task(task(owner, None, 1002)).await.unwrap());
+    let k = s.get_key(owner).await.unwrap().unwrap();
+    assert!((k.reserved_usd - 0.67).abs() < 1e-9, "{}", k.reserved_usd);
+    assert_eq!(usage_of(s.as_ref(), owner).await.0, 5, "reserved images count toward the day");
+
+    // t1 delivers 2 of 3 images: charged 2/3 of its reservation.
+    s.claim_task("w", 2000, 9000).await.unwrap();
+    let imgs: Vec<ImageRecord> = (0..2)
+        .map(|i| ImageRecord {
+            id: format!("img_{i}"),
+            task_id: t1.id.clone(),
+            owner: owner.into(),
+            blob_key: format!("img_{i}.jpeg"),
+            content_type: "image/jpeg".into(),
+            bytes: 1,
+            width: 1,
+            height: 1,
+            etag: "\"e\"".into(),
+            created_at_ms: 2000,
+            expires_at: 99,
+        })
+        .collect();
+    assert!(s.complete_task(&t1.id, "w", &json!({}), &imgs, 3, 2500, &no_webhook).await.unwrap());
+    assert_eq!(s.get_task(owner, &t1.id).await.unwrap().unwrap().cost_usd, Some(0.268));
+    // t2 fails: refunded.
+    s.claim_task("w", 3000, 9000).await.unwrap();
+    assert!(s.fail_task(&t2.id, "w", &json!({"code": "x"}), 1, 3500, &no_webhook).await.unwrap());
+    assert_eq!(s.get_task(owner, &t2.id).await.unwrap().unwrap().cost_usd, Some(0.0));
+    // t3 is cancelled while queued: refunded.
+    assert!(matches!(s.request_cancel(owner, &t3.id, 4000, &no_webhook).await.unwrap(), CancelOutcome::Cancelled(_)));
+
+    let k = s.get_key(owner).await.unwrap().unwrap();
+    assert!(k.reserved_usd.abs() < 1e-9, "nothing left reserved: {}", k.reserved_usd);
+    assert!((k.spent_usd - 0.268).abs() < 1e-9, "{}", k.spent_usd);
+    let (images, cost) = usage_of(s.as_ref(), owner).await;
+    assert_eq!(images, 2);
+    assert!((cost - 0.268).abs() < 1e-9);
+}
+
+#[tokio::test]
+async fn limits_are_checked_when_the_task_is_created() {
+    let (s, _d) = sqlite().await;
+    let (key, _) = imagegate::keys::issue(s.as_ref(), "limited").await.unwrap();
+    let owner = key.id.as_str();
+    let limited = |limits: Limits, at| NewTask { limits, ..task(owner, None, at) };
+    let conc = Limits { max_concurrency: Some(2), ..Limits::default() };
+    created(s.create_task(limited(conc.clone(), 1)).await.unwrap());
+    created(s.create_task(limited(conc.clone(), 2)).await.unwrap());
+    assert_eq!(
+        s.create_task(limited(conc.clone(), 3)).await.unwrap(),
+        Created::OverLimit(LimitHit::Concurrency { limit: 2 })
+    );
+    let daily = Limits { daily_images: Some(3), ..Limits::default() };
+    created(s.create_task(limited(daily.clone(), 4)).await.unwrap());
+    assert!(matches!(
+        s.create_task(limited(daily, 5)).await.unwrap(),
+        Created::OverLimit(LimitHit::DailyImages { limit: 3, used: 3 })
+    ));
+    let budget = Limits { budget_usd: Some(0.5), ..Limits::default() };
+    assert!(matches!(s.create_task(limited(budget, 6)).await.unwrap(), Created::OverLimit(LimitHit::Budget { .. })));
+    let roomy = Limits { budget_usd: Some(1.0), ..Limits::default() };
+    created(s.create_task(limited(roomy, 7)).await.unwrap());
 }

@@ -20,7 +20,8 @@ use crate::app::App;
 use crate::domain::request::{self, ImageRequest, ResponseFormat};
 use crate::domain::task::{TaskMode, TaskStatus};
 use crate::domain::{ids, now_millis};
-use crate::store::{Created, NewTask, TaskRecord, WebhookTarget};
+use crate::domain::{models, now_secs, utc_day};
+use crate::store::{Created, KeyRecord, LimitHit, Limits, NewTask, Reservation, TaskRecord, WebhookTarget};
 use crate::task_view::task_object;
 use crate::webhooks;
 
@@ -42,7 +43,7 @@ pub async fn create_image(
         .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async")));
     let mode = if wants_async { TaskMode::Async } else { TaskMode::Sync };
     let req = request::validate(&body, &[])?;
-    let task = submit(&app, &key.id, mode, &req, &body, &headers).await?;
+    let task = submit(&app, &key, mode, &req, &body, &headers).await?;
     if wants_async {
         return accepted(&app, &task).await;
     }
@@ -57,7 +58,7 @@ pub async fn create_image_async(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let req = request::validate(&body, TASK_FIELDS)?;
-    let task = submit(&app, &key.id, TaskMode::Async, &req, &body, &headers).await?;
+    let task = submit(&app, &key, TaskMode::Async, &req, &body, &headers).await?;
     accepted(&app, &task).await
 }
 
@@ -131,12 +132,43 @@ pub fn with_task_header(mut resp: Response, task_id: &str) -> Response {
 /// Writes the task (or finds the one this Idempotency-Key already made) and wakes a worker.
 async fn submit(
     app: &App,
-    owner: &str,
+    key: &KeyRecord,
     mode: TaskMode,
     req: &ImageRequest,
     body: &Value,
     headers: &HeaderMap,
 ) -> Result<TaskRecord, ApiError> {
+    let owner = key.id.as_str();
+    let policy = app.rt.policy_for(&key.policy);
+    if !policy.allows_model(&req.model) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "model_not_allowed",
+            format!("This API key may not use the model '{}'.", req.model),
+        )
+        .with_param("model"));
+    }
+    if let Some(rpm) = policy.rpm
+        && let Err(wait) = app.key_rates.check(owner, rpm)
+    {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_exceeded",
+            format!("Rate limit reached: this key may make {rpm} requests per minute."),
+        )
+        .with_retry_after(wait.as_secs().max(1)));
+    }
+    let family = models::resolve(&req.upstream_model).map(|m| m.family).unwrap_or(models::Family::Pro);
+    let reservation = Reservation {
+        images: req.n,
+        cost_usd: app.rt.prices.cost(family, req.resolution(), req.n),
+        day: utc_day(now_secs()),
+    };
+    let limits = Limits {
+        max_concurrency: policy.max_concurrency,
+        daily_images: policy.daily_images,
+        budget_usd: policy.budget_usd,
+    };
     let idempotency = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
@@ -161,6 +193,8 @@ async fn submit(
         request: serde_json::to_value(req).map_err(|e| ApiError::internal(&e))?,
         idempotency,
         webhook,
+        reservation,
+        limits,
         created_at_ms: now_millis(),
     };
     match app.store.create_task(new).await? {
@@ -174,7 +208,30 @@ async fn submit(
             "idempotency_key_reused",
             "This Idempotency-Key was already used with a different request body.",
         )),
+        Created::OverLimit(hit) => Err(over_limit(hit)),
     }
+}
+
+/// A 429 that says which limit and when to come back.
+fn over_limit(hit: LimitHit) -> ApiError {
+    let (code, message, retry_after) = match hit {
+        LimitHit::Concurrency { limit } => (
+            "concurrency_limit_exceeded",
+            format!("This key already has {limit} tasks queued or running, its limit; wait for one to finish."),
+            5,
+        ),
+        LimitHit::DailyImages { limit, used } => (
+            "daily_image_limit_exceeded",
+            format!("This key has used {used} of its {limit} images for today (UTC)."),
+            (86_400 - now_secs().rem_euclid(86_400)) as u64,
+        ),
+        LimitHit::Budget { limit, used } => (
+            "insufficient_quota",
+            format!("This request would take the key past its budget of ${limit:.2} (${used:.2} spent or reserved)."),
+            3600,
+        ),
+    };
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message).with_retry_after(retry_after)
 }
 
 /// Waits until the task ends, or until its deadline (plus slack for queueing) passes.

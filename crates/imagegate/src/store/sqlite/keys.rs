@@ -2,15 +2,22 @@
 
 use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
 
-use crate::store::{KeyRecord, NewKey, StoreError};
+use crate::domain::policy::KeyPolicy;
+use crate::store::{KeyRecord, NewKey, StoreError, UsageRow};
 
-fn row_to_key(r: &SqliteRow) -> Result<KeyRecord, sqlx::Error> {
+const KEY_COLUMNS: &str = "id, name, prefix, created_at, revoked_at, policy, spent_usd, reserved_usd";
+
+fn row_to_key(r: &SqliteRow) -> Result<KeyRecord, StoreError> {
+    let policy: String = r.try_get("policy")?;
     Ok(KeyRecord {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
         prefix: r.try_get("prefix")?,
         created_at: r.try_get("created_at")?,
         revoked_at: r.try_get("revoked_at")?,
+        policy: serde_json::from_str(&policy).map_err(|source| StoreError::Corrupt { what: "key policy", source })?,
+        spent_usd: r.try_get("spent_usd")?,
+        reserved_usd: r.try_get("reserved_usd")?,
     })
 }
 
@@ -24,14 +31,23 @@ pub async fn create(pool: &SqlitePool, key: NewKey) -> Result<KeyRecord, StoreEr
         .bind(&key.webhook_secret)
         .execute(pool)
         .await?;
-    Ok(KeyRecord { id: key.id, name: key.name, prefix: key.prefix, created_at: key.created_at, revoked_at: None })
+    Ok(KeyRecord {
+        id: key.id,
+        name: key.name,
+        prefix: key.prefix,
+        created_at: key.created_at,
+        revoked_at: None,
+        policy: KeyPolicy::default(),
+        spent_usd: 0.0,
+        reserved_usd: 0.0,
+    })
 }
 
 pub async fn list(pool: &SqlitePool) -> Result<Vec<KeyRecord>, StoreError> {
-    let rows = sqlx::query("SELECT id, name, prefix, created_at, revoked_at FROM keys ORDER BY id DESC")
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM keys ORDER BY id DESC")))
         .fetch_all(pool)
         .await?;
-    Ok(rows.iter().map(row_to_key).collect::<Result<_, _>>()?)
+    rows.iter().map(row_to_key).collect()
 }
 
 pub async fn revoke(pool: &SqlitePool, id: &str, now: i64) -> Result<bool, StoreError> {
@@ -45,11 +61,53 @@ pub async fn revoke(pool: &SqlitePool, id: &str, now: i64) -> Result<bool, Store
 }
 
 pub async fn by_hash(pool: &SqlitePool, key_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-    let row = sqlx::query("SELECT id, name, prefix, created_at, revoked_at FROM keys WHERE key_hash = ?")
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM keys WHERE key_hash = ?")))
         .bind(key_hash)
         .fetch_optional(pool)
         .await?;
-    Ok(row.as_ref().map(row_to_key).transpose()?)
+    row.as_ref().map(row_to_key).transpose()
+}
+
+pub async fn get(pool: &SqlitePool, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = ?")))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(row_to_key).transpose()
+}
+
+pub async fn set_policy(pool: &SqlitePool, id: &str, policy: &KeyPolicy) -> Result<Option<KeyRecord>, StoreError> {
+    let text = serde_json::to_string(policy).map_err(|source| StoreError::Corrupt { what: "key policy", source })?;
+    let row =
+        sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE keys SET policy = ? WHERE id = ? RETURNING {KEY_COLUMNS}")))
+            .bind(text)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    row.as_ref().map(row_to_key).transpose()
+}
+
+pub async fn usage(pool: &SqlitePool, owner: Option<&str>, since_day: &str) -> Result<Vec<UsageRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT owner, day, model, images, cost_usd FROM usage_daily
+         WHERE (? IS NULL OR owner = ?) AND day >= ? ORDER BY day, owner, model",
+    )
+    .bind(owner)
+    .bind(owner)
+    .bind(since_day)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(UsageRow {
+                owner: r.try_get("owner")?,
+                day: r.try_get("day")?,
+                model: r.try_get("model")?,
+                images: r.try_get("images")?,
+                cost_usd: r.try_get("cost_usd")?,
+            })
+        })
+        .collect()
 }
 
 pub async fn webhook_secret(pool: &SqlitePool, owner: &str) -> Result<Option<String>, StoreError> {

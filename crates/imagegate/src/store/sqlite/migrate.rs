@@ -8,6 +8,7 @@ use crate::store::StoreError;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../../migrations/sqlite/0002_async.sql")),
+    (3, include_str!("../../../migrations/sqlite/0003_limits.sql")),
 ];
 
 pub async fn run(pool: &SqlitePool) -> Result<(), StoreError> {

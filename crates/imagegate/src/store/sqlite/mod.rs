@@ -12,9 +12,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::domain::policy::KeyPolicy;
+
 use super::{
     AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, ImageRecord, KeyRecord, Lease, NewKey, NewTask,
-    NewWebhook, Store, StoreError, TaskRecord, WebhookFor, WebhookMessage,
+    NewWebhook, Store, StoreError, TaskRecord, UsageRow, WebhookFor, WebhookMessage,
 };
 use crate::domain::task::TaskStatus;
 
@@ -76,6 +78,18 @@ impl Store for SqliteStore {
 
     async fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
         keys::by_hash(&self.reader, key_hash).await
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        keys::get(&self.reader, id).await
+    }
+
+    async fn set_key_policy(&self, id: &str, policy: &KeyPolicy) -> Result<Option<KeyRecord>, StoreError> {
+        keys::set_policy(&self.writer, id, policy).await
+    }
+
+    async fn usage(&self, owner: Option<&str>, since_day: &str) -> Result<Vec<UsageRow>, StoreError> {
+        keys::usage(&self.reader, owner, since_day).await
     }
 
     async fn create_task(&self, task: NewTask) -> Result<Created, StoreError> {

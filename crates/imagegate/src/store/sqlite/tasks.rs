@@ -7,15 +7,15 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction, sqlite::SqliteRow};
 use super::webhooks::insert_outbox;
 use crate::domain::task::{TaskMode, TaskStatus};
 use crate::store::{
-    CancelOutcome, Created, IDEMPOTENCY_WINDOW_MS, ImageRecord, Lease, NewTask, StoreError, TaskRecord, WebhookFor,
-    WebhookTarget,
+    CancelOutcome, Created, IDEMPOTENCY_WINDOW_MS, ImageRecord, Lease, LimitHit, NewTask, StoreError, TaskRecord,
+    WebhookFor, WebhookTarget,
 };
 
 /// The columns `row_to_task` reads (a macro so queries stay `&'static str` for sqlx).
 macro_rules! task_columns {
     () => {
         "id, owner, status, mode, model, request, result, error, attempts, created_at, started_at, completed_at, \
-         webhook_url, webhook_events, cancel_requested"
+         webhook_url, webhook_events, cancel_requested, cost_usd, reserved_usd, reserved_images, usage_day"
     };
 }
 
@@ -49,7 +49,85 @@ pub(super) fn row_to_task(r: &SqliteRow) -> Result<TaskRecord, StoreError> {
             events: events.and_then(|e| serde_json::from_value(e).ok()).unwrap_or_default(),
         }),
         cancel_requested: cancel.is_some(),
+        cost_usd: r.try_get("cost_usd")?,
     })
+}
+
+/// Settles a task's reservation when it ends with `delivered` images: the key is charged for
+/// those (pro rata of the reservation), the rest of the reservation is given back.
+async fn settle(tx: &mut Transaction<'_, Sqlite>, row: &SqliteRow, delivered: u32) -> Result<f64, StoreError> {
+    let owner: String = row.try_get("owner")?;
+    let model: String = row.try_get("model")?;
+    let reserved_usd: f64 = row.try_get("reserved_usd")?;
+    let reserved_images: i64 = row.try_get("reserved_images")?;
+    let day: Option<String> = row.try_get("usage_day")?;
+    let delivered = i64::from(delivered).min(reserved_images);
+    let cost = if reserved_images > 0 {
+        crate::domain::pricing::round6(reserved_usd * delivered as f64 / reserved_images as f64)
+    } else {
+        0.0
+    };
+    sqlx::query("UPDATE keys SET reserved_usd = MAX(0, reserved_usd - ?), spent_usd = spent_usd + ? WHERE id = ?")
+        .bind(reserved_usd)
+        .bind(cost)
+        .bind(&owner)
+        .execute(&mut **tx)
+        .await?;
+    if let Some(day) = day {
+        sqlx::query(
+            "UPDATE usage_daily SET images = images - ?, cost_usd = cost_usd + ? WHERE owner = ? AND day = ? AND model = ?",
+        )
+        .bind(reserved_images - delivered)
+        .bind(cost)
+        .bind(&owner)
+        .bind(&day)
+        .bind(&model)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query("UPDATE tasks SET cost_usd = ? WHERE id = ?")
+        .bind(cost)
+        .bind(row.try_get::<String, _>("id")?)
+        .execute(&mut **tx)
+        .await?;
+    Ok(cost)
+}
+
+/// Checks the key's limits inside the creating transaction; `Some` names the one passed.
+async fn check_limits(tx: &mut Transaction<'_, Sqlite>, task: &NewTask) -> Result<Option<LimitHit>, StoreError> {
+    let l = &task.limits;
+    if let Some(limit) = l.max_concurrency {
+        let open: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE owner = ? AND status IN ('queued', 'running')")
+                .bind(&task.owner)
+                .fetch_one(&mut **tx)
+                .await?;
+        if open >= i64::from(limit) {
+            return Ok(Some(LimitHit::Concurrency { limit }));
+        }
+    }
+    if let Some(limit) = l.daily_images {
+        let used: i64 =
+            sqlx::query_scalar("SELECT COALESCE(SUM(images), 0) FROM usage_daily WHERE owner = ? AND day = ?")
+                .bind(&task.owner)
+                .bind(&task.reservation.day)
+                .fetch_one(&mut **tx)
+                .await?;
+        if used + i64::from(task.reservation.images) > i64::from(limit) {
+            return Ok(Some(LimitHit::DailyImages { limit, used }));
+        }
+    }
+    if let Some(limit) = l.budget_usd {
+        let used: Option<f64> = sqlx::query_scalar("SELECT spent_usd + reserved_usd FROM keys WHERE id = ?")
+            .bind(&task.owner)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let used = used.unwrap_or(0.0);
+        if used + task.reservation.cost_usd > limit + 1e-9 {
+            return Ok(Some(LimitHit::Budget { limit, used }));
+        }
+    }
+    Ok(None)
 }
 
 pub async fn create(pool: &SqlitePool, task: NewTask) -> Result<Created, StoreError> {
@@ -82,6 +160,10 @@ pub async fn create(pool: &SqlitePool, task: NewTask) -> Result<Created, StoreEr
                 .await?;
         }
     }
+    if let Some(hit) = check_limits(&mut tx, &task).await? {
+        tx.rollback().await?;
+        return Ok(Created::OverLimit(hit));
+    }
     let (idem_key, idem_hash) = match &task.idempotency {
         Some((k, h)) => (Some(k.as_str()), Some(h.as_str())),
         None => (None, None),
@@ -89,8 +171,8 @@ pub async fn create(pool: &SqlitePool, task: NewTask) -> Result<Created, StoreEr
     let events = task.webhook.as_ref().map(|w| serde_json::to_string(&w.events).unwrap_or_else(|_| "[]".into()));
     sqlx::query(
         "INSERT INTO tasks (id, owner, status, mode, model, request, attempts, idempotency_key, request_hash,
-                            webhook_url, webhook_events, created_at, updated_at)
-         VALUES (?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
+                            webhook_url, webhook_events, reserved_usd, reserved_images, usage_day, created_at, updated_at)
+         VALUES (?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&task.id)
     .bind(&task.owner)
@@ -101,8 +183,26 @@ pub async fn create(pool: &SqlitePool, task: NewTask) -> Result<Created, StoreEr
     .bind(idem_hash)
     .bind(task.webhook.as_ref().map(|w| w.url.as_str()))
     .bind(events)
+    .bind(task.reservation.cost_usd)
+    .bind(task.reservation.images)
+    .bind(&task.reservation.day)
     .bind(task.created_at_ms)
     .bind(task.created_at_ms)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE keys SET reserved_usd = reserved_usd + ? WHERE id = ?")
+        .bind(task.reservation.cost_usd)
+        .bind(&task.owner)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO usage_daily (owner, day, model, images, cost_usd) VALUES (?, ?, ?, ?, 0)
+         ON CONFLICT (owner, day, model) DO UPDATE SET images = images + excluded.images",
+    )
+    .bind(&task.owner)
+    .bind(&task.reservation.day)
+    .bind(&task.model)
+    .bind(task.reservation.images)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -121,6 +221,7 @@ pub async fn create(pool: &SqlitePool, task: NewTask) -> Result<Created, StoreEr
         completed_at_ms: None,
         webhook: task.webhook,
         cancel_requested: false,
+        cost_usd: None,
     }))
 }
 
@@ -247,8 +348,8 @@ pub async fn renew(pool: &SqlitePool, task_id: &str, worker: &str, lease_until_m
 
 /// How a running task ends.
 enum End<'a> {
-    /// With the upstream tries this run made.
-    Completed(&'a Value, u32),
+    /// With the upstream tries this run made and the images delivered.
+    Completed(&'a Value, u32, u32),
     Failed(&'a Value, u32),
     Cancelled,
 }
@@ -262,10 +363,10 @@ async fn end_held(
     now_ms: i64,
     webhook: WebhookFor<'_>,
 ) -> Result<Option<TaskRecord>, StoreError> {
-    let (status, result, error, tries) = match end {
-        End::Completed(r, t) => (TaskStatus::Completed, Some(r), None, Some(i64::from(t))),
-        End::Failed(e, t) => (TaskStatus::Failed, None, Some(e), Some(i64::from(t))),
-        End::Cancelled => (TaskStatus::Cancelled, None, None, None),
+    let (status, result, error, tries, delivered) = match end {
+        End::Completed(r, t, n) => (TaskStatus::Completed, Some(r), None, Some(i64::from(t)), n),
+        End::Failed(e, t) => (TaskStatus::Failed, None, Some(e), Some(i64::from(t)), 0),
+        End::Cancelled => (TaskStatus::Cancelled, None, None, None, 0),
     };
     let row = sqlx::query(concat!(
         "UPDATE tasks SET status = ?, result = ?, error = ?, completed_at = ?, updated_at = ?,
@@ -286,7 +387,8 @@ async fn end_held(
     .fetch_optional(&mut **tx)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let task = row_to_task(&row)?;
+    let mut task = row_to_task(&row)?;
+    task.cost_usd = Some(settle(tx, &row, delivered).await?);
     if let Some(msg) = webhook(&task) {
         insert_outbox(tx, &task, &msg, now_ms).await?;
     }
@@ -305,7 +407,8 @@ pub async fn complete(
     webhook: WebhookFor<'_>,
 ) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
-    let ended = end_held(&mut tx, task_id, worker, End::Completed(result, tries), now_ms, webhook).await?;
+    let ended =
+        end_held(&mut tx, task_id, worker, End::Completed(result, tries, images.len() as u32), now_ms, webhook).await?;
     if ended.is_none() {
         tx.rollback().await?;
         return Ok(false);
@@ -381,7 +484,8 @@ pub async fn request_cancel(
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(row) = row {
-        let task = row_to_task(&row)?;
+        let mut task = row_to_task(&row)?;
+        task.cost_usd = Some(settle(&mut tx, &row, 0).await?);
         if let Some(msg) = webhook(&task) {
             insert_outbox(&mut tx, &task, &msg, now_ms).await?;
         }

@@ -1,0 +1,57 @@
+//! Prices per image by model family and resolution (USD), and what a request costs.
+
+use serde::{Deserialize, Serialize};
+
+use super::models::Family;
+use super::sizes::Resolution;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceTable {
+    /// Nano Banana Pro at 1K and 2K.
+    pub pro_1k_2k: f64,
+    pub pro_4k: f64,
+    /// Nano Banana (Flash).
+    pub flash: f64,
+    /// Multiplier for batch jobs (0.5: half price).
+    pub batch_factor: f64,
+}
+
+impl Default for PriceTable {
+    fn default() -> Self {
+        PriceTable { pro_1k_2k: 0.134, pro_4k: 0.24, flash: 0.039, batch_factor: 0.5 }
+    }
+}
+
+impl PriceTable {
+    pub fn per_image(&self, family: Family, res: Resolution) -> f64 {
+        match (family, res) {
+            (Family::Flash, _) => self.flash,
+            (Family::Pro, Resolution::K4) => self.pro_4k,
+            (Family::Pro, _) => self.pro_1k_2k,
+        }
+    }
+
+    /// Cost of `images` images, rounded to a millionth of a dollar.
+    pub fn cost(&self, family: Family, res: Resolution, images: u32) -> f64 {
+        round6(self.per_image(family, res) * f64::from(images))
+    }
+}
+
+pub fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_prices_match_the_published_ones() {
+        let p = PriceTable::default();
+        assert_eq!(p.cost(Family::Pro, Resolution::K2, 1), 0.134);
+        assert_eq!(p.cost(Family::Pro, Resolution::K4, 2), 0.48);
+        assert_eq!(p.cost(Family::Flash, Resolution::K1, 3), 0.117);
+        assert_eq!(p.cost(Family::Pro, Resolution::K1, 10), 1.34);
+    }
+}
