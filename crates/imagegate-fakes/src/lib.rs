@@ -4,9 +4,11 @@
 
 pub mod gemini;
 pub mod images;
+pub mod openai;
 pub mod script;
 pub mod webhook_sink;
 
 pub use gemini::FakeGemini;
+pub use openai::FakeOpenAi;
 pub use script::{Reply, Script};
 pub use webhook_sink::WebhookSink;

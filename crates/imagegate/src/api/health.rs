@@ -30,7 +30,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         "status": if store.is_ok() && blobs_ok { "ready" } else { "not_ready" },
         "store": if store.is_ok() { "ok" } else { "unreachable" },
         "blobs": if blobs_ok { "ok" } else { "unreachable" },
-        "provider": app.providers.owner_label(),
+        "provider": app.providers.summary(),
     });
     let status = if store.is_ok() && blobs_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()

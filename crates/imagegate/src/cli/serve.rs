@@ -8,6 +8,9 @@ pub async fn run(config: Config) -> Result<()> {
     let rt = config.runtime()?;
     let server = crate::app::start(rt).await?;
     let app = &server.app;
+    if !app.providers.is_simulated() && app.providers.summary().contains("simulated") {
+        tracing::warn!(providers = app.providers.summary(), "some models are served by the SIMULATED provider");
+    }
     if app.providers.is_simulated() {
         tracing::warn!(
             "NO UPSTREAM KEY CONFIGURED: every model is served by the built-in SIMULATED provider \
@@ -19,7 +22,7 @@ pub async fn run(config: Config) -> Result<()> {
         public_url = %app.rt.public_url,
         database = %redact_url(&app.rt.database_url),
         storage = %app.rt.storage_url,
-        provider = app.providers.owner_label(),
+        provider = app.providers.summary(),
         admin_api = app.rt.admin_token.is_some(),
         "imagegate is listening"
     );

@@ -126,7 +126,19 @@ pub struct WorkerConfig {
 #[serde(deny_unknown_fields)]
 pub struct ProvidersConfig {
     pub gemini: GeminiConfig,
+    pub openai_compat: OpenAiCompatConfig,
     pub simulated: SimulatedConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiCompatConfig {
+    pub api_key: Secret,
+    pub base_url: String,
+    pub max_concurrency: usize,
+    pub rpm: u32,
+    pub models: Vec<String>,
+    pub channels: Vec<ChannelConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -237,21 +249,14 @@ impl Config {
             cooldown: dur("breaker.cooldown", &self.breaker.cooldown)?,
         };
         let gemini = &self.providers.gemini;
-        let mut gemini_channels = Vec::new();
-        for (i, ch) in gemini.channels.iter().enumerate() {
-            let key = ch
-                .api_key
-                .resolve()
-                .map_err(|e| anyhow::anyhow!("providers.gemini.channels[{i}].api_key: {e}"))?
-                .ok_or_else(|| anyhow::anyhow!("providers.gemini.channels[{i}] ({}) has no api_key", ch.name))?;
-            gemini_channels.push(GeminiChannel {
-                name: ch.name.clone(),
-                key: Secret::new(key),
-                base_url: ch.base_url.clone().map(|u| u.trim_end_matches('/').to_string()),
-                weight: ch.weight,
-                max_concurrency: ch.max_concurrency,
-                rpm: ch.rpm,
-            });
+        let gemini_channels = channels("providers.gemini", &gemini.channels)?;
+        let openai = &self.providers.openai_compat;
+        let openai_channels = channels("providers.openai_compat", &openai.channels)?;
+        let openai_keys = keys("providers.openai_compat.api_key", &openai.api_key)?;
+        for m in &openai.models {
+            if crate::domain::models::resolve(m).is_none() {
+                bail!("providers.openai_compat.models: unknown model {m:?} (see GET /v1/models)");
+            }
         }
         let data_dir = self.storage.data_dir.clone();
         let database_url = if self.storage.database_url.is_empty() {
@@ -264,14 +269,7 @@ impl Config {
         } else {
             self.storage.storage_url.clone()
         };
-        let gemini_keys: Vec<Secret> = self
-            .providers
-            .gemini
-            .api_key
-            .resolve()
-            .map_err(|e| anyhow::anyhow!("providers.gemini.api_key: {e}"))?
-            .map(|keys| keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(Secret::new).collect())
-            .unwrap_or_default();
+        let gemini_keys = keys("providers.gemini.api_key", &self.providers.gemini.api_key)?;
         let admin_token = self
             .server
             .admin_token
@@ -311,6 +309,12 @@ impl Config {
             gemini_max_concurrency: gemini.max_concurrency,
             gemini_rpm: gemini.rpm,
             gemini_channels,
+            openai_keys,
+            openai_base_url: openai.base_url.trim_end_matches('/').to_string(),
+            openai_max_concurrency: openai.max_concurrency,
+            openai_rpm: openai.rpm,
+            openai_models: openai.models.clone(),
+            openai_channels,
             prices: self.pricing.clone(),
             default_policy: crate::domain::policy::KeyPolicy {
                 retention: None,
@@ -362,6 +366,13 @@ pub struct Runtime {
     pub gemini_rpm: u32,
     /// Channels configured one by one (beside those made from `gemini_keys`).
     pub gemini_channels: Vec<GeminiChannel>,
+    pub openai_keys: Vec<Secret>,
+    pub openai_base_url: String,
+    pub openai_max_concurrency: usize,
+    pub openai_rpm: u32,
+    /// Model ids routed to the OpenAI-compatible upstream.
+    pub openai_models: Vec<String>,
+    pub openai_channels: Vec<GeminiChannel>,
     pub prices: crate::domain::pricing::PriceTable,
     /// Limits for keys without their own (retention comes from `retention`).
     pub default_policy: crate::domain::policy::KeyPolicy,
@@ -387,9 +398,11 @@ impl Runtime {
     }
 }
 
-/// One configured Gemini channel.
+/// One configured upstream channel (Gemini or OpenAI-compatible).
+pub type GeminiChannel = ChannelSettings;
+
 #[derive(Debug, Clone)]
-pub struct GeminiChannel {
+pub struct ChannelSettings {
     pub name: String,
     pub key: Secret,
     /// `None`: the provider's base URL.
@@ -409,6 +422,36 @@ impl Runtime {
             K4 => self.deadline_4k,
         }
     }
+}
+
+/// Comma-separated keys from a secret (one channel each).
+fn keys(name: &str, secret: &Secret) -> Result<Vec<Secret>> {
+    Ok(secret
+        .resolve()
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?
+        .map(|keys| keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(Secret::new).collect())
+        .unwrap_or_default())
+}
+
+fn channels(section: &str, list: &[ChannelConfig]) -> Result<Vec<ChannelSettings>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, ch)| {
+            let key = ch
+                .api_key
+                .resolve()
+                .map_err(|e| anyhow::anyhow!("{section}.channels[{i}].api_key: {e}"))?
+                .ok_or_else(|| anyhow::anyhow!("{section}.channels[{i}] ({}) has no api_key", ch.name))?;
+            Ok(ChannelSettings {
+                name: ch.name.clone(),
+                key: Secret::new(key),
+                base_url: ch.base_url.clone().map(|u| u.trim_end_matches('/').to_string()),
+                weight: ch.weight,
+                max_concurrency: ch.max_concurrency,
+                rpm: ch.rpm,
+            })
+        })
+        .collect()
 }
 
 /// Deep-merges `over` into `base` (tables merge, everything else replaces).

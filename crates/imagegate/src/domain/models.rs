@@ -9,6 +9,8 @@ pub enum Family {
     Pro,
     /// Gemini 2.5 Flash Image ("Nano Banana"): 1K only, returns PNG.
     Flash,
+    /// OpenAI's image models (served by an OpenAI-compatible upstream): exact sizes, PNG.
+    OpenAi,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,12 +25,12 @@ impl Model {
     pub fn max_resolution(&self) -> Resolution {
         match self.family {
             Family::Pro => Resolution::K4,
-            Family::Flash => Resolution::K1,
+            Family::Flash | Family::OpenAi => Resolution::K1,
         }
     }
 }
 
-pub const CATALOG: [Model; 2] = [
+pub const CATALOG: [Model; 4] = [
     Model {
         upstream: "gemini-3-pro-image-preview",
         family: Family::Pro,
@@ -39,6 +41,8 @@ pub const CATALOG: [Model; 2] = [
         family: Family::Flash,
         aliases: &["nano-banana", "gemini-2.5-flash-image-preview"],
     },
+    Model { upstream: "gpt-image-1", family: Family::OpenAi, aliases: &[] },
+    Model { upstream: "gpt-image-1-mini", family: Family::OpenAi, aliases: &[] },
 ];
 
 /// Finds a model by its upstream name or any alias.

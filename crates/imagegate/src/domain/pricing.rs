@@ -13,13 +13,16 @@ pub struct PriceTable {
     pub pro_4k: f64,
     /// Nano Banana (Flash).
     pub flash: f64,
+    /// OpenAI image models (gpt-image-1 at medium quality, 1024x1024).
+    #[serde(default = "default_openai")]
+    pub openai: f64,
     /// Multiplier for batch jobs (0.5: half price).
     pub batch_factor: f64,
 }
 
 impl Default for PriceTable {
     fn default() -> Self {
-        PriceTable { pro_1k_2k: 0.134, pro_4k: 0.24, flash: 0.039, batch_factor: 0.5 }
+        PriceTable { pro_1k_2k: 0.134, pro_4k: 0.24, flash: 0.039, openai: default_openai(), batch_factor: 0.5 }
     }
 }
 
@@ -27,6 +30,7 @@ impl PriceTable {
     pub fn per_image(&self, family: Family, res: Resolution) -> f64 {
         match (family, res) {
             (Family::Flash, _) => self.flash,
+            (Family::OpenAi, _) => self.openai,
             (Family::Pro, Resolution::K4) => self.pro_4k,
             (Family::Pro, _) => self.pro_1k_2k,
         }
@@ -36,6 +40,10 @@ impl PriceTable {
     pub fn cost(&self, family: Family, res: Resolution, images: u32) -> f64 {
         round6(self.per_image(family, res) * f64::from(images))
     }
+}
+
+fn default_openai() -> f64 {
+    0.042
 }
 
 pub fn round6(x: f64) -> f64 {

@@ -88,12 +88,20 @@ pub struct ImageRequest {
 }
 
 impl ImageRequest {
+    pub fn family(&self) -> Family {
+        models::resolve(&self.upstream_model).map(|m| m.family).unwrap_or(Family::Pro)
+    }
+
     pub fn shape(&self) -> ImageShape {
-        let flash = models::resolve(&self.upstream_model).map(|m| m.family) == Some(Family::Flash);
+        let family = self.family();
+        let exact = (family == Family::OpenAi)
+            .then(|| sizes::OPENAI_SIZES.iter().find(|(s, _, _)| *s == self.size).map(|(_, wh, _)| *wh))
+            .flatten();
         ImageShape {
             aspect_ratio: sizes::ratio(&self.aspect_ratio).unwrap_or("1:1"),
             resolution: Resolution::parse(&self.image_size).unwrap_or(Resolution::K1),
-            flash,
+            flash: family == Family::Flash,
+            exact,
         }
     }
 
@@ -188,6 +196,9 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
     };
 
     let size = optional_string(obj, "size")?.unwrap_or("auto");
+    if model.family == Family::OpenAi {
+        return validate_openai(obj, model_id, model, prompt, n, size);
+    }
     let hint = sizes::parse_size(size).ok_or_else(|| {
         invalid(
             "size",
@@ -312,6 +323,49 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
         output_compression,
         quality: quality.map(str::to_string),
         user: user.map(str::to_string),
+    })
+}
+
+/// The rest of a request for an OpenAI-sized model: exact OpenAI sizes, no Gemini extensions.
+fn validate_openai(
+    obj: &Map<String, Value>,
+    model_id: &str,
+    model: &models::Model,
+    prompt: &str,
+    n: u32,
+    size: &str,
+) -> Result<ImageRequest, Invalid> {
+    let Some((_, _, ratio)) = sizes::OPENAI_SIZES.iter().find(|(s, _, _)| *s == size) else {
+        let all: Vec<&str> = sizes::OPENAI_SIZES.iter().map(|(s, _, _)| *s).collect();
+        return Err(invalid(
+            "size",
+            "invalid_size",
+            format!("Invalid value: '{size}'. Supported values for {model_id} are: {}.", all.join(", ")),
+        ));
+    };
+    for field in ["aspect_ratio", "image_size"] {
+        if obj.get(field).is_some_and(|v| !v.is_null()) {
+            return Err(invalid(
+                field,
+                "unsupported_parameter",
+                format!("'{field}' is not supported by {model_id}; use 'size'."),
+            ));
+        }
+    }
+    // The common fields are checked by the Gemini path too; reuse it on a square 1K stand-in.
+    let mut probe = obj.clone();
+    probe.insert("model".into(), Value::String("nano-banana-pro".into()));
+    probe.insert("size".into(), Value::String("auto".into()));
+    let common = validate(&Value::Object(probe), &obj.keys().map(String::as_str).collect::<Vec<_>>())?;
+    Ok(ImageRequest {
+        model: model_id.to_string(),
+        upstream_model: model.upstream.to_string(),
+        prompt: prompt.to_string(),
+        n,
+        size: size.to_string(),
+        aspect_ratio: ratio.to_string(),
+        image_size: "1K".into(),
+        ..common
     })
 }
 

@@ -61,10 +61,15 @@ pub struct ImageShape {
     pub resolution: Resolution,
     /// Flash models have their own 1K table.
     pub flash: bool,
+    /// Models sized in exact pixels (OpenAI's): the size asked for.
+    pub exact: Option<(u32, u32)>,
 }
 
 impl ImageShape {
     pub fn pixels(&self) -> (u32, u32) {
+        if let Some(wh) = self.exact {
+            return wh;
+        }
         let px = if self.flash { flash_pixels(self.aspect_ratio) } else { pixels(self.aspect_ratio, self.resolution) };
         px.unwrap_or((1024, 1024))
     }
@@ -75,6 +80,14 @@ impl ImageShape {
         format!("{w}x{h}")
     }
 }
+
+/// Sizes OpenAI's image models take (`auto` is answered at 1024x1024).
+pub const OPENAI_SIZES: [(&str, (u32, u32), &str); 4] = [
+    ("auto", (1024, 1024), "1:1"),
+    ("1024x1024", (1024, 1024), "1:1"),
+    ("1536x1024", (1536, 1024), "3:2"),
+    ("1024x1536", (1024, 1536), "2:3"),
+];
 
 /// The canonical `&'static str` for a ratio the table knows.
 pub fn ratio(s: &str) -> Option<&'static str> {

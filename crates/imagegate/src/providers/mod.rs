@@ -6,6 +6,7 @@
 
 pub mod channels;
 pub mod gemini;
+pub mod openai_compat;
 pub mod simulated;
 
 use async_trait::async_trait;
@@ -116,63 +117,135 @@ pub trait Provider: Send + Sync {
     async fn generate(&self, req: &ProviderRequest) -> Result<GeneratedImage, ProviderError>;
 }
 
-/// The providers chosen at boot: a router over the channels that serve the models.
+/// The providers chosen at boot: one router for Gemini models and one for models sent to an
+/// OpenAI-compatible upstream. A router with no configured channel serves its models with the
+/// simulated provider (and says so in `owned_by`).
 #[derive(Clone)]
 pub struct Registry {
-    router: Arc<channels::Router>,
-    simulated: bool,
+    gemini: Arc<channels::Router>,
+    openai: Arc<channels::Router>,
+    gemini_simulated: bool,
+    openai_simulated: bool,
+    /// Upstream model names routed to the OpenAI-compatible router.
+    openai_models: Vec<String>,
+}
+
+/// One upstream's settings, as the config gives them.
+struct Upstream<'a> {
+    prefix: &'a str,
+    keys: &'a [crate::config::Secret],
+    base_url: &'a str,
+    max_concurrency: usize,
+    rpm: u32,
+    extra: &'a [crate::config::ChannelSettings],
+}
+
+fn channel_list(
+    rt: &Runtime,
+    u: Upstream<'_>,
+    make: &dyn Fn(crate::config::Secret, String) -> anyhow::Result<Arc<dyn Provider>>,
+) -> anyhow::Result<Vec<channels::Channel>> {
+    use channels::{Channel, ChannelSpec};
+    let Upstream { prefix, keys, base_url, max_concurrency, rpm, extra } = u;
+    let mut list = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let spec = ChannelSpec { name: format!("{prefix}-{}", i + 1), weight: 1, max_concurrency, rpm };
+        list.push(Channel::new(spec, make(key.clone(), base_url.to_string())?, rt.breaker));
+    }
+    for ch in extra {
+        let spec =
+            ChannelSpec { name: ch.name.clone(), weight: ch.weight, max_concurrency: ch.max_concurrency, rpm: ch.rpm };
+        let base = ch.base_url.clone().unwrap_or_else(|| base_url.to_string());
+        list.push(Channel::new(spec, make(ch.key.clone(), base)?, rt.breaker));
+    }
+    Ok(list)
+}
+
+fn simulated_channel(rt: &Runtime) -> channels::Channel {
+    let spec = channels::ChannelSpec { name: "simulated".into(), weight: 1, max_concurrency: 0, rpm: 0 };
+    let provider = simulated::SimulatedProvider::new(rt.simulated_latency, rt.simulated_failure_rate);
+    channels::Channel::new(spec, Arc::new(provider), rt.breaker)
 }
 
 impl Registry {
-    /// Gemini channels when a key is configured, otherwise the simulated provider for every model.
     pub fn from_config(rt: &Runtime) -> anyhow::Result<Registry> {
-        use channels::{Channel, ChannelSpec};
-        let mut list = Vec::new();
-        for (i, key) in rt.gemini_keys.iter().enumerate() {
-            let spec = ChannelSpec {
-                name: format!("gemini-{}", i + 1),
-                weight: 1,
+        let gemini = channel_list(
+            rt,
+            Upstream {
+                prefix: "gemini",
+                keys: &rt.gemini_keys,
+                base_url: &rt.gemini_base_url,
                 max_concurrency: rt.gemini_max_concurrency,
                 rpm: rt.gemini_rpm,
-            };
-            let provider = gemini::GeminiProvider::new(rt, key.clone(), rt.gemini_base_url.clone())?;
-            list.push(Channel::new(spec, Arc::new(provider), rt.breaker));
-        }
-        for ch in &rt.gemini_channels {
-            let spec = ChannelSpec {
-                name: ch.name.clone(),
-                weight: ch.weight,
-                max_concurrency: ch.max_concurrency,
-                rpm: ch.rpm,
-            };
-            let base = ch.base_url.clone().unwrap_or_else(|| rt.gemini_base_url.clone());
-            let provider = gemini::GeminiProvider::new(rt, ch.key.clone(), base)?;
-            list.push(Channel::new(spec, Arc::new(provider), rt.breaker));
-        }
-        let simulated = list.is_empty();
-        if simulated {
-            let spec = ChannelSpec { name: "simulated".into(), weight: 1, max_concurrency: 0, rpm: 0 };
-            let provider = simulated::SimulatedProvider::new(rt.simulated_latency, rt.simulated_failure_rate);
-            list.push(Channel::new(spec, Arc::new(provider), rt.breaker));
-        }
-        Ok(Registry { router: Arc::new(channels::Router::new(list)), simulated })
+                extra: &rt.gemini_channels,
+            },
+            &|key, base| Ok(Arc::new(gemini::GeminiProvider::new(rt, key, base)?)),
+        )?;
+        let openai = channel_list(
+            rt,
+            Upstream {
+                prefix: "openai",
+                keys: &rt.openai_keys,
+                base_url: &rt.openai_base_url,
+                max_concurrency: rt.openai_max_concurrency,
+                rpm: rt.openai_rpm,
+                extra: &rt.openai_channels,
+            },
+            &|key, base| Ok(Arc::new(openai_compat::OpenAiCompatProvider::new(rt, key, base)?)),
+        )?;
+        let (gemini_simulated, openai_simulated) = (gemini.is_empty(), openai.is_empty());
+        let router = |list: Vec<channels::Channel>| {
+            Arc::new(channels::Router::new(if list.is_empty() { vec![simulated_channel(rt)] } else { list }))
+        };
+        let openai_models = rt
+            .openai_models
+            .iter()
+            .filter_map(|m| crate::domain::models::resolve(m).map(|x| x.upstream.to_string()))
+            .collect();
+        Ok(Registry {
+            gemini: router(gemini),
+            openai: router(openai),
+            gemini_simulated,
+            openai_simulated,
+            openai_models,
+        })
     }
 
-    /// The channels serving `model` (one router for all models, until per-model routing arrives).
-    pub fn for_model(&self, _upstream_model: &str) -> &Arc<channels::Router> {
-        &self.router
+    fn is_openai(&self, upstream_model: &str) -> bool {
+        self.openai_models.iter().any(|m| m == upstream_model)
+            || crate::domain::models::resolve(upstream_model).map(|m| m.family) == Some(Family::OpenAi)
+    }
+
+    /// The channels serving `model` (an upstream model name).
+    pub fn for_model(&self, upstream_model: &str) -> &Arc<channels::Router> {
+        if self.is_openai(upstream_model) { &self.openai } else { &self.gemini }
     }
 
     pub fn routers(&self) -> impl Iterator<Item = &Arc<channels::Router>> {
-        std::iter::once(&self.router)
+        [&self.gemini, &self.openai].into_iter()
     }
 
+    /// True when no upstream at all is configured: every model is simulated.
     pub fn is_simulated(&self) -> bool {
-        self.simulated
+        self.gemini_simulated && self.openai_simulated
     }
 
-    /// `owned_by` in `GET /v1/models`.
-    pub fn owner_label(&self) -> &'static str {
-        if self.simulated { "simulated" } else { "google" }
+    /// Which upstreams serve the models, for logs and `/readyz`.
+    pub fn summary(&self) -> &'static str {
+        match (self.gemini_simulated, self.openai_simulated) {
+            (true, true) => "simulated",
+            (false, true) => "gemini (OpenAI models simulated)",
+            (true, false) => "openai_compat (Gemini models simulated)",
+            (false, false) => "gemini + openai_compat",
+        }
+    }
+
+    /// `owned_by` for a model in `GET /v1/models`.
+    pub fn owner_label(&self, upstream_model: &str) -> &'static str {
+        match (self.is_openai(upstream_model), self.gemini_simulated, self.openai_simulated) {
+            (true, _, true) | (false, true, _) => "simulated",
+            (true, _, false) => "openai_compat",
+            (false, false, _) => "google",
+        }
     }
 }

@@ -76,7 +76,7 @@ impl Provider for SimulatedProvider {
         }
         let format = match req.family {
             Family::Pro => OutputFormat::Jpeg,
-            Family::Flash => OutputFormat::Png,
+            Family::Flash | Family::OpenAi => OutputFormat::Png,
         };
         let (prompt, index, w, h) = (req.prompt.clone(), req.index, req.width, req.height);
         // Baseline JPEG, as Gemini answers.

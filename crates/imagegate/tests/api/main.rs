@@ -14,6 +14,7 @@ mod generation;
 mod idempotency;
 mod image_serving;
 mod limits;
+mod openai_compat;
 mod process;
 mod resilience;
 mod store_conformance;

@@ -16,7 +16,7 @@ fn model_json(app: &App, id: &str) -> Value {
         "id": id,
         "object": "model",
         "created": 0,
-        "owned_by": app.providers.owner_label(),
+        "owned_by": app.providers.owner_label(upstream),
         "upstream_model": upstream,
     })
 }

@@ -39,6 +39,7 @@ pub fn runtime(dir: &std::path::Path) -> Runtime {
     rt.retry.max_backoff = Duration::from_millis(50);
     rt.retry.max_hint = Duration::from_secs(5);
     rt.breaker.failures = 1000;
+    rt.openai_keys.clear();
     rt
 }
 

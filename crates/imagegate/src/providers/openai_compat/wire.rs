@@ -1,0 +1,88 @@
+//! OpenAI images API bodies: the request we send and the answer we read (`data[0]` with
+//! `b64_json` or `url`, `revised_prompt`, `usage`), as OpenAI's API reference documents them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::providers::{ProviderError, ProviderRequest};
+
+#[derive(Debug, Serialize)]
+pub struct ImagesRequest<'a> {
+    model: &'a str,
+    prompt: &'a str,
+    n: u32,
+    size: String,
+}
+
+/// One image per call (the gateway fans out `n`); size in OpenAI's `WxH` spelling.
+pub fn build_request(req: &ProviderRequest) -> ImagesRequest<'_> {
+    ImagesRequest { model: &req.model, prompt: &req.prompt, n: 1, size: format!("{}x{}", req.width, req.height) }
+}
+
+#[derive(Debug, Deserialize)]
+struct ImagesResponse {
+    #[serde(default)]
+    data: Vec<ImageData>,
+    usage: Option<Usage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ImageData {
+    b64_json: Option<String>,
+    url: Option<String>,
+    revised_prompt: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Usage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+}
+
+#[derive(Debug)]
+pub struct Answer {
+    pub b64_json: Option<String>,
+    pub url: Option<String>,
+    pub revised_prompt: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+pub fn parse_response(body: &[u8]) -> Result<Answer, ProviderError> {
+    let resp: ImagesResponse = serde_json::from_slice(body)
+        .map_err(|e| ProviderError::Malformed { message: format!("answer is not an images response: {e}") })?;
+    let usage = resp.usage.unwrap_or_default();
+    let first = resp
+        .data
+        .into_iter()
+        .next()
+        .ok_or_else(|| ProviderError::Malformed { message: "answer has no data".into() })?;
+    Ok(Answer {
+        b64_json: first.b64_json,
+        url: first.url,
+        revised_prompt: first.revised_prompt,
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/../imagegate-fakes/fixtures/openai/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn reads_b64_and_url_answers() {
+        let a = parse_response(&fixture("images-response-b64.json")).unwrap();
+        assert!(a.b64_json.is_some() && a.url.is_none());
+        assert_eq!(a.revised_prompt.as_deref(), Some("a watercolor fox in a birch forest"));
+        assert_eq!((a.input_tokens, a.output_tokens), (16, 4160));
+        let a = parse_response(&fixture("images-response-url.json")).unwrap();
+        assert_eq!(a.url.as_deref(), Some("https://images.example.com/img_01J9Z3.png"));
+        assert!(matches!(parse_response(b"{\"data\": []}"), Err(ProviderError::Malformed { .. })));
+    }
+}

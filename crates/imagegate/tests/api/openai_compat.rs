@@ -1,0 +1,128 @@
+//! The OpenAI-compatible upstream adapter against a fake OpenAI images API.
+
+use imagegate::config::Secret;
+use imagegate_fakes::{FakeOpenAi, Reply};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+async fn app_with(fake: &FakeOpenAi, extra_models: &[&str]) -> TestApp {
+    let base = fake.base_url();
+    let extra: Vec<String> = extra_models.iter().map(|s| s.to_string()).collect();
+    spawn_with(
+        move |rt| {
+            rt.openai_keys = vec![Secret::new("sk-test-openai")];
+            rt.openai_base_url = base;
+            rt.openai_models.extend(extra);
+        },
+        false,
+    )
+    .await
+}
+
+fn gpt(size: &str) -> Value {
+    json!({"model": "gpt-image-1", "prompt": "a paper boat", "size": size})
+}
+
+#[tokio::test]
+async fn b64_answers_are_stored_and_served_at_the_requested_size() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    let app = app_with(&fake, &[]).await;
+    let resp = app.generate(gpt("1536x1024")).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let served = app.get(body["data"][0]["url"].as_str().unwrap()).await;
+    assert_eq!(served.headers()["content-type"], "image/png");
+    let bytes = served.bytes().await.unwrap();
+    assert_eq!(bytes.to_vec(), fake.images.lock().unwrap()[0], "the upstream's bytes, untouched");
+    let calls = fake.script.calls();
+    assert_eq!(calls[0].path, "/v1/images/generations");
+    assert_eq!(calls[0].api_key.as_deref(), Some("sk-test-openai"));
+    assert_eq!(calls[0].body["model"], "gpt-image-1");
+    assert_eq!(calls[0].body["size"], "1536x1024");
+    assert_eq!(calls[0].body["n"], 1);
+    assert_eq!(body["data"][0]["revised_prompt"], "a paper boat");
+    let models: Value =
+        app.client.get(app.url("/v1/models")).bearer_auth(&app.key).send().await.unwrap().json().await.unwrap();
+    let owner =
+        |id: &str| models["data"].as_array().unwrap().iter().find(|m| m["id"] == id).unwrap()["owned_by"].clone();
+    assert_eq!(owner("gpt-image-1"), "openai_compat");
+    assert_eq!(owner("nano-banana-pro"), "simulated");
+}
+
+#[tokio::test]
+async fn url_answers_are_fetched_into_our_storage() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    fake.answer_with_urls(true);
+    let app = app_with(&fake, &[]).await;
+    let body: Value = app.generate(gpt("1024x1536")).await.json().await.unwrap();
+    let url = body["data"][0]["url"].as_str().unwrap();
+    assert!(url.starts_with(&app.base), "served by the gateway, not the upstream: {url}");
+    let bytes = app.get(url).await.bytes().await.unwrap();
+    assert_eq!(bytes.to_vec(), fake.images.lock().unwrap()[0]);
+    let img = image::load_from_memory(&bytes).unwrap();
+    assert_eq!((img.width(), img.height()), (1024, 1536));
+}
+
+#[tokio::test]
+async fn openai_errors_are_mapped() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    let app = app_with(&fake, &[]).await;
+    let fixture = |name: &str| -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(format!(
+                "{}/../imagegate-fakes/fixtures/openai/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    fake.script.push(Reply::Json { status: 400, body: fixture("error-moderation.json") });
+    assert_error(app.generate(gpt("1024x1024")).await, StatusCode::BAD_REQUEST, "content_policy_violation").await;
+    assert_eq!(fake.script.call_count(), 1, "refusals are not retried");
+
+    fake.script.push(Reply::Json {
+        status: 429,
+        body: json!({"error": {"message": "Rate limit reached", "type": "requests", "param": null, "code": "rate_limit_exceeded"}}),
+    });
+    assert_eq!(app.generate(gpt("1024x1024")).await.status(), 200, "a 429 is retried");
+    assert_eq!(fake.script.call_count(), 3);
+
+    for _ in 0..3 {
+        fake.script.push(Reply::Json {
+            status: 500,
+            body: json!({"error": {"message": "boom", "type": "server_error", "param": null, "code": null}}),
+        });
+    }
+    assert_error(app.generate(gpt("1024x1024")).await, StatusCode::BAD_GATEWAY, "upstream_error").await;
+
+    fake.script.push(Reply::Json { status: 401, body: json!({"error": {"message": "Incorrect API key provided: sk-tes***", "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}) });
+    let body =
+        assert_error(app.generate(gpt("1024x1024")).await, StatusCode::BAD_GATEWAY, "upstream_auth_failed").await;
+    assert!(!body.to_string().contains("sk-tes"), "the upstream's words about our key stay in the log");
+}
+
+#[tokio::test]
+async fn gpt_image_sizes_are_openai_sizes() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    let app = app_with(&fake, &[]).await;
+    assert_error(app.generate(gpt("2048x2048")).await, StatusCode::BAD_REQUEST, "invalid_size").await;
+    let mut body = gpt("1024x1024");
+    body["aspect_ratio"] = json!("16:9");
+    assert_error(app.generate(body).await, StatusCode::BAD_REQUEST, "unsupported_parameter").await;
+    assert_eq!(fake.script.call_count(), 0);
+}
+
+#[tokio::test]
+async fn a_gemini_model_can_be_routed_through_an_openai_compatible_reseller() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    let app = app_with(&fake, &["nano-banana-pro"]).await;
+    // The reseller takes OpenAI sizes; a 1:1 1K request goes as 1024x1024.
+    let resp = app.generate(json!({"model": "nano-banana-pro", "prompt": "via the reseller"})).await;
+    assert_eq!(resp.status(), 200);
+    let call = &fake.script.calls()[0];
+    assert_eq!(call.body["model"], "gemini-3-pro-image-preview");
+    assert_eq!(call.body["size"], "1024x1024");
+}
