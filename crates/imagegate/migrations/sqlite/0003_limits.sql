@@ -17,3 +17,4 @@ CREATE TABLE usage_daily (
     PRIMARY KEY (owner, day, model)
 );
 CREATE INDEX tasks_owner_status ON tasks (owner, status);
+ALTER TABLE images ADD COLUMN cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0;

@@ -30,7 +30,7 @@ async fn list_channels(State(app): State<Arc<App>>, _admin: Admin) -> axum::Json
                 "weight": ch.spec.weight,
                 "calls": calls,
                 "errors": errors,
-                "error_rate": if calls == 0 { 0.0 } else { errors as f64 / calls as f64 },
+                "recent_error_rate": ch.recent_error_rate(),
             })
         })
         .collect();

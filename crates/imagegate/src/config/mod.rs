@@ -28,6 +28,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub retry: RetrySection,
     pub breaker: BreakerSection,
+    #[serde(default)]
+    pub fallbacks: std::collections::BTreeMap<String, Vec<String>>,
     pub pricing: crate::domain::pricing::PriceTable,
     pub limits: LimitsSection,
     pub providers: ProvidersConfig,
@@ -258,6 +260,16 @@ impl Config {
                 bail!("providers.openai_compat.models: unknown model {m:?} (see GET /v1/models)");
             }
         }
+        let mut fallbacks = std::collections::HashMap::new();
+        for (from, to) in &self.fallbacks {
+            let resolve = |m: &str| {
+                crate::domain::models::resolve(m)
+                    .map(|x| x.upstream.to_string())
+                    .ok_or_else(|| anyhow::anyhow!("fallbacks: unknown model {m:?} (see GET /v1/models)"))
+            };
+            let list = to.iter().map(|m| resolve(m)).collect::<Result<Vec<_>>>()?;
+            fallbacks.insert(resolve(from)?, list);
+        }
         let data_dir = self.storage.data_dir.clone();
         let database_url = if self.storage.database_url.is_empty() {
             format!("sqlite://{}", data_dir.join("imagegate.db").display())
@@ -316,6 +328,7 @@ impl Config {
             openai_models: openai.models.clone(),
             openai_channels,
             prices: self.pricing.clone(),
+            fallbacks,
             default_policy: crate::domain::policy::KeyPolicy {
                 retention: None,
                 rpm: Some(self.limits.rpm).filter(|n| *n > 0),
@@ -374,6 +387,8 @@ pub struct Runtime {
     pub openai_models: Vec<String>,
     pub openai_channels: Vec<GeminiChannel>,
     pub prices: crate::domain::pricing::PriceTable,
+    /// Upstream model → fallback upstream models, in order.
+    pub fallbacks: std::collections::HashMap<String, Vec<String>>,
     /// Limits for keys without their own (retention comes from `retention`).
     pub default_policy: crate::domain::policy::KeyPolicy,
 }

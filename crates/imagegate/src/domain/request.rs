@@ -85,6 +85,9 @@ pub struct ImageRequest {
     pub quality: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Set on the worker's copy when a fallback model serves the request (never stored).
+    #[serde(skip)]
+    pub served_by_fallback: bool,
 }
 
 impl ImageRequest {
@@ -103,6 +106,25 @@ impl ImageRequest {
             flash: family == Family::Flash,
             exact,
         }
+    }
+
+    /// This request served by a fallback `model` (an upstream name): the resolution is capped at
+    /// what that model makes; the client's model id stays, and `model_served` names the fallback.
+    pub fn with_fallback(&self, model: &str) -> ImageRequest {
+        let mut r = self.clone();
+        r.upstream_model = model.to_string();
+        if let Some(m) = models::resolve(model)
+            && self.resolution() > m.max_resolution()
+        {
+            r.image_size = m.max_resolution().as_str().to_string();
+        }
+        r.served_by_fallback = true;
+        r
+    }
+
+    /// The upstream model that served this request, when it was a fallback.
+    pub fn model_served(&self) -> Option<&str> {
+        self.served_by_fallback.then_some(self.upstream_model.as_str())
     }
 
     pub fn resolution(&self) -> Resolution {
@@ -323,6 +345,7 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
         output_compression,
         quality: quality.map(str::to_string),
         user: user.map(str::to_string),
+        served_by_fallback: false,
     })
 }
 

@@ -129,7 +129,12 @@ pub struct Channel {
     in_flight: AtomicUsize,
     calls: AtomicU64,
     errors: AtomicU64,
+    /// Outcomes of the last calls (true: failed), newest last.
+    recent: Mutex<std::collections::VecDeque<bool>>,
 }
+
+/// Calls the recent error rate is measured over.
+const RECENT: usize = 100;
 
 impl Channel {
     pub fn new(spec: ChannelSpec, provider: Arc<dyn Provider>, breaker: BreakerConfig) -> Channel {
@@ -145,6 +150,22 @@ impl Channel {
             in_flight: AtomicUsize::new(0),
             calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
+        }
+    }
+
+    /// Share of the last (up to 100) calls that failed.
+    pub fn recent_error_rate(&self) -> f64 {
+        let Ok(r) = self.recent.lock() else { return 0.0 };
+        if r.is_empty() { 0.0 } else { r.iter().filter(|f| **f).count() as f64 / r.len() as f64 }
+    }
+
+    fn remember(&self, failed: bool) {
+        if let Ok(mut r) = self.recent.lock() {
+            if r.len() == RECENT {
+                r.pop_front();
+            }
+            r.push_back(failed);
         }
     }
 
@@ -184,6 +205,7 @@ impl ChannelLease {
         self.reported = true;
         let ch = &self.channel;
         ch.calls.fetch_add(1, Ordering::Relaxed);
+        ch.remember(matches!(outcome, Err(e) if e.is_retryable() || matches!(e, ProviderError::Auth { .. })));
         let Ok(mut h) = ch.health.lock() else { return };
         match outcome {
             Ok(()) => h.success(),

@@ -239,6 +239,8 @@ pub struct ImageRecord {
     pub created_at_ms: i64,
     /// Unix seconds.
     pub expires_at: i64,
+    /// What this image costs (by the model that made it).
+    pub cost_usd: f64,
 }
 
 /// How long an Idempotency-Key is remembered.

@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{Abort, MAX_ATTEMPTS, TaskControl, WorkerPool};
-use crate::domain::models;
 use crate::domain::request::{ImageRequest, OutputFormat};
 use crate::domain::retry::Decision;
 use crate::domain::{ids, now_millis, now_secs};
@@ -72,6 +71,8 @@ pub fn provider_error_json(e: &ProviderError) -> Value {
 
 struct StoredImage {
     record: ImageRecord,
+    /// The fallback model that made it, when not the requested one.
+    model: Option<String>,
     revised_prompt: Option<String>,
     input_tokens: u64,
     output_tokens: u64,
@@ -218,8 +219,8 @@ async fn generate_all(
     (stored, errors, tries)
 }
 
-/// One image: tries channels with failover and backoff until it succeeds, the error is final,
-/// the tries run out or the per-resolution deadline would be passed.
+/// One image: the request's model first, then its configured fallback models (if any), all
+/// within the one per-resolution deadline.
 async fn generate_one(
     pool: &WorkerPool,
     task: &TaskRecord,
@@ -228,12 +229,45 @@ async fn generate_one(
     retention: std::time::Duration,
 ) -> (Result<StoredImage, ProviderError>, u32) {
     let deps = &pool.deps;
+    let started = std::time::Instant::now();
+    let deadline = deps.rt.deadline(req.resolution());
+    let fallbacks = deps.rt.fallbacks.get(&req.upstream_model).cloned().unwrap_or_default();
+    let mut tries = 0;
+    let mut last = ProviderError::Unavailable;
+    for (i, model) in std::iter::once(req.upstream_model.clone()).chain(fallbacks).enumerate() {
+        let attempt = if i == 0 { req.clone() } else { req.with_fallback(&model) };
+        if i > 0 {
+            tracing::warn!(task_id = task.id, from = req.upstream_model, to = model, error = %last, "falling back to another model");
+        }
+        let (result, t) = try_model(pool, task, &attempt, index, started, deadline).await;
+        tries += t;
+        match result {
+            Ok(image) => return (store_image(pool, task, &attempt, image, retention).await, tries),
+            Err(e) if e.is_retryable() || matches!(e, ProviderError::Unavailable) => last = e,
+            Err(e) => return (Err(e), tries),
+        }
+        if started.elapsed() >= deadline {
+            break;
+        }
+    }
+    (Err(last), tries)
+}
+
+/// One model: tries channels with failover and backoff until it succeeds, the error is final,
+/// the tries run out or the per-resolution deadline would be passed.
+async fn try_model(
+    pool: &WorkerPool,
+    task: &TaskRecord,
+    req: &ImageRequest,
+    index: u32,
+    started: std::time::Instant,
+    deadline: std::time::Duration,
+) -> (Result<GeneratedImage, ProviderError>, u32) {
+    let deps = &pool.deps;
     let shape = req.shape();
     let (width, height) = shape.pixels();
-    let family = models::resolve(&req.upstream_model).map(|m| m.family).unwrap_or(models::Family::Pro);
-    let deadline = deps.rt.deadline(shape.resolution);
+    let family = req.family();
     let router = deps.providers.for_model(&req.upstream_model);
-    let started = std::time::Instant::now();
     let mut failed_channels: Vec<usize> = Vec::new();
     let mut tries = 0u32;
     loop {
@@ -278,7 +312,7 @@ async fn generate_one(
                     latency_ms,
                     "upstream call succeeded"
                 );
-                return (store_image(pool, task, req, image, retention).await, tries);
+                return (Ok(image), tries);
             }
             Err(e) => e,
         };
@@ -362,7 +396,9 @@ async fn store_image(
             etag,
             created_at_ms: now_millis(),
             expires_at: now_secs() + retention.as_secs() as i64,
+            cost_usd: deps.rt.prices.per_image(req.family(), req.resolution()),
         },
+        model: (req.model_served()).map(str::to_string),
         revised_prompt: image.text,
         input_tokens: image.input_tokens,
         output_tokens: image.output_tokens,
@@ -386,14 +422,16 @@ fn result_json(pool: &WorkerPool, req: &ImageRequest, stored: &[StoredImage]) ->
             if let Some(t) = &s.revised_prompt {
                 item["revised_prompt"] = json!(t);
             }
+            if let Some(m) = &s.model {
+                item["model"] = json!(m);
+            }
             item
         })
         .collect();
     let input: u64 = stored.iter().map(|s| s.input_tokens).sum();
     let output: u64 = stored.iter().map(|s| s.output_tokens).sum();
     let (w, h) = req.shape().pixels();
-    let family = models::resolve(&req.upstream_model).map(|m| m.family).unwrap_or(models::Family::Pro);
-    let cost = pool.deps.rt.prices.cost(family, req.resolution(), stored.len() as u32);
+    let cost = crate::domain::pricing::round6(stored.iter().map(|s| s.record.cost_usd).sum());
     json!({
         "created": now_secs(),
         "data": data,

@@ -116,6 +116,11 @@ async fn with_one_channel_always_429_every_request_succeeds_through_the_other_an
         |name: &str| channels["data"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()["state"].clone();
     assert_eq!(state("bad"), "open");
     assert_eq!(state("good"), "healthy");
+    let rate = |name: &str| {
+        channels["data"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()["recent_error_rate"].clone()
+    };
+    assert_eq!(rate("bad"), 1.0);
+    assert_eq!(rate("good"), 0.0);
 }
 
 #[tokio::test]
@@ -182,4 +187,45 @@ async fn soak_500_requests_with_30_percent_faults() {
         latencies[latencies.len() * 99 / 100],
         app.upstream_calls()
     );
+}
+
+#[tokio::test]
+async fn a_configured_fallback_model_serves_when_the_primary_keeps_failing() {
+    let app = spawn_with(
+        |rt| {
+            rt.fallbacks.insert("gemini-3-pro-image-preview".into(), vec!["gemini-2.5-flash-image".into()]);
+        },
+        true,
+    )
+    .await;
+    for _ in 0..3 {
+        app.gemini()
+            .script
+            .push(Reply::Json { status: 503, body: imagegate_fakes::gemini::fixture("error-503-overloaded.json") });
+    }
+    let resp = app.generate(json!({"model": "nano-banana-pro", "prompt": "fall back", "size": "2048x2048"})).await;
+    assert_eq!(resp.status(), 200);
+    let task_id = resp.headers()["imagegate-task-id"].to_str().unwrap().to_string();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["data"][0]["model"], "gemini-2.5-flash-image");
+    assert_eq!(body["usage"]["cost_usd"], 0.039, "charged at the fallback's price");
+    let calls = app.gemini().script.calls();
+    assert_eq!(calls.len(), 4);
+    assert_eq!(calls[3].path, "/v1beta/models/gemini-2.5-flash-image:generateContent");
+    let img = app.get(body["data"][0]["url"].as_str().unwrap()).await.bytes().await.unwrap();
+    let img = image::load_from_memory(&img).unwrap();
+    assert_eq!((img.width(), img.height()), (1024, 1024), "Flash's 1K");
+    let task = app.task(&task_id).await;
+    assert_eq!(task["cost_usd"], 0.039);
+    assert_eq!(task["attempts"], 4);
+
+    // Without the fallback configured, the same failures end the task.
+    let plain = spawn_gemini_app().await;
+    for _ in 0..3 {
+        plain
+            .gemini()
+            .script
+            .push(Reply::Json { status: 503, body: imagegate_fakes::gemini::fixture("error-503-overloaded.json") });
+    }
+    assert_error(plain.generate(pro("no fallback")).await, StatusCode::BAD_GATEWAY, "upstream_error").await;
 }

@@ -110,6 +110,7 @@ async fn a_task_is_claimed_by_one_worker_and_fenced_by_its_lease() {
         etag: "\"e\"".into(),
         created_at_ms: 7000,
         expires_at: 99,
+        cost_usd: 0.134,
     };
     assert!(
         s.complete_task(&t.id, other, &json!({"data": []}), std::slice::from_ref(&img), 3, 7000, &no_webhook)
@@ -270,6 +271,7 @@ async fn reservations_are_charged_for_delivered_images_and_refunded_otherwise() 
             etag: "\"e\"".into(),
             created_at_ms: 2000,
             expires_at: 99,
+            cost_usd: 0.134,
         })
         .collect();
     assert!(s.complete_task(&t1.id, "w", &json!({}), &imgs, 3, 2500, &no_webhook).await.unwrap());

@@ -54,18 +54,27 @@ pub(super) fn row_to_task(r: &SqliteRow) -> Result<TaskRecord, StoreError> {
 }
 
 /// Settles a task's reservation when it ends with `delivered` images: the key is charged for
-/// those (pro rata of the reservation), the rest of the reservation is given back.
-async fn settle(tx: &mut Transaction<'_, Sqlite>, row: &SqliteRow, delivered: u32) -> Result<f64, StoreError> {
+/// those (their `actual` price when known, else pro rata of the reservation), the rest of the
+/// reservation is given back.
+async fn settle(
+    tx: &mut Transaction<'_, Sqlite>,
+    row: &SqliteRow,
+    delivered: u32,
+    actual: Option<f64>,
+) -> Result<f64, StoreError> {
     let owner: String = row.try_get("owner")?;
     let model: String = row.try_get("model")?;
     let reserved_usd: f64 = row.try_get("reserved_usd")?;
     let reserved_images: i64 = row.try_get("reserved_images")?;
     let day: Option<String> = row.try_get("usage_day")?;
     let delivered = i64::from(delivered).min(reserved_images);
-    let cost = if reserved_images > 0 {
-        crate::domain::pricing::round6(reserved_usd * delivered as f64 / reserved_images as f64)
-    } else {
-        0.0
+    let cost = match actual {
+        // The images' own prices (a fallback model may be cheaper), never above the reservation.
+        Some(c) => crate::domain::pricing::round6(c.min(reserved_usd)),
+        None if reserved_images > 0 => {
+            crate::domain::pricing::round6(reserved_usd * delivered as f64 / reserved_images as f64)
+        }
+        None => 0.0,
     };
     sqlx::query("UPDATE keys SET reserved_usd = MAX(0, reserved_usd - ?), spent_usd = spent_usd + ? WHERE id = ?")
         .bind(reserved_usd)
@@ -349,7 +358,7 @@ pub async fn renew(pool: &SqlitePool, task_id: &str, worker: &str, lease_until_m
 /// How a running task ends.
 enum End<'a> {
     /// With the upstream tries this run made and the images delivered.
-    Completed(&'a Value, u32, u32),
+    Completed(&'a Value, u32, &'a [ImageRecord]),
     Failed(&'a Value, u32),
     Cancelled,
 }
@@ -363,10 +372,17 @@ async fn end_held(
     now_ms: i64,
     webhook: WebhookFor<'_>,
 ) -> Result<Option<TaskRecord>, StoreError> {
-    let (status, result, error, tries, delivered) = match end {
-        End::Completed(r, t, n) => (TaskStatus::Completed, Some(r), None, Some(i64::from(t)), n),
-        End::Failed(e, t) => (TaskStatus::Failed, None, Some(e), Some(i64::from(t)), 0),
-        End::Cancelled => (TaskStatus::Cancelled, None, None, None, 0),
+    let (status, result, error, tries, delivered, actual) = match end {
+        End::Completed(r, t, images) => (
+            TaskStatus::Completed,
+            Some(r),
+            None,
+            Some(i64::from(t)),
+            images.len() as u32,
+            Some(images.iter().map(|i| i.cost_usd).sum::<f64>()),
+        ),
+        End::Failed(e, t) => (TaskStatus::Failed, None, Some(e), Some(i64::from(t)), 0, None),
+        End::Cancelled => (TaskStatus::Cancelled, None, None, None, 0, None),
     };
     let row = sqlx::query(concat!(
         "UPDATE tasks SET status = ?, result = ?, error = ?, completed_at = ?, updated_at = ?,
@@ -388,7 +404,7 @@ async fn end_held(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let mut task = row_to_task(&row)?;
-    task.cost_usd = Some(settle(tx, &row, delivered).await?);
+    task.cost_usd = Some(settle(tx, &row, delivered, actual).await?);
     if let Some(msg) = webhook(&task) {
         insert_outbox(tx, &task, &msg, now_ms).await?;
     }
@@ -407,16 +423,16 @@ pub async fn complete(
     webhook: WebhookFor<'_>,
 ) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
-    let ended =
-        end_held(&mut tx, task_id, worker, End::Completed(result, tries, images.len() as u32), now_ms, webhook).await?;
+    let ended = end_held(&mut tx, task_id, worker, End::Completed(result, tries, images), now_ms, webhook).await?;
     if ended.is_none() {
         tx.rollback().await?;
         return Ok(false);
     }
     for img in images {
         sqlx::query(
-            "INSERT INTO images (id, task_id, owner, blob_key, content_type, bytes, width, height, etag, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO images (id, task_id, owner, blob_key, content_type, bytes, width, height, etag, created_at,
+                                 expires_at, cost_usd)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&img.id)
         .bind(&img.task_id)
@@ -429,6 +445,7 @@ pub async fn complete(
         .bind(&img.etag)
         .bind(img.created_at_ms)
         .bind(img.expires_at)
+        .bind(img.cost_usd)
         .execute(&mut *tx)
         .await?;
     }
@@ -485,7 +502,7 @@ pub async fn request_cancel(
     .await?;
     if let Some(row) = row {
         let mut task = row_to_task(&row)?;
-        task.cost_usd = Some(settle(&mut tx, &row, 0).await?);
+        task.cost_usd = Some(settle(&mut tx, &row, 0, None).await?);
         if let Some(msg) = webhook(&task) {
             insert_outbox(&mut tx, &task, &msg, now_ms).await?;
         }
@@ -540,7 +557,7 @@ pub async fn count_unfinished(pool: &SqlitePool) -> Result<i64, StoreError> {
 
 pub async fn get_image(pool: &SqlitePool, id: &str) -> Result<Option<ImageRecord>, StoreError> {
     let row = sqlx::query(
-        "SELECT id, task_id, owner, blob_key, content_type, bytes, width, height, etag, created_at, expires_at
+        "SELECT id, task_id, owner, blob_key, content_type, bytes, width, height, etag, created_at, expires_at, cost_usd
          FROM images WHERE id = ?",
     )
     .bind(id)
@@ -559,5 +576,6 @@ pub async fn get_image(pool: &SqlitePool, id: &str) -> Result<Option<ImageRecord
         etag: r.try_get("etag")?,
         created_at_ms: r.try_get("created_at")?,
         expires_at: r.try_get("expires_at")?,
+        cost_usd: r.try_get("cost_usd")?,
     }))
 }
