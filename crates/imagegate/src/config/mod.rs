@@ -74,6 +74,10 @@ pub struct ChannelConfig {
     pub max_concurrency: usize,
     #[serde(default)]
     pub rpm: u32,
+    /// Images per minute. Every upstream call makes one image (the gateway fans out `n`), so
+    /// this is enforced by the same limiter as `rpm`: the lower of the two applies.
+    #[serde(default)]
+    pub ipm: u32,
 }
 
 fn one() -> u32 {
@@ -139,6 +143,8 @@ pub struct OpenAiCompatConfig {
     pub base_url: String,
     pub max_concurrency: usize,
     pub rpm: u32,
+    #[serde(default)]
+    pub ipm: u32,
     pub models: Vec<String>,
     pub channels: Vec<ChannelConfig>,
 }
@@ -150,6 +156,8 @@ pub struct GeminiConfig {
     pub base_url: String,
     pub max_concurrency: usize,
     pub rpm: u32,
+    #[serde(default)]
+    pub ipm: u32,
     pub channels: Vec<ChannelConfig>,
 }
 
@@ -319,12 +327,12 @@ impl Config {
             retry,
             breaker,
             gemini_max_concurrency: gemini.max_concurrency,
-            gemini_rpm: gemini.rpm,
+            gemini_rpm: per_minute(gemini.rpm, gemini.ipm),
             gemini_channels,
             openai_keys,
             openai_base_url: openai.base_url.trim_end_matches('/').to_string(),
             openai_max_concurrency: openai.max_concurrency,
-            openai_rpm: openai.rpm,
+            openai_rpm: per_minute(openai.rpm, openai.ipm),
             openai_models: openai.models.clone(),
             openai_channels,
             prices: self.pricing.clone(),
@@ -439,6 +447,14 @@ impl Runtime {
     }
 }
 
+/// The tighter of a requests-per-minute and an images-per-minute limit (0: unlimited).
+fn per_minute(rpm: u32, ipm: u32) -> u32 {
+    match (rpm, ipm) {
+        (0, x) | (x, 0) => x,
+        (a, b) => a.min(b),
+    }
+}
+
 /// Comma-separated keys from a secret (one channel each).
 fn keys(name: &str, secret: &Secret) -> Result<Vec<Secret>> {
     Ok(secret
@@ -463,7 +479,7 @@ fn channels(section: &str, list: &[ChannelConfig]) -> Result<Vec<ChannelSettings
                 base_url: ch.base_url.clone().map(|u| u.trim_end_matches('/').to_string()),
                 weight: ch.weight,
                 max_concurrency: ch.max_concurrency,
-                rpm: ch.rpm,
+                rpm: per_minute(ch.rpm, ch.ipm),
             })
         })
         .collect()
@@ -501,6 +517,26 @@ mod tests {
         merge(&mut base, toml::from_str("[server]\nlisten_addr = \"x\"").unwrap());
         let err = toml::Value::Table(base).try_into::<Config>().unwrap_err();
         assert!(err.to_string().contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn channels_and_fallbacks_parse_from_toml() {
+        let mut base: toml::Table = toml::from_str(DEFAULT_TOML).unwrap();
+        let user = r#"
+            [providers.gemini]
+            ipm = 20
+            channels = [{ name = "backup", api_key = "k2", base_url = "http://127.0.0.1:9/", rpm = 60, ipm = 30 }]
+            [fallbacks]
+            "nano-banana-pro" = ["nano-banana"]
+        "#;
+        merge(&mut base, toml::from_str(user).unwrap());
+        let c: Config = toml::Value::Table(base).try_into().unwrap();
+        let r = c.runtime().unwrap();
+        assert_eq!(r.gemini_rpm, 20);
+        assert_eq!(r.gemini_channels[0].rpm, 30, "the lower of rpm and ipm");
+        assert_eq!(r.gemini_channels[0].base_url.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(r.fallbacks["gemini-3-pro-image-preview"], vec!["gemini-2.5-flash-image".to_string()]);
+        assert_eq!(per_minute(0, 0), 0);
     }
 
     #[test]
