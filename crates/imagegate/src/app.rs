@@ -22,6 +22,9 @@ pub struct App {
     pub workers: Arc<WorkerPool>,
     pub deliverer: Arc<Deliverer>,
     pub key_rates: crate::api::limits::KeyRates,
+    pub variants: crate::delivery::variants::Variants,
+    /// Stops background loops (the retention sweeper) at shutdown.
+    pub background: CancellationToken,
     shutting_down: AtomicBool,
 }
 
@@ -55,6 +58,8 @@ impl App {
             workers,
             deliverer,
             key_rates: Default::default(),
+            variants: Default::default(),
+            background: CancellationToken::new(),
             shutting_down: AtomicBool::new(false),
         }))
     }
@@ -100,6 +105,12 @@ pub async fn start(mut rt: Runtime) -> Result<Server> {
     }
     app.workers.start();
     app.deliverer.start();
+    crate::delivery::sweeper::start(
+        app.store.clone(),
+        app.blobs.clone(),
+        app.rt.sweep_interval,
+        app.background.clone(),
+    );
     let stop = CancellationToken::new();
     let router = crate::api::router(app.clone());
     let done = tokio::spawn(crate::http::serve(listener, router, app.clone(), stop.clone()));

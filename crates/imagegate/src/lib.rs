@@ -9,6 +9,7 @@ pub mod app;
 pub mod blobs;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod http;
 pub mod imaging;

@@ -1,19 +1,36 @@
 //! `GET /images/{id}.{ext}`: stored images with strong ETags, long immutable caching,
-//! conditional GET (304) and HEAD.
+//! conditional GET (304), HEAD, byte ranges (206/416), and on-the-fly conversion
+//! (`?format=webp|jpeg|png&w=&h=&quality=`, made once and stored as a variant).
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::error::ApiError;
 use crate::app::App;
-use crate::domain::{ids, now_secs};
+use crate::delivery::variants::VariantError;
+use crate::domain::request::OutputFormat;
+use crate::domain::{ids, now_secs, variant};
 
 pub fn routes() -> axum::Router<Arc<App>> {
     axum::Router::new().route("/images/{file}", axum::routing::get(get_image))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ImageQuery {
+    format: Option<String>,
+    w: Option<String>,
+    h: Option<String>,
+    quality: Option<String>,
+}
+
+fn gone() -> ApiError {
+    ApiError::new(StatusCode::GONE, "image_expired", "This image has passed its retention period and was deleted.")
 }
 
 pub async fn get_image(
@@ -21,6 +38,7 @@ pub async fn get_image(
     method: Method,
     headers: HeaderMap,
     Path(file): Path<String>,
+    Query(q): Query<ImageQuery>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found("No such image.");
     let (id, ext) = file.rsplit_once('.').ok_or_else(not_found)?;
@@ -33,12 +51,21 @@ pub async fn get_image(
     }
     let now = now_secs();
     if img.expires_at <= now {
-        return Err(ApiError::new(
-            StatusCode::GONE,
-            "image_expired",
-            "This image has passed its retention period and was deleted.",
-        ));
+        return Err(gone());
     }
+    let original_format = OutputFormat::from_mime(&img.content_type).unwrap_or(OutputFormat::Jpeg);
+    let spec =
+        variant::parse(q.format.as_deref(), q.w.as_deref(), q.h.as_deref(), q.quality.as_deref(), original_format)
+            .map_err(|(param, message)| ApiError::bad_request("invalid_value", message).with_param(param))?;
+
+    let (etag, content_type) = match &spec {
+        None => (img.etag.clone(), img.content_type.clone()),
+        Some(s) => {
+            let key = s.key(&img.id, img.width, img.height);
+            let tag = format!("{}-{}", img.etag.trim_end_matches('"'), &key[img.id.len() + 1..]);
+            (format!("{tag}\""), s.format.mime().to_string())
+        }
+    };
     let last_modified = UNIX_EPOCH + Duration::from_millis(img.created_at_ms.max(0) as u64);
     let mut out = HeaderMap::new();
     let put = |h: &mut HeaderMap, name: header::HeaderName, value: String| {
@@ -46,26 +73,96 @@ pub async fn get_image(
             h.insert(name, v);
         }
     };
-    put(&mut out, header::ETAG, img.etag.clone());
+    put(&mut out, header::ETAG, etag.clone());
     put(&mut out, header::LAST_MODIFIED, httpdate::fmt_http_date(last_modified));
     put(&mut out, header::CACHE_CONTROL, format!("public, max-age={}, immutable", img.expires_at - now));
-    if not_modified(&headers, &img.etag, img.created_at_ms / 1000) {
+    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if not_modified(&headers, &etag, img.created_at_ms / 1000) {
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
     }
-    put(&mut out, header::CONTENT_TYPE, img.content_type.clone());
-    put(&mut out, header::CONTENT_LENGTH, img.bytes.to_string());
+    put(&mut out, header::CONTENT_TYPE, content_type);
     out.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    if method == Method::HEAD {
-        return Ok((StatusCode::OK, out).into_response());
-    }
-    let bytes = app.blobs.get(&img.blob_key).await.map_err(|e| {
-        if e.is_not_found() {
-            ApiError::new(StatusCode::GONE, "image_expired", "This image is no longer stored.")
-        } else {
-            ApiError::internal(&e)
+
+    let bytes: Bytes = match &spec {
+        None if method == Method::HEAD && !headers.contains_key(header::RANGE) => {
+            put(&mut out, header::CONTENT_LENGTH, img.bytes.to_string());
+            return Ok((StatusCode::OK, out).into_response());
         }
-    })?;
-    Ok((StatusCode::OK, out, Body::from(bytes)).into_response())
+        None => app
+            .blobs
+            .get(&img.blob_key)
+            .await
+            .map_err(|e| if e.is_not_found() { gone() } else { ApiError::internal(&e) })?,
+        Some(s) => {
+            let (bytes, source) = app.variants.get(&app, &img, s).await.map_err(|e| match e {
+                VariantError::Gone => gone(),
+                VariantError::Failed(m) => {
+                    tracing::error!(image_id = img.id, error = m, "variant conversion failed");
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "conversion_failed",
+                        "The image could not be converted.",
+                    )
+                }
+            })?;
+            out.insert("x-imagegate-variant", HeaderValue::from_static(source.as_str()));
+            bytes
+        }
+    };
+    let total = bytes.len() as u64;
+    let body_for = |b: Bytes| if method == Method::HEAD { Body::empty() } else { Body::from(b) };
+    match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(range) if if_range_ok(&headers, &etag) => match parse_range(range, total) {
+            Some((start, end)) => {
+                put(&mut out, header::CONTENT_RANGE, format!("bytes {start}-{end}/{total}"));
+                put(&mut out, header::CONTENT_LENGTH, (end - start + 1).to_string());
+                let slice = bytes.slice(start as usize..=end as usize);
+                Ok((StatusCode::PARTIAL_CONTENT, out, body_for(slice)).into_response())
+            }
+            None => {
+                put(&mut out, header::CONTENT_RANGE, format!("bytes */{total}"));
+                let mut resp = ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "range_not_satisfiable",
+                    format!("The range '{range}' is outside the image's {total} bytes."),
+                )
+                .into_response();
+                resp.headers_mut().extend(out);
+                Ok(resp)
+            }
+        },
+        _ => {
+            put(&mut out, header::CONTENT_LENGTH, total.to_string());
+            Ok((StatusCode::OK, out, body_for(bytes)).into_response())
+        }
+    }
+}
+
+/// One byte range (`bytes=a-b`, `bytes=a-`, `bytes=-n`) within `total`, inclusive; `None` when
+/// unsatisfiable. Several ranges are answered with the first (a valid reading of RFC 9110).
+fn parse_range(header: &str, total: u64) -> Option<(u64, u64)> {
+    let spec = header.trim().strip_prefix("bytes=")?.split(',').next()?.trim();
+    let (a, b) = spec.split_once('-')?;
+    if total == 0 {
+        return None;
+    }
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            if n == 0 {
+                return None;
+            }
+            (total.saturating_sub(n), total - 1)
+        }
+        (s, "") => (s.parse().ok()?, total - 1),
+        (s, e) => (s.parse().ok()?, e.parse::<u64>().ok()?.min(total - 1)),
+    };
+    (start <= end && start < total).then_some((start, end))
+}
+
+/// `If-Range` with a different ETag means "send it all".
+fn if_range_ok(headers: &HeaderMap, etag: &str) -> bool {
+    headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v.trim() == etag)
 }
 
 /// `If-None-Match` wins over `If-Modified-Since` (RFC 9110 §13.2.2).
@@ -82,4 +179,22 @@ fn not_modified(headers: &HeaderMap, etag: &str, modified_secs: i64) -> bool {
         return modified_secs <= since;
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges_parse_per_rfc_9110() {
+        assert_eq!(parse_range("bytes=0-99", 1000), Some((0, 99)));
+        assert_eq!(parse_range("bytes=900-", 1000), Some((900, 999)));
+        assert_eq!(parse_range("bytes=-100", 1000), Some((900, 999)));
+        assert_eq!(parse_range("bytes=990-2000", 1000), Some((990, 999)));
+        assert_eq!(parse_range("bytes=1000-", 1000), None);
+        assert_eq!(parse_range("bytes=5-1", 1000), None);
+        assert_eq!(parse_range("bytes=-0", 1000), None);
+        assert_eq!(parse_range("items=0-1", 1000), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), Some((0, 1)));
+    }
 }

@@ -109,6 +109,7 @@ pub struct StorageConfig {
     pub database_url: String,
     pub storage_url: String,
     pub retention: String,
+    pub sweep_interval: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -310,6 +311,7 @@ impl Config {
             database_url,
             storage_url,
             retention: dur("storage.retention", &self.storage.retention)?,
+            sweep_interval: dur("storage.sweep_interval", &self.storage.sweep_interval)?,
             deadline_1k: dur("timeouts.image_1k", &self.timeouts.image_1k)?,
             deadline_2k: dur("timeouts.image_2k", &self.timeouts.image_2k)?,
             deadline_4k: dur("timeouts.image_4k", &self.timeouts.image_4k)?,
@@ -366,6 +368,7 @@ pub struct Runtime {
     pub database_url: String,
     pub storage_url: String,
     pub retention: Duration,
+    pub sweep_interval: Duration,
     pub deadline_1k: Duration,
     pub deadline_2k: Duration,
     pub deadline_4k: Duration,

@@ -10,6 +10,7 @@ pub mod request;
 pub mod retry;
 pub mod sizes;
 pub mod task;
+pub mod variant;
 
 /// Current Unix time in seconds (the API's time unit).
 pub fn now_secs() -> i64 {

@@ -345,6 +345,15 @@ pub trait Store: Send + Sync {
     /// An image by id. Images are addressed by unguessable ids, so this read takes no owner.
     async fn get_image(&self, id: &str) -> Result<Option<ImageRecord>, StoreError>;
 
+    /// Records a stored variant of an image (idempotent).
+    async fn add_variant(&self, image_id: &str, blob_key: &str, bytes: i64, now_ms: i64) -> Result<(), StoreError>;
+    /// Whether a variant is recorded.
+    async fn has_variant(&self, image_id: &str, blob_key: &str) -> Result<bool, StoreError>;
+    /// Up to `limit` images past their expiry and not yet swept, with their variants' blob keys.
+    async fn expired_images(&self, now_secs: i64, limit: u32) -> Result<Vec<(ImageRecord, Vec<String>)>, StoreError>;
+    /// Marks an image swept (its blobs are gone; its row stays for the task's record).
+    async fn mark_swept(&self, image_id: &str, now_ms: i64) -> Result<(), StoreError>;
+
     /// The key's webhook signing secret, or `None` for an unknown key.
     async fn webhook_secret(&self, owner: &str) -> Result<Option<String>, StoreError>;
     /// Replaces the key's webhook signing secret.

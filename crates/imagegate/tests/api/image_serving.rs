@@ -1,7 +1,7 @@
 //! `GET /images/{id}.{ext}`: caching headers, conditional GET, HEAD, unknown ids.
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -65,4 +65,116 @@ async fn an_expired_image_answers_410() {
     assert_eq!(app.get(&url).await.status(), 200);
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert_error(app.get(&url).await, StatusCode::GONE, "image_expired").await;
+}
+
+async fn one_image(app: &TestApp, body: serde_json::Value) -> String {
+    let body: Value = app.generate(body).await.json().await.unwrap();
+    body["data"][0]["url"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn byte_ranges_answer_206_with_the_right_bytes_and_416_when_unsatisfiable() {
+    let app = spawn_app().await;
+    let url = one_image(&app, pro("ranged")).await;
+    let full = app.get(&url).await.bytes().await.unwrap();
+    let resp = app.client.get(&url).header("Range", "bytes=0-99").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(resp.headers()["accept-ranges"], "bytes");
+    assert_eq!(resp.headers()["content-range"].to_str().unwrap(), format!("bytes 0-99/{}", full.len()));
+    assert_eq!(resp.bytes().await.unwrap(), full.slice(0..100));
+    let resp = app.client.get(&url).header("Range", "bytes=-10").send().await.unwrap();
+    assert_eq!(resp.bytes().await.unwrap(), full.slice(full.len() - 10..));
+    let resp = app.client.get(&url).header("Range", format!("bytes={}-", full.len() + 5)).send().await.unwrap();
+    assert_eq!(resp.headers()["content-range"].to_str().unwrap(), format!("bytes */{}", full.len()));
+    assert_error(resp, StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable").await;
+    // If-Range with a stale validator: the whole image.
+    let resp = app.client.get(&url).header("Range", "bytes=0-9").header("If-Range", "\"old\"").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn images_convert_and_resize_once_then_come_from_storage() {
+    let app = spawn_app().await;
+    let url = one_image(&app, json!({"model": "nano-banana-pro", "prompt": "convert me", "size": "2048x2048"})).await;
+    let resp = app.get(&format!("{url}?format=webp")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/webp");
+    assert_eq!(resp.headers()["x-imagegate-variant"], "converted");
+    let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+    let bytes = resp.bytes().await.unwrap();
+    assert_eq!(image::guess_format(&bytes).unwrap(), image::ImageFormat::WebP);
+    let img = image::load_from_memory(&bytes).unwrap();
+    assert_eq!((img.width(), img.height()), (2048, 2048));
+    let again = app.get(&format!("{url}?format=webp")).await;
+    assert_eq!(again.headers()["x-imagegate-variant"], "stored");
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(again.bytes().await.unwrap(), bytes);
+    let resp = app.client.get(format!("{url}?format=webp")).header("If-None-Match", &etag).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+
+    let resp = app.get(&format!("{url}?w=256")).await;
+    assert_eq!(resp.headers()["content-type"], "image/jpeg", "keeps the original format");
+    let img = image::load_from_memory(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!((img.width(), img.height()), (256, 256));
+    let resp = app.get(&format!("{url}?format=png&w=300&h=100")).await;
+    let img = image::load_from_memory(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!((img.width(), img.height()), (100, 100), "fits inside, keeps the aspect");
+
+    // Concurrent first requests for one new variant convert it once.
+    let variant = format!("{url}?format=jpeg&w=512&quality=70");
+    let all = futures_util::future::join_all((0..6).map(|_| app.get(&variant))).await;
+    let sources: Vec<String> =
+        all.iter().map(|r| r.headers()["x-imagegate-variant"].to_str().unwrap().to_string()).collect();
+    assert_eq!(sources.iter().filter(|s| *s == "converted").count(), 1, "{sources:?}");
+    let conversions = app.server.as_ref().unwrap().app.variants.conversions();
+    assert_eq!(conversions, 4, "webp, w=256, png 100x100, and the shared jpeg 512");
+
+    for (query, param) in
+        [("w=0", "w"), ("w=99999", "w"), ("format=gif", "format"), ("h=abc", "h"), ("format=png&quality=50", "quality")]
+    {
+        let err =
+            assert_error(app.get(&format!("{url}?{query}")).await, StatusCode::BAD_REQUEST, "invalid_value").await;
+        assert_eq!(err["error"]["param"], json!(param), "{query}");
+    }
+}
+
+#[tokio::test]
+async fn the_sweeper_deletes_expired_images_and_their_variants() {
+    let app = spawn_with(
+        |rt| {
+            rt.retention = std::time::Duration::from_secs(1);
+            rt.sweep_interval = std::time::Duration::from_millis(200);
+        },
+        false,
+    )
+    .await;
+    let resp = app.generate(pro("ephemeral")).await;
+    let task_id = resp.headers()["imagegate-task-id"].to_str().unwrap().to_string();
+    let body: Value = resp.json().await.unwrap();
+    let url = body["data"][0]["url"].as_str().unwrap().to_string();
+    assert_eq!(app.get(&format!("{url}?format=webp")).await.status(), 200);
+    let files = |dir: &std::path::Path| -> usize {
+        walk(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "jpeg" || e == "webp")).count()
+    };
+    let images_dir = app.dir.path().join("images");
+    assert_eq!(files(&images_dir), 2, "original and variant stored");
+    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+    assert_eq!(files(&images_dir), 0, "both deleted");
+    assert_error(app.get(&url).await, StatusCode::GONE, "image_expired").await;
+    assert_eq!(app.task(&task_id).await["status"], "completed", "the task keeps its record");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }

@@ -9,6 +9,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../../migrations/sqlite/0002_async.sql")),
     (3, include_str!("../../../migrations/sqlite/0003_limits.sql")),
+    (4, include_str!("../../../migrations/sqlite/0004_delivery.sql")),
 ];
 
 pub async fn run(pool: &SqlitePool) -> Result<(), StoreError> {

@@ -1,6 +1,7 @@
 //! SQLite backend of the Store seam: WAL mode, one writer connection (SQLite has one writer
 //! anyway; a single pooled writer avoids SQLITE_BUSY storms) and a pool of readers.
 
+mod images;
 mod keys;
 mod migrate;
 mod tasks;
@@ -182,7 +183,23 @@ impl Store for SqliteStore {
     }
 
     async fn get_image(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
-        tasks::get_image(&self.reader, id).await
+        images::get(&self.reader, id).await
+    }
+
+    async fn add_variant(&self, image_id: &str, blob_key: &str, bytes: i64, now_ms: i64) -> Result<(), StoreError> {
+        images::add_variant(&self.writer, image_id, blob_key, bytes, now_ms).await
+    }
+
+    async fn has_variant(&self, image_id: &str, blob_key: &str) -> Result<bool, StoreError> {
+        images::has_variant(&self.reader, image_id, blob_key).await
+    }
+
+    async fn expired_images(&self, now_secs: i64, limit: u32) -> Result<Vec<(ImageRecord, Vec<String>)>, StoreError> {
+        images::expired(&self.reader, now_secs, limit).await
+    }
+
+    async fn mark_swept(&self, image_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        images::mark_swept(&self.writer, image_id, now_ms).await
     }
 
     async fn webhook_secret(&self, owner: &str) -> Result<Option<String>, StoreError> {

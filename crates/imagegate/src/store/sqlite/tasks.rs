@@ -554,28 +554,3 @@ pub async fn release(pool: &SqlitePool, task_id: &str, worker: &str, now_ms: i64
 pub async fn count_unfinished(pool: &SqlitePool) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status IN ('queued', 'running')").fetch_one(pool).await?)
 }
-
-pub async fn get_image(pool: &SqlitePool, id: &str) -> Result<Option<ImageRecord>, StoreError> {
-    let row = sqlx::query(
-        "SELECT id, task_id, owner, blob_key, content_type, bytes, width, height, etag, created_at, expires_at, cost_usd
-         FROM images WHERE id = ?",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
-    let Some(r) = row else { return Ok(None) };
-    Ok(Some(ImageRecord {
-        id: r.try_get("id")?,
-        task_id: r.try_get("task_id")?,
-        owner: r.try_get("owner")?,
-        blob_key: r.try_get("blob_key")?,
-        content_type: r.try_get("content_type")?,
-        bytes: r.try_get("bytes")?,
-        width: r.try_get("width")?,
-        height: r.try_get("height")?,
-        etag: r.try_get("etag")?,
-        created_at_ms: r.try_get("created_at")?,
-        expires_at: r.try_get("expires_at")?,
-        cost_usd: r.try_get("cost_usd")?,
-    }))
-}
