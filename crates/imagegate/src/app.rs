@@ -37,7 +37,9 @@ impl App {
         }
         let store =
             store::open(&rt.database_url).await.with_context(|| format!("opening the database {}", rt.database_url))?;
-        let blobs = blobs::open(&rt.storage_url).with_context(|| format!("opening storage {}", rt.storage_url))?;
+        let credentials = rt.s3_access_key.clone().zip(rt.s3_secret_key.as_ref().map(|s| s.expose().to_string()));
+        let blobs =
+            blobs::open(&rt.storage_url, credentials).with_context(|| format!("opening storage {}", rt.storage_url))?;
         blobs.probe().await.with_context(|| format!("storage {} is not writable", rt.storage_url))?;
         let providers = Registry::from_config(&rt)?;
         let deliverer =

@@ -5,6 +5,7 @@
 //! its images are stored, so a crash in between regenerates rather than loses.
 
 pub mod fs;
+pub mod s3;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -22,8 +23,12 @@ pub enum BlobError {
         #[source]
         source: std::io::Error,
     },
-    #[error("unsupported storage URL {0:?}: use file://PATH")]
+    #[error("unsupported storage URL {0:?}: use file://PATH or s3://BUCKET[/PREFIX]?endpoint=…&region=…")]
     UnsupportedUrl(String),
+    #[error("storage refused access: {0}")]
+    Denied(String),
+    #[error("storage error on {key:?}: {message}")]
+    Backend { key: String, message: String },
 }
 
 impl BlobError {
@@ -47,10 +52,15 @@ pub trait BlobStore: Send + Sync {
     async fn probe(&self) -> Result<(), BlobError>;
 }
 
-/// Opens the blob store a storage URL names.
-pub fn open(url: &str) -> Result<Arc<dyn BlobStore>, BlobError> {
+/// Opens the blob store a storage URL names; `credentials` are for S3 (access key, secret).
+pub fn open(url: &str, credentials: Option<(String, String)>) -> Result<Arc<dyn BlobStore>, BlobError> {
     if let Some(path) = url.strip_prefix("file://") {
         return Ok(Arc::new(fs::FsBlobStore::new(path)));
+    }
+    if url.starts_with("s3://") {
+        let loc = s3::parse_url(url)?;
+        let (a, s) = credentials.map(|(a, s)| (Some(a), Some(s))).unwrap_or((None, None));
+        return Ok(Arc::new(s3::S3BlobStore::new(&loc, a, s)?));
     }
     Err(BlobError::UnsupportedUrl(url.to_string()))
 }

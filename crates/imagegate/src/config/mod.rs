@@ -324,6 +324,8 @@ impl Config {
             simulated_latency: dur("providers.simulated.latency", &self.providers.simulated.latency)?,
             simulated_failure_rate: self.providers.simulated.failure_rate,
             webhook_schedule,
+            s3_access_key: std::env::var("AWS_ACCESS_KEY_ID").ok().filter(|v| !v.is_empty()),
+            s3_secret_key: std::env::var("AWS_SECRET_ACCESS_KEY").ok().filter(|v| !v.is_empty()).map(Secret::new),
             webhook_timeout: dur("webhooks.timeout", &self.webhooks.timeout)?,
             webhook_allow_private: self.webhooks.allow_private,
             retry,
@@ -380,6 +382,9 @@ pub struct Runtime {
     pub gemini_base_url: String,
     pub simulated_latency: Duration,
     pub simulated_failure_rate: f64,
+    /// S3 credentials, from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    pub s3_access_key: Option<String>,
+    pub s3_secret_key: Option<Secret>,
     pub webhook_schedule: Vec<Duration>,
     pub webhook_timeout: Duration,
     pub webhook_allow_private: bool,

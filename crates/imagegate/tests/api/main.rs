@@ -7,6 +7,7 @@ mod support;
 
 mod admin_and_auth;
 mod async_tasks;
+mod blob_conformance;
 mod durability;
 mod errors;
 mod gemini_wire;

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod s3;
+
 use imagegate::app::{Server, start};
 use imagegate::config::{Config, Runtime, Secret};
 use imagegate_fakes::FakeGemini;

@@ -1,0 +1,81 @@
+//! The BlobStore seam's contract on every backend: the local folder and S3 (a real
+//! S3-compatible server, SeaweedFS). Plus the S3 start-up probe and a full round trip.
+
+use bytes::Bytes;
+use imagegate::blobs::{self, BlobError, BlobStore};
+use serde_json::Value;
+use std::sync::Arc;
+
+use crate::support::s3::{self, ACCESS};
+use crate::support::*;
+
+async fn conformance(store: Arc<dyn BlobStore>) {
+    store.probe().await.expect("probe");
+    let jpeg = Bytes::from(vec![7u8; 300_000]);
+    store.put("img_conf1.jpeg", jpeg.clone(), "image/jpeg").await.unwrap();
+    assert_eq!(store.get("img_conf1.jpeg").await.unwrap(), jpeg);
+    assert_eq!(store.head("img_conf1.jpeg").await.unwrap(), 300_000);
+    store.put("img_conf1.jpeg", Bytes::from_static(b"replaced"), "image/jpeg").await.unwrap();
+    assert_eq!(&store.get("img_conf1.jpeg").await.unwrap()[..], b"replaced", "put replaces");
+    store.delete("img_conf1.jpeg").await.unwrap();
+    store.delete("img_conf1.jpeg").await.expect("deleting a missing object is not an error");
+    assert!(store.get("img_conf1.jpeg").await.unwrap_err().is_not_found());
+    assert!(store.head("img_missing.png").await.unwrap_err().is_not_found());
+    assert!(matches!(store.get("../escape").await, Err(BlobError::InvalidKey(_))));
+}
+
+#[tokio::test]
+async fn the_fs_store_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance(blobs::open(&format!("file://{}", dir.path().display()), None).unwrap()).await;
+}
+
+#[tokio::test]
+async fn the_s3_store_meets_the_contract() {
+    let server = s3::s3().await;
+    conformance(blobs::open(&server.storage_url(), Some(server.credentials())).unwrap()).await;
+}
+
+#[tokio::test]
+async fn the_s3_probe_says_which_setting_is_wrong() {
+    let server = s3::s3().await;
+    let wrong_bucket = format!("s3://no-such-bucket-here?endpoint={}&region=us-east-1", server.endpoint);
+    let err = blobs::open(&wrong_bucket, Some(server.credentials())).unwrap().probe().await.unwrap_err().to_string();
+    assert!(err.contains("no-such-bucket-here") && err.contains("does not exist"), "{err}");
+    let err = blobs::open(&server.storage_url(), Some((ACCESS.into(), "wrong-secret-0000000000".into())))
+        .unwrap()
+        .probe()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("credentials") && err.contains("AWS_SECRET_ACCESS_KEY"), "{err}");
+}
+
+#[tokio::test]
+async fn a_generation_stored_on_s3_serves_the_bytes_in_the_bucket() {
+    let server = s3::s3().await;
+    let url = server.storage_url();
+    let (a, s) = server.credentials();
+    let app = spawn_with(
+        {
+            let url = url.clone();
+            move |rt| {
+                rt.storage_url = url;
+                rt.s3_access_key = Some(a);
+                rt.s3_secret_key = Some(imagegate::config::Secret::new(s));
+            }
+        },
+        false,
+    )
+    .await;
+    let body: Value = app.generate(pro("stored in a bucket")).await.json().await.unwrap();
+    let image_url = body["data"][0]["url"].as_str().unwrap();
+    let served = app.get(image_url).await;
+    assert_eq!(served.status(), 200);
+    let served = served.bytes().await.unwrap();
+    let key = image_url.rsplit('/').next().unwrap();
+    let bucket = blobs::open(&url, Some(server.credentials())).unwrap();
+    assert_eq!(bucket.get(key).await.unwrap(), served, "the gateway serves what landed in the bucket");
+    let ranged = app.client.get(image_url).header("Range", "bytes=10-19").send().await.unwrap();
+    assert_eq!(ranged.bytes().await.unwrap(), served.slice(10..20));
+}
