@@ -18,6 +18,31 @@ use crate::config::Runtime;
 use crate::domain::models::Family;
 use crate::domain::sizes::Resolution;
 
+/// Sends an upstream call and reads the whole answer. A non-2xx answer becomes an error through
+/// the adapter's `classify(status, body, retry_after)`; a 2xx one returns its body.
+pub async fn send_call(
+    req: reqwest::RequestBuilder,
+    classify: fn(u16, &[u8], Option<&str>) -> ProviderError,
+) -> Result<Bytes, ProviderError> {
+    let resp = req.send().await.map_err(ProviderError::Network)?;
+    let status = resp.status().as_u16();
+    let retry_after =
+        resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = resp.bytes().await.map_err(ProviderError::Network)?;
+    if !(200..300).contains(&status) {
+        return Err(classify(status, &body, retry_after.as_deref()));
+    }
+    Ok(body)
+}
+
+/// Runs an adapter's call within the request's deadline.
+pub async fn within_deadline<T>(
+    deadline: Duration,
+    call: impl std::future::Future<Output = Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
+    tokio::time::timeout(deadline, call).await.unwrap_or(Err(ProviderError::Timeout(deadline)))
+}
+
 /// One image to generate.
 #[derive(Debug, Clone)]
 pub struct ProviderRequest {

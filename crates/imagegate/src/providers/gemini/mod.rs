@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
 
-use super::{GeneratedImage, Provider, ProviderError, ProviderRequest};
+use super::{GeneratedImage, Provider, ProviderError, ProviderRequest, send_call, within_deadline};
 use crate::config::{Runtime, Secret};
 
 pub use errors::classify;
@@ -43,21 +43,8 @@ impl Provider for GeminiProvider {
         let url = format!("{}/v1beta/models/{}:generateContent", self.base_url, req.model);
         let body = build_request(req);
         let call = async {
-            let resp = self
-                .client
-                .post(&url)
-                .header("x-goog-api-key", self.key.expose())
-                .json(&body)
-                .send()
-                .await
-                .map_err(ProviderError::Network)?;
-            let status = resp.status().as_u16();
-            let retry_after =
-                resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
-            let bytes = resp.bytes().await.map_err(ProviderError::Network)?;
-            if status != 200 {
-                return Err(classify(status, &bytes, retry_after.as_deref()));
-            }
+            let req = self.client.post(&url).header("x-goog-api-key", self.key.expose()).json(&body);
+            let bytes = send_call(req, classify).await?;
             let image = parse_response(&bytes)?;
             let data = base64::engine::general_purpose::STANDARD
                 .decode(image.data.as_bytes())
@@ -70,9 +57,6 @@ impl Provider for GeminiProvider {
                 output_tokens: image.output_tokens,
             })
         };
-        match tokio::time::timeout(req.deadline, call).await {
-            Ok(r) => r,
-            Err(_) => Err(ProviderError::Timeout(req.deadline)),
-        }
+        within_deadline(req.deadline, call).await
     }
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
 
-use super::{GeneratedImage, Provider, ProviderError, ProviderRequest};
+use super::{GeneratedImage, Provider, ProviderError, ProviderRequest, send_call, within_deadline};
 use crate::config::{Runtime, Secret};
 
 pub use errors::classify;
@@ -75,21 +75,8 @@ impl Provider for OpenAiCompatProvider {
         let url = format!("{}/v1/images/generations", self.base_url);
         let body = build_request(req);
         let call = async {
-            let resp = self
-                .client
-                .post(&url)
-                .bearer_auth(self.key.expose())
-                .json(&body)
-                .send()
-                .await
-                .map_err(ProviderError::Network)?;
-            let status = resp.status().as_u16();
-            let retry_after =
-                resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
-            let bytes = resp.bytes().await.map_err(ProviderError::Network)?;
-            if !(200..300).contains(&status) {
-                return Err(classify(status, &bytes, retry_after.as_deref()));
-            }
+            let req = self.client.post(&url).bearer_auth(self.key.expose()).json(&body);
+            let bytes = send_call(req, classify).await?;
             let answer = parse_response(&bytes)?;
             let (bytes, mime) = match (answer.b64_json, answer.url) {
                 (Some(b64), _) => {
@@ -115,9 +102,6 @@ impl Provider for OpenAiCompatProvider {
                 output_tokens: answer.output_tokens,
             })
         };
-        match tokio::time::timeout(req.deadline, call).await {
-            Ok(r) => r,
-            Err(_) => Err(ProviderError::Timeout(req.deadline)),
-        }
+        within_deadline(req.deadline, call).await
     }
 }
