@@ -41,6 +41,11 @@ impl App {
         let blobs =
             blobs::open(&rt.storage_url, credentials).with_context(|| format!("opening storage {}", rt.storage_url))?;
         blobs.probe().await.with_context(|| format!("storage {} is not writable", rt.storage_url))?;
+        if let crate::config::UrlMode::Presigned(ttl) = rt.url_mode
+            && blobs.presign("probe.bin", ttl).await.ok().flatten().is_none()
+        {
+            anyhow::bail!("storage.url_mode = \"presigned\" needs S3 storage (IMAGEGATE_STORAGE_URL=s3://…)");
+        }
         let providers = Registry::from_config(&rt)?;
         let deliverer =
             Deliverer::new(store.clone(), rt.webhook_schedule.clone(), rt.webhook_timeout, rt.webhook_allow_private)?;

@@ -50,6 +50,12 @@ pub trait BlobStore: Send + Sync {
     /// Writes, reads back and deletes a small object: fails fast at boot on a wrong
     /// location or permission rather than on the first paid image.
     async fn probe(&self) -> Result<(), BlobError>;
+    /// A time-limited URL that reads the object straight from the store, when the store can
+    /// make one (S3 presigning); `None` otherwise.
+    async fn presign(&self, key: &str, ttl: std::time::Duration) -> Result<Option<String>, BlobError> {
+        let _ = (key, ttl);
+        Ok(None)
+    }
 }
 
 /// Opens the blob store a storage URL names; `credentials` are for S3 (access key, secret).

@@ -113,6 +113,12 @@ impl BlobStore for S3BlobStore {
         }
     }
 
+    async fn presign(&self, key: &str, ttl: std::time::Duration) -> Result<Option<String>, BlobError> {
+        check_key(key)?;
+        let req = self.op.presign_read(key, ttl).await.map_err(|e| map(key, e))?;
+        Ok(Some(req.uri().to_string()))
+    }
+
     async fn probe(&self) -> Result<(), BlobError> {
         let key = format!("probe_{}.bin", rand::random::<u64>());
         let explain = |e: BlobError| match e {

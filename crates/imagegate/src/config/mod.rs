@@ -110,6 +110,9 @@ pub struct StorageConfig {
     pub storage_url: String,
     pub retention: String,
     pub sweep_interval: String,
+    pub url_mode: String,
+    pub public_base_url: String,
+    pub presign_ttl: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -279,6 +282,18 @@ impl Config {
             let list = to.iter().map(|m| resolve(m)).collect::<Result<Vec<_>>>()?;
             fallbacks.insert(resolve(from)?, list);
         }
+        let url_mode = match self.storage.url_mode.as_str() {
+            "gateway" => UrlMode::Gateway,
+            "public" => {
+                let base = self.storage.public_base_url.trim_end_matches('/');
+                if !(base.starts_with("http://") || base.starts_with("https://")) {
+                    bail!("storage.public_base_url must be an http(s) URL when url_mode = \"public\"");
+                }
+                UrlMode::Public(base.to_string())
+            }
+            "presigned" => UrlMode::Presigned(dur("storage.presign_ttl", &self.storage.presign_ttl)?),
+            other => bail!("storage.url_mode {other:?} must be gateway, public or presigned"),
+        };
         let data_dir = self.storage.data_dir.clone();
         let database_url = if self.storage.database_url.is_empty() {
             format!("sqlite://{}", data_dir.join("imagegate.db").display())
@@ -312,6 +327,7 @@ impl Config {
             storage_url,
             retention: dur("storage.retention", &self.storage.retention)?,
             sweep_interval: dur("storage.sweep_interval", &self.storage.sweep_interval)?,
+            url_mode,
             deadline_1k: dur("timeouts.image_1k", &self.timeouts.image_1k)?,
             deadline_2k: dur("timeouts.image_2k", &self.timeouts.image_2k)?,
             deadline_4k: dur("timeouts.image_4k", &self.timeouts.image_4k)?,
@@ -371,6 +387,7 @@ pub struct Runtime {
     pub storage_url: String,
     pub retention: Duration,
     pub sweep_interval: Duration,
+    pub url_mode: UrlMode,
     pub deadline_1k: Duration,
     pub deadline_2k: Duration,
     pub deadline_4k: Duration,
@@ -427,6 +444,17 @@ impl Runtime {
     pub fn retention_for(&self, own: &crate::domain::policy::KeyPolicy) -> Duration {
         own.retention().unwrap_or(self.retention)
     }
+}
+
+/// How image URLs are made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UrlMode {
+    /// Served by the gateway (`/images/…`).
+    Gateway,
+    /// `{base}/{blob key}` on a CDN or public bucket.
+    Public(String),
+    /// Presigned S3 URLs valid for this long.
+    Presigned(Duration),
 }
 
 /// One configured upstream channel (Gemini or OpenAI-compatible).

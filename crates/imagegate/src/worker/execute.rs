@@ -71,6 +71,10 @@ pub fn provider_error_json(e: &ProviderError) -> Value {
 
 struct StoredImage {
     record: ImageRecord,
+    /// The URL clients get (per the configured URL mode).
+    url: String,
+    /// When `url` stops working, if before the image's expiry (presigned URLs).
+    url_expires_at: Option<i64>,
     /// The fallback model that made it, when not the requested one.
     model: Option<String>,
     revised_prompt: Option<String>,
@@ -152,7 +156,7 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) {
         finish_failed(pool, &task_id, &err, tries).await;
         return;
     }
-    let result = result_json(pool, &req, &stored);
+    let result = result_json(&req, &stored);
     let records: Vec<ImageRecord> = stored.iter().map(|s| s.record.clone()).collect();
     match deps
         .store
@@ -383,6 +387,7 @@ async fn store_image(
         tracing::error!(task_id = task.id, error = %e, "storing an image failed");
         return Err(ProviderError::Malformed { message: "the image could not be stored".into() });
     }
+    let (url, url_expires_at) = image_url(&deps.rt, deps.blobs.as_ref(), &blob_key).await;
     Ok(StoredImage {
         record: ImageRecord {
             id,
@@ -399,6 +404,8 @@ async fn store_image(
             cost_usd: deps.rt.prices.per_image(req.family(), req.resolution()),
         },
         model: (req.model_served()).map(str::to_string),
+        url,
+        url_expires_at,
         revised_prompt: image.text,
         input_tokens: image.input_tokens,
         output_tokens: image.output_tokens,
@@ -406,13 +413,12 @@ async fn store_image(
 }
 
 /// The sync response body, stored as the task's result: URLs, never image bytes.
-fn result_json(pool: &WorkerPool, req: &ImageRequest, stored: &[StoredImage]) -> Value {
-    let base = &pool.deps.rt.public_url;
+fn result_json(req: &ImageRequest, stored: &[StoredImage]) -> Value {
     let data: Vec<Value> = stored
         .iter()
         .map(|s| {
             let mut item = json!({
-                "url": format!("{base}/images/{}", s.record.blob_key),
+                "url": s.url,
                 "id": s.record.id,
                 "expires_at": s.record.expires_at,
                 "width": s.record.width,
@@ -424,6 +430,9 @@ fn result_json(pool: &WorkerPool, req: &ImageRequest, stored: &[StoredImage]) ->
             }
             if let Some(m) = &s.model {
                 item["model"] = json!(m);
+            }
+            if let Some(t) = s.url_expires_at {
+                item["url_expires_at"] = json!(t);
             }
             item
         })
@@ -445,6 +454,25 @@ fn result_json(pool: &WorkerPool, req: &ImageRequest, stored: &[StoredImage]) ->
             "cost_usd": cost,
         }
     })
+}
+
+/// The URL of a stored image per the configured mode, and when it stops working if sooner than
+/// the image's expiry.
+pub async fn image_url(
+    rt: &crate::config::Runtime,
+    blobs: &dyn crate::blobs::BlobStore,
+    key: &str,
+) -> (String, Option<i64>) {
+    use crate::config::UrlMode;
+    match &rt.url_mode {
+        UrlMode::Gateway => (format!("{}/images/{key}", rt.public_url), None),
+        UrlMode::Public(base) => (format!("{base}/{key}"), None),
+        UrlMode::Presigned(ttl) => match blobs.presign(key, *ttl).await {
+            Ok(Some(url)) => (url, Some(now_secs() + ttl.as_secs() as i64)),
+            // Checked at boot; should a signature fail, the gateway can still serve it.
+            _ => (format!("{}/images/{key}", rt.public_url), None),
+        },
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -20,6 +20,7 @@ use crate::providers::Registry;
 use crate::store::Store;
 use crate::webhooks::outbox::Deliverer;
 
+pub use execute::image_url;
 pub use signals::Signals;
 
 /// A task is given up after this many claims (each claim after a crash counts one).

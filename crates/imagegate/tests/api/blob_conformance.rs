@@ -79,3 +79,62 @@ async fn a_generation_stored_on_s3_serves_the_bytes_in_the_bucket() {
     let ranged = app.client.get(image_url).header("Range", "bytes=10-19").send().await.unwrap();
     assert_eq!(ranged.bytes().await.unwrap(), served.slice(10..20));
 }
+
+#[tokio::test]
+async fn public_url_mode_points_at_the_cdn() {
+    let app =
+        spawn_with(|rt| rt.url_mode = imagegate::config::UrlMode::Public("https://cdn.example.com/img".into()), false)
+            .await;
+    let text = app.generate(pro("on a cdn")).await.text().await.unwrap();
+    assert!(text.len() < 1024, "{} bytes", text.len());
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let url = body["data"][0]["url"].as_str().unwrap();
+    assert!(url.starts_with("https://cdn.example.com/img/img_") && url.ends_with(".jpeg"), "{url}");
+    // The gateway still serves it under /images for origins and tools.
+    let key = url.rsplit('/').next().unwrap();
+    assert_eq!(app.get(&app.url(&format!("/images/{key}"))).await.status(), 200);
+}
+
+#[tokio::test]
+async fn presigned_urls_read_straight_from_the_bucket() {
+    let server = s3::s3().await;
+    let url = server.storage_url();
+    let (a, s) = server.credentials();
+    let app = spawn_with(
+        move |rt| {
+            rt.storage_url = url;
+            rt.s3_access_key = Some(a);
+            rt.s3_secret_key = Some(imagegate::config::Secret::new(s));
+            rt.url_mode = imagegate::config::UrlMode::Presigned(std::time::Duration::from_secs(600));
+        },
+        false,
+    )
+    .await;
+    let resp = app.generate(pro("presigned")).await;
+    let task_id = resp.headers()["imagegate-task-id"].to_str().unwrap().to_string();
+    let text = resp.text().await.unwrap();
+    assert!(text.len() < 1024, "a presigned answer stays under 1 KB: {} bytes", text.len());
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let presigned = body["data"][0]["url"].as_str().unwrap();
+    assert!(presigned.starts_with(&server.endpoint) && presigned.contains("X-Amz-Signature"), "{presigned}");
+    assert!(body["data"][0]["url_expires_at"].as_i64().unwrap() <= body["data"][0]["expires_at"].as_i64().unwrap());
+    let direct = reqwest::get(presigned).await.unwrap();
+    assert_eq!(direct.status(), 200);
+    let direct = direct.bytes().await.unwrap();
+    let via_gateway =
+        app.get(&app.url(&format!("/images/{}", body["data"][0]["id"].as_str().unwrap().to_string() + ".jpeg"))).await;
+    assert_eq!(via_gateway.bytes().await.unwrap(), direct);
+    let task = app.task(&task_id).await;
+    let again = task["result"]["data"][0]["url"].as_str().unwrap();
+    assert!(again.contains("X-Amz-Signature"), "task reads get signed URLs too");
+    assert_eq!(reqwest::get(again).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn presigned_mode_without_s3_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(dir.path());
+    rt.url_mode = imagegate::config::UrlMode::Presigned(std::time::Duration::from_secs(60));
+    let err = imagegate::app::start(rt).await.err().expect("refused").to_string();
+    assert!(err.contains("presigned") && err.contains("S3"), "{err}");
+}

@@ -279,6 +279,8 @@ async fn respond_with_task(app: &App, task: &TaskRecord, req: &ImageRequest) -> 
             let mut result = task.result.clone().unwrap_or_else(|| json!({"data": []}));
             if req.response_format == ResponseFormat::B64Json {
                 inline_images(app, &mut result).await.map_err(|e| e.with_task(&task.id))?;
+            } else {
+                refresh_urls(app, &mut result).await?;
             }
             Ok(with_task_header(axum::Json(result).into_response(), &task.id))
         }
@@ -293,6 +295,24 @@ async fn respond_with_task(app: &App, task: &TaskRecord, req: &ImageRequest) -> 
                 .with_task(&task.id))
         }
     }
+}
+
+/// In presigned mode, signs each image URL afresh (a task read hours later still gets working
+/// URLs); other modes' URLs do not expire before the image.
+pub async fn refresh_urls(app: &App, result: &mut Value) -> Result<(), ApiError> {
+    if !matches!(app.rt.url_mode, crate::config::UrlMode::Presigned(_)) {
+        return Ok(());
+    }
+    let Some(items) = result.get_mut("data").and_then(|d| d.as_array_mut()) else { return Ok(()) };
+    for item in items {
+        let Some(id) = item.get("id").and_then(|v| v.as_str()).map(str::to_string) else { continue };
+        if let Some(rec) = app.store.get_image(&id).await? {
+            let (url, expires) = crate::worker::image_url(&app.rt, app.blobs.as_ref(), &rec.blob_key).await;
+            item["url"] = json!(url);
+            item["url_expires_at"] = json!(expires);
+        }
+    }
+    Ok(())
 }
 
 /// Replaces each `url` with `b64_json`, as OpenAI's `response_format: b64_json` answers.

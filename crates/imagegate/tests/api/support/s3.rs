@@ -56,9 +56,20 @@ pub fn identities_json() -> String {
 
 pub async fn s3() -> S3Server {
     if let Ok(endpoint) = std::env::var("IMAGEGATE_TEST_S3_ENDPOINT") {
-        wait_ready(&endpoint).await;
+        assert!(ready_within(&endpoint, Duration::from_secs(60)).await, "SeaweedFS at {endpoint} is not ready");
         return S3Server { endpoint, child: None, _dir: None };
     }
+    // Several tests may start their own at once and race for ports: try a few times.
+    for _ in 0..4 {
+        let server = start_own();
+        if ready_within(&server.endpoint, Duration::from_secs(20)).await {
+            return server;
+        }
+    }
+    panic!("could not start SeaweedFS; run scripts/test, which installs and starts it");
+}
+
+fn start_own() -> S3Server {
     let weed = std::env::var("IMAGEGATE_TEST_WEED").unwrap_or_else(|_| "weed".into());
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("s3.json"), identities_json()).unwrap();
@@ -89,28 +100,20 @@ pub async fn s3() -> S3Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start SeaweedFS ({weed}): {e}; run scripts/test, which installs it"));
-    let server = S3Server { endpoint: format!("http://127.0.0.1:{port}"), child: Some(child), _dir: Some(dir) };
-    wait_ready(&server.endpoint).await;
-    server
+    S3Server { endpoint: format!("http://127.0.0.1:{port}"), child: Some(child), _dir: Some(dir) }
 }
 
 /// Ready when the bucket answers an authenticated probe.
-pub async fn wait_ready(endpoint: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+async fn ready_within(endpoint: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
     let url = format!("s3://{BUCKET}/ready?endpoint={endpoint}&region=us-east-1");
-    loop {
+    while Instant::now() < deadline {
         if let Ok(store) = imagegate::blobs::open(&url, Some((ACCESS.into(), SECRET.into())))
             && store.probe().await.is_ok()
         {
-            return;
-        }
-        if Instant::now() >= deadline {
-            let err = match imagegate::blobs::open(&url, Some((ACCESS.into(), SECRET.into()))) {
-                Ok(s) => s.probe().await.err().map(|e| e.to_string()),
-                Err(e) => Some(e.to_string()),
-            };
-            panic!("SeaweedFS at {endpoint} never became ready: {err:?}");
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    false
 }
