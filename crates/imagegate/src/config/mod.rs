@@ -100,6 +100,8 @@ pub struct ServerConfig {
     pub admin_token: Secret,
     pub max_body_bytes: usize,
     pub shutdown_grace: String,
+    pub max_connections: usize,
+    pub header_read_timeout: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -322,6 +324,8 @@ impl Config {
             admin_token,
             max_body_bytes: self.server.max_body_bytes,
             shutdown_grace: dur("server.shutdown_grace", &self.server.shutdown_grace)?,
+            max_connections: self.server.max_connections.max(1),
+            header_read_timeout: dur("server.header_read_timeout", &self.server.header_read_timeout)?,
             data_dir,
             database_url,
             storage_url,
@@ -382,6 +386,8 @@ pub struct Runtime {
     pub admin_token: Option<Secret>,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub storage_url: String,

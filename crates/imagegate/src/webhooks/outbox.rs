@@ -13,8 +13,9 @@ use crate::store::{AttemptOutcome, DeliveryAttempt, Store, WebhookMessage};
 /// Messages in flight at once.
 const CONCURRENCY: usize = 64;
 const BATCH: u32 = 32;
-/// A claimed message is re-claimable after this (longer than any attempt's timeout).
-const LEASE: Duration = Duration::from_secs(60);
+/// A claimed message becomes claimable again this long after an attempt's timeout, so a
+/// process killed mid-delivery delays the redelivery by about one attempt, no more.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 pub struct Deliverer {
@@ -22,6 +23,7 @@ pub struct Deliverer {
     store: Arc<dyn Store>,
     client: reqwest::Client,
     schedule: Vec<Duration>,
+    lease: Duration,
     allow_private: bool,
     wake: Notify,
     slots: Arc<Semaphore>,
@@ -40,6 +42,7 @@ impl Deliverer {
             store,
             client: super::client::build(timeout, allow_private)?,
             schedule,
+            lease: timeout + LEASE_MARGIN,
             allow_private,
             wake: Notify::new(),
             slots: Arc::new(Semaphore::new(CONCURRENCY)),
@@ -67,7 +70,8 @@ impl Deliverer {
                 return;
             }
             let now = now_millis();
-            let batch = match self.store.claim_webhooks(&self.id, now, now + LEASE.as_millis() as i64, BATCH).await {
+            let batch = match self.store.claim_webhooks(&self.id, now, now + self.lease.as_millis() as i64, BATCH).await
+            {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(error = %e, "claiming webhooks failed");

@@ -59,11 +59,12 @@ async fn unknown_or_mismatched_image_ids_are_404() {
 
 #[tokio::test]
 async fn an_expired_image_answers_410() {
-    let app = spawn_with(|rt| rt.retention = std::time::Duration::from_secs(1), false).await;
+    // Expiry is in whole seconds: 2 s leaves at least 1 s for the first GET.
+    let app = spawn_with(|rt| rt.retention = std::time::Duration::from_secs(2), false).await;
     let body: Value = app.generate(pro("short-lived")).await.json().await.unwrap();
     let url = body["data"][0]["url"].as_str().unwrap().to_string();
     assert_eq!(app.get(&url).await.status(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     assert_error(app.get(&url).await, StatusCode::GONE, "image_expired").await;
 }
 
@@ -142,7 +143,7 @@ async fn images_convert_and_resize_once_then_come_from_storage() {
 async fn the_sweeper_deletes_expired_images_and_their_variants() {
     let app = spawn_with(
         |rt| {
-            rt.retention = std::time::Duration::from_secs(1);
+            rt.retention = std::time::Duration::from_secs(2);
             rt.sweep_interval = std::time::Duration::from_millis(200);
         },
         false,
@@ -158,7 +159,7 @@ async fn the_sweeper_deletes_expired_images_and_their_variants() {
     };
     let images_dir = app.dir.path().join("images");
     assert_eq!(files(&images_dir), 2, "original and variant stored");
-    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3300)).await;
     assert_eq!(files(&images_dir), 0, "both deleted");
     assert_error(app.get(&url).await, StatusCode::GONE, "image_expired").await;
     assert_eq!(app.task(&task_id).await["status"], "completed", "the task keeps its record");

@@ -18,6 +18,7 @@ mod limits;
 mod openai_compat;
 mod process;
 mod resilience;
+mod server_limits;
 mod store_conformance;
 mod tasks;
 mod webhooks;

@@ -230,7 +230,7 @@ async fn two_hundred_async_tasks_survive_kill_9_with_every_webhook_delivered() {
     let config = dir.path().join("imagegate.toml");
     std::fs::write(
         &config,
-        "[worker]\nconcurrency = 20\nlease = \"1s\"\n[webhooks]\nschedule = [\"100ms\", \"200ms\", \"500ms\"]\n",
+        "[worker]\nconcurrency = 20\nlease = \"1s\"\n[webhooks]\nschedule = [\"100ms\", \"200ms\", \"500ms\"]\ntimeout = \"2s\"\n",
     )
     .unwrap();
     let envs = [
