@@ -151,7 +151,7 @@ impl Store for SqliteStore {
         now_ms: i64,
         webhook: WebhookFor<'_>,
     ) -> Result<bool, StoreError> {
-        tasks::fail(&self.writer, task_id, worker, error, tries, now_ms, webhook).await
+        tasks::end(&self.writer, task_id, worker, tasks::End::Failed(error, tries), now_ms, webhook).await
     }
 
     async fn finish_cancelled(
@@ -161,7 +161,7 @@ impl Store for SqliteStore {
         now_ms: i64,
         webhook: WebhookFor<'_>,
     ) -> Result<bool, StoreError> {
-        tasks::finish_cancelled(&self.writer, task_id, worker, now_ms, webhook).await
+        tasks::end(&self.writer, task_id, worker, tasks::End::Cancelled, now_ms, webhook).await
     }
 
     async fn request_cancel(

@@ -356,7 +356,7 @@ pub async fn renew(pool: &SqlitePool, task_id: &str, worker: &str, lease_until_m
 }
 
 /// How a running task ends.
-enum End<'a> {
+pub enum End<'a> {
     /// With the upstream tries this run made and the images delivered.
     Completed(&'a Value, u32, &'a [ImageRecord]),
     Failed(&'a Value, u32),
@@ -453,30 +453,17 @@ pub async fn complete(
     Ok(true)
 }
 
-pub async fn fail(
+/// Ends a task `worker` holds as failed or cancelled, with its webhook, in one transaction.
+pub async fn end(
     pool: &SqlitePool,
     task_id: &str,
     worker: &str,
-    error: &Value,
-    tries: u32,
+    how: End<'_>,
     now_ms: i64,
     webhook: WebhookFor<'_>,
 ) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
-    let ended = end_held(&mut tx, task_id, worker, End::Failed(error, tries), now_ms, webhook).await?;
-    tx.commit().await?;
-    Ok(ended.is_some())
-}
-
-pub async fn finish_cancelled(
-    pool: &SqlitePool,
-    task_id: &str,
-    worker: &str,
-    now_ms: i64,
-    webhook: WebhookFor<'_>,
-) -> Result<bool, StoreError> {
-    let mut tx = pool.begin().await?;
-    let ended = end_held(&mut tx, task_id, worker, End::Cancelled, now_ms, webhook).await?;
+    let ended = end_held(&mut tx, task_id, worker, how, now_ms, webhook).await?;
     tx.commit().await?;
     Ok(ended.is_some())
 }
