@@ -1,6 +1,7 @@
 //! `GET /images/{id}.{ext}`: stored images with strong ETags, long immutable caching,
 //! conditional GET (304), HEAD, byte ranges (206/416), and on-the-fly conversion
-//! (`?format=webp|jpeg|png&w=&h=&quality=`, made once and stored as a variant).
+//! (`?format=webp|jpeg|png|auto&w=&h=&quality=`, made once and stored as a variant; `auto`
+//! negotiates WebP from `Accept`).
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -54,9 +55,19 @@ pub async fn get_image(
         return Err(gone());
     }
     let original_format = OutputFormat::from_mime(&img.content_type).unwrap_or(OutputFormat::Jpeg);
-    let spec =
-        variant::parse(q.format.as_deref(), q.w.as_deref(), q.h.as_deref(), q.quality.as_deref(), original_format)
-            .map_err(|(param, message)| ApiError::bad_request("invalid_value", message).with_param(param))?;
+    // `format=auto`: WebP for clients that say they take it, the original otherwise (Vary: Accept).
+    let negotiated = q.format.as_deref() == Some("auto");
+    let format = if negotiated {
+        let accepts_webp = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("image/webp")));
+        accepts_webp.then_some("webp")
+    } else {
+        q.format.as_deref()
+    };
+    let spec = variant::parse(format, q.w.as_deref(), q.h.as_deref(), q.quality.as_deref(), original_format)
+        .map_err(|(param, message)| ApiError::bad_request("invalid_value", message).with_param(param))?;
 
     let (etag, content_type) = match &spec {
         None => (img.etag.clone(), img.content_type.clone()),
@@ -77,6 +88,9 @@ pub async fn get_image(
     put(&mut out, header::LAST_MODIFIED, httpdate::fmt_http_date(last_modified));
     put(&mut out, header::CACHE_CONTROL, format!("public, max-age={}, immutable", img.expires_at - now));
     out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if negotiated {
+        out.insert(header::VARY, HeaderValue::from_static("Accept"));
+    }
     if not_modified(&headers, &etag, img.created_at_ms / 1000) {
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
     }

@@ -179,3 +179,19 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test]
+async fn format_auto_negotiates_webp_from_accept() {
+    let app = spawn_app().await;
+    let url = one_image(&app, pro("negotiated")).await;
+    let auto = format!("{url}?format=auto&w=300");
+    let webp = app.client.get(&auto).header("Accept", "image/avif,image/webp,*/*").send().await.unwrap();
+    assert_eq!(webp.headers()["content-type"], "image/webp");
+    assert_eq!(webp.headers()["vary"], "Accept");
+    let plain = app.client.get(&auto).header("Accept", "image/jpeg").send().await.unwrap();
+    assert_eq!(plain.headers()["content-type"], "image/jpeg");
+    assert_eq!(plain.headers()["vary"], "Accept");
+    assert_ne!(webp.headers()["etag"], plain.headers()["etag"], "each variant has its own validator");
+    let img = image::load_from_memory(&plain.bytes().await.unwrap()).unwrap();
+    assert_eq!(img.width(), 300);
+}
