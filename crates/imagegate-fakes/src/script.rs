@@ -102,7 +102,7 @@ impl Script {
     }
 
     /// Drops one scripted answer; `false` when none was left.
-    pub fn next_reply_is_scripted(&self) -> bool {
+    pub fn drop_scripted(&self) -> bool {
         self.inner.queue.lock().ok().and_then(|mut q| q.pop_front()).is_some()
     }
 

@@ -73,12 +73,6 @@ impl ImageShape {
         let px = if self.flash { flash_pixels(self.aspect_ratio) } else { pixels(self.aspect_ratio, self.resolution) };
         px.unwrap_or((1024, 1024))
     }
-
-    /// `"{w}x{h}"`, the OpenAI spelling of this shape.
-    pub fn size_string(&self) -> String {
-        let (w, h) = self.pixels();
-        format!("{w}x{h}")
-    }
 }
 
 /// Sizes OpenAI's image models take (`auto` is answered at 1024x1024).

@@ -136,7 +136,7 @@ async fn upstream_errors_map_to_the_documented_statuses() {
         // 429 with a 19 s retryDelay (over the tests' 5 s cap), 403 and 400 are not retried.
         let expected = if status == 503 { 3 } else { 1 };
         assert_eq!(tries, expected, "{name}");
-        while app.gemini().script.next_reply_is_scripted() {}
+        while app.gemini().script.drop_scripted() {}
         if status == 400 {
             for _ in 0..3 {
                 app.gemini().script.push(Reply::Raw { status: 200, body: "<html>not json</html>".into() });

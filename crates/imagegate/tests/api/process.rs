@@ -62,6 +62,11 @@ impl Proc {
         panic!("server did not start");
     }
 
+    /// `GET /v1/tasks/{id}` as JSON.
+    async fn task(&self, client: &reqwest::Client, key: &str, id: &str) -> Value {
+        client.get(format!("{}/v1/tasks/{id}", self.base)).bearer_auth(key).send().await.unwrap().json().await.unwrap()
+    }
+
     fn signal(&self, sig: &str) {
         let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
         assert!(ok.success());
@@ -155,15 +160,7 @@ async fn tasks_cut_off_by_kill_9_finish_after_restart() {
         ids.push(task["id"].as_str().unwrap().to_string());
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let task: Value = client
-        .get(format!("{}/v1/tasks/{}", server.base, ids[0]))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let task: Value = server.task(&client, &key, &ids[0]).await;
     assert_eq!(task["status"], "running");
     server.signal("-KILL");
     drop(server);
@@ -172,15 +169,7 @@ async fn tasks_cut_off_by_kill_9_finish_after_restart() {
     for id in &ids {
         let deadline = Instant::now() + Duration::from_secs(20);
         let task = loop {
-            let t: Value = client
-                .get(format!("{}/v1/tasks/{id}", server.base))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let t: Value = server.task(&client, &key, id).await;
             if t["status"] == "completed" || Instant::now() > deadline {
                 break t;
             }
@@ -273,15 +262,7 @@ async fn two_hundred_async_tasks_survive_kill_9_with_every_webhook_delivered() {
         assert!(Instant::now() < deadline, "{} tasks never completed", pending.len());
         let mut still = Vec::new();
         for id in pending {
-            let t: Value = client
-                .get(format!("{}/v1/tasks/{id}", server.base))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let t: Value = server.task(&client, &key, &id).await;
             match t["status"].as_str() {
                 Some("completed") => {
                     let attempts = t["attempts"].as_i64().unwrap();
