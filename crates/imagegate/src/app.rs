@@ -9,7 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blobs::{self, BlobStore};
 use crate::config::Runtime;
+use crate::delivery::export::Exporter;
 use crate::providers::Registry;
+use crate::sealing::Sealer;
 use crate::store::{self, Store};
 use crate::webhooks::outbox::Deliverer;
 use crate::worker::{Deps, WorkerPool};
@@ -21,6 +23,9 @@ pub struct App {
     pub providers: Registry,
     pub workers: Arc<WorkerPool>,
     pub deliverer: Arc<Deliverer>,
+    pub exporter: Arc<Exporter>,
+    /// Seals stored secrets; `None` when no key is configured and there is no data folder.
+    pub sealer: Option<Arc<Sealer>>,
     pub key_rates: crate::api::limits::KeyRates,
     pub variants: crate::delivery::variants::Variants,
     /// Stops background loops (the retention sweeper) at shutdown.
@@ -49,6 +54,9 @@ impl App {
         let providers = Registry::from_config(&rt)?;
         let deliverer =
             Deliverer::new(store.clone(), rt.webhook_schedule.clone(), rt.webhook_timeout, rt.webhook_allow_private)?;
+        let sealer = open_sealer(&rt)?;
+        let exporter =
+            Exporter::new(store.clone(), blobs.clone(), sealer.clone(), rt.export_schedule.clone(), rt.export_timeout);
         let rt = Arc::new(rt);
         let workers = WorkerPool::new(Deps {
             rt: rt.clone(),
@@ -56,6 +64,7 @@ impl App {
             blobs: blobs.clone(),
             providers: providers.clone(),
             deliverer: deliverer.clone(),
+            exporter: exporter.clone(),
         });
         Ok(Arc::new(App {
             rt,
@@ -64,6 +73,8 @@ impl App {
             providers,
             workers,
             deliverer,
+            exporter,
+            sealer,
             key_rates: Default::default(),
             variants: Default::default(),
             background: CancellationToken::new(),
@@ -74,6 +85,20 @@ impl App {
     pub fn shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
     }
+}
+
+/// The sealing key: `server.secret_key` when set, else `secret.key` in the data folder (made on
+/// first start) when the data folder is in use.
+fn open_sealer(rt: &Runtime) -> Result<Option<Arc<Sealer>>> {
+    if let Some(k) = &rt.secret_key {
+        return Ok(Some(Arc::new(Sealer::from_base64(k.expose())?)));
+    }
+    if rt.data_dir.is_dir() {
+        let path = rt.data_dir.join("secret.key");
+        return Ok(Some(Arc::new(Sealer::load_or_create(&path)?)));
+    }
+    tracing::warn!("no IMAGEGATE_SECRET_KEY and no data folder: export credentials can only be env:: references");
+    Ok(None)
 }
 
 /// A started server: its address, and the way to stop it.
@@ -112,6 +137,7 @@ pub async fn start(mut rt: Runtime) -> Result<Server> {
     }
     app.workers.start();
     app.deliverer.start();
+    app.exporter.start();
     crate::delivery::sweeper::start(
         app.store.clone(),
         app.blobs.clone(),

@@ -60,6 +60,7 @@ pub async fn serve(listener: TcpListener, router: Router, app: Arc<App>, stop: C
     tokio::join!(drain_tasks, drain_http);
     // Undelivered webhooks stay in the outbox for the next start.
     app.deliverer.stop();
+    app.exporter.stop();
     app.background.cancel();
     tracing::info!("stopped");
 }

@@ -15,6 +15,7 @@ pub mod http;
 pub mod imaging;
 pub mod keys;
 pub mod providers;
+pub mod sealing;
 pub mod store;
 pub mod task_view;
 pub mod telemetry;

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::store::TaskRecord;
+use crate::store::{ExportRecord, TaskRecord};
 
 /// Renders a task; `queue_position` is shown for queued tasks when known.
 pub fn task_object(t: &TaskRecord, queue_position: Option<i64>) -> Value {
@@ -40,4 +40,27 @@ pub fn task_object(t: &TaskRecord, queue_position: Option<i64>) -> Value {
         v["cancel_requested"] = json!(true);
     }
     v
+}
+
+/// Adds `exports` (copies to the key's own bucket), when the task has any:
+/// `[{"image_id", "status": "pending"|"exported"|"failed", "bucket", "key", "attempts", "error", "exported_at"}]`.
+pub fn with_exports(task: &mut Value, exports: &[ExportRecord]) {
+    if exports.is_empty() {
+        return;
+    }
+    let list: Vec<Value> = exports
+        .iter()
+        .map(|e| {
+            json!({
+                "image_id": e.image_id,
+                "status": e.status,
+                "bucket": e.bucket,
+                "key": e.object_key,
+                "attempts": e.attempts,
+                "error": e.error,
+                "exported_at": e.exported_at_ms.map(|m| m / 1000),
+            })
+        })
+        .collect();
+    task["exports"] = json!(list);
 }

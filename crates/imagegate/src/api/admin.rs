@@ -37,6 +37,7 @@ fn key_json(k: &KeyRecord) -> Value {
         "models": p.models,
         "spent_usd": crate::domain::pricing::round6(k.spent_usd),
         "reserved_usd": crate::domain::pricing::round6(k.reserved_usd),
+        "export": k.export.as_ref().map(|d| super::export::export_json(&k.id, d)),
     })
 }
 

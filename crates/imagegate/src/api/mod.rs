@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod channels;
 pub mod error;
+pub mod export;
 pub mod extract;
 pub mod health;
 pub mod images;
@@ -44,6 +45,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(webhook_secret::routes())
         .merge(images::routes())
         .merge(admin::routes())
+        .merge(export::routes())
         .merge(channels::routes())
         .merge(health::routes())
         .fallback(unknown_route)

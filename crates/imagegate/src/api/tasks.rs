@@ -19,7 +19,7 @@ use crate::app::App;
 use crate::domain::task::TaskStatus;
 use crate::domain::{ids, now_millis};
 use crate::store::{CancelOutcome, TaskRecord};
-use crate::task_view::task_object;
+use crate::task_view::{task_object, with_exports};
 use crate::webhooks;
 
 pub fn routes() -> axum::Router<Arc<App>> {
@@ -47,7 +47,12 @@ async fn load(app: &App, owner: &str, id: &str) -> Result<TaskRecord, ApiError> 
 /// The task object with `queue_position` when queued.
 async fn render(app: &App, task: &TaskRecord) -> Result<Value, ApiError> {
     let position = if task.status == TaskStatus::Queued { Some(app.store.queue_position(task).await?) } else { None };
-    Ok(task_object(task, position))
+    let mut v = task_object(task, position);
+    if task.status == TaskStatus::Completed {
+        let exports = app.store.task_exports(&task.owner, std::slice::from_ref(&task.id)).await?;
+        with_exports(&mut v, &exports);
+    }
+    Ok(v)
 }
 
 pub async fn get_task(
@@ -96,7 +101,17 @@ pub async fn list_tasks(
     let mut tasks = app.store.list_tasks(&key.id, status, after, limit + 1).await?;
     let has_more = tasks.len() > limit as usize;
     tasks.truncate(limit as usize);
-    let data: Vec<Value> = tasks.iter().map(|t| task_object(t, None)).collect();
+    let ids: Vec<String> = tasks.iter().filter(|t| t.status == TaskStatus::Completed).map(|t| t.id.clone()).collect();
+    let exports = app.store.task_exports(&key.id, &ids).await?;
+    let data: Vec<Value> = tasks
+        .iter()
+        .map(|t| {
+            let mut v = task_object(t, None);
+            let mine: Vec<_> = exports.iter().filter(|e| e.task_id == t.id).cloned().collect();
+            with_exports(&mut v, &mine);
+            v
+        })
+        .collect();
     Ok(axum::Json(json!({
         "object": "list",
         "data": data,

@@ -15,6 +15,9 @@ pub fn apply(config: &mut Config, get: impl Fn(&str) -> Option<String>) -> Resul
     if let Some(v) = get("IMAGEGATE_ADMIN_TOKEN") {
         config.server.admin_token = Secret::new(v);
     }
+    if let Some(v) = get("IMAGEGATE_SECRET_KEY") {
+        config.server.secret_key = Secret::new(v);
+    }
     if let Some(v) = get("IMAGEGATE_DATA_DIR") {
         config.storage.data_dir = v.into();
     }

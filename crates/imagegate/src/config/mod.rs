@@ -26,6 +26,7 @@ pub struct Config {
     pub timeouts: TimeoutsConfig,
     pub worker: WorkerConfig,
     pub webhooks: WebhooksConfig,
+    pub export: ExportSection,
     pub retry: RetrySection,
     pub breaker: BreakerSection,
     #[serde(default)]
@@ -94,6 +95,13 @@ pub struct WebhooksConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ExportSection {
+    pub schedule: Vec<String>,
+    pub timeout: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: String,
     pub public_url: String,
@@ -102,6 +110,7 @@ pub struct ServerConfig {
     pub shutdown_grace: String,
     pub max_connections: usize,
     pub header_read_timeout: String,
+    pub secret_key: Secret,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -250,6 +259,13 @@ impl Config {
         }
         let webhook_schedule =
             self.webhooks.schedule.iter().map(|d| dur("webhooks.schedule", d)).collect::<Result<Vec<_>>>()?;
+        let export_schedule =
+            self.export.schedule.iter().map(|d| dur("export.schedule", d)).collect::<Result<Vec<_>>>()?;
+        let secret_key =
+            self.server.secret_key.resolve().map_err(|e| anyhow::anyhow!("server.secret_key: {e}"))?.map(Secret::new);
+        if let Some(k) = &secret_key {
+            crate::sealing::Sealer::from_base64(k.expose()).map_err(|e| anyhow::anyhow!("server.secret_key: {e}"))?;
+        }
         if self.retry.max_attempts == 0 {
             bail!("retry.max_attempts must be at least 1");
         }
@@ -348,6 +364,9 @@ impl Config {
             s3_secret_key: std::env::var("AWS_SECRET_ACCESS_KEY").ok().filter(|v| !v.is_empty()).map(Secret::new),
             webhook_timeout: dur("webhooks.timeout", &self.webhooks.timeout)?,
             webhook_allow_private: self.webhooks.allow_private,
+            secret_key,
+            export_schedule,
+            export_timeout: dur("export.timeout", &self.export.timeout)?,
             retry,
             breaker,
             gemini_max_concurrency: gemini.max_concurrency,
@@ -411,6 +430,10 @@ pub struct Runtime {
     pub webhook_schedule: Vec<Duration>,
     pub webhook_timeout: Duration,
     pub webhook_allow_private: bool,
+    /// Seals stored secrets (base64 of 32 bytes); `None`: the key file in the data folder.
+    pub secret_key: Option<Secret>,
+    pub export_schedule: Vec<Duration>,
+    pub export_timeout: Duration,
     pub retry: crate::domain::retry::RetryPolicy,
     pub breaker: crate::providers::channels::BreakerConfig,
     /// Limits of each channel made from `gemini_keys`.

@@ -1,5 +1,6 @@
 //! Image delivery beyond the stored original: converted/resized variants (made once, stored,
-//! deleted with their original) and the retention sweeper.
+//! deleted with their original), the retention sweeper, and export to the customer's bucket.
 
+pub mod export;
 pub mod sweeper;
 pub mod variants;

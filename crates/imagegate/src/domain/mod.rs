@@ -2,6 +2,7 @@
 //! Everything here is unit-tested without a runtime.
 
 pub mod duration;
+pub mod export;
 pub mod ids;
 pub mod models;
 pub mod policy;

@@ -10,6 +10,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::domain::export::ExportDestination;
 use crate::domain::policy::KeyPolicy;
 use crate::domain::task::{TaskMode, TaskStatus};
 
@@ -45,6 +46,8 @@ pub struct KeyRecord {
     /// Settled spend, and spend reserved by unfinished tasks (USD).
     pub spent_usd: f64,
     pub reserved_usd: f64,
+    /// The customer's bucket every image of this key is also copied to.
+    pub export: Option<ExportDestination>,
 }
 
 /// What a new task reserves against its key's limits until it ends.
@@ -243,6 +246,52 @@ pub struct ImageRecord {
     pub cost_usd: f64,
 }
 
+/// A copy of an image owed to its key's export destination, as claimed by the exporter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportJob {
+    pub image_id: String,
+    pub task_id: String,
+    pub owner: String,
+    pub blob_key: String,
+    pub content_type: String,
+    /// `{task_id}-{index}.{ext}`, placed under the destination's prefix.
+    pub object_name: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// An image's export, as the task object shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportRecord {
+    pub image_id: String,
+    pub task_id: String,
+    /// `pending`, `exported` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub object_name: String,
+    pub bucket: Option<String>,
+    pub object_key: Option<String>,
+    pub error: Option<String>,
+    pub exported_at_ms: Option<i64>,
+}
+
+/// What happens to an export after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExportOutcome {
+    /// Copied: to this bucket, under this full object key.
+    Exported {
+        bucket: String,
+        object_key: String,
+    },
+    RetryAt {
+        at_ms: i64,
+        error: String,
+    },
+    GiveUp {
+        error: String,
+    },
+}
+
 /// How long an Idempotency-Key is remembered.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
@@ -263,6 +312,12 @@ pub trait Store: Send + Sync {
     async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
     /// Replaces a key's policy; `None` for an unknown key.
     async fn set_key_policy(&self, id: &str, policy: &KeyPolicy) -> Result<Option<KeyRecord>, StoreError>;
+    /// Sets (or with `None` removes) a key's export destination; `None` for an unknown key.
+    async fn set_key_export(
+        &self,
+        id: &str,
+        export: Option<&ExportDestination>,
+    ) -> Result<Option<KeyRecord>, StoreError>;
     /// Usage rows from `since_day` (inclusive), for one key or (`None`) all keys.
     async fn usage(&self, owner: Option<&str>, since_day: &str) -> Result<Vec<UsageRow>, StoreError>;
 
@@ -296,8 +351,9 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<TaskRecord>, StoreError>;
     /// Extends the lease and reports whether a cancel was requested.
     async fn renew_lease(&self, task_id: &str, worker: &str, lease_until_ms: i64) -> Result<Lease, StoreError>;
-    /// Ends a task `worker` holds as completed, writing its images and its webhook (from
-    /// `webhook`) in the same transaction. `false` (nothing written) when the lease was lost.
+    /// Ends a task `worker` holds as completed, writing its images, its webhook (from
+    /// `webhook`) and, when its key has an export destination, one owed export per image, in
+    /// the same transaction. `false` (nothing written) when the lease was lost.
     /// `tries` (upstream calls made by this run) replaces this run's count in `attempts`.
     #[allow(clippy::too_many_arguments)]
     async fn complete_task(
@@ -374,6 +430,21 @@ pub trait Store: Send + Sync {
     async fn list_attempts(&self, owner: &str, task_id: &str) -> Result<Option<Vec<DeliveryAttempt>>, StoreError>;
     /// When the next pending message is due (to sleep until then), if any.
     async fn next_webhook_due(&self) -> Result<Option<i64>, StoreError>;
+
+    /// Claims up to `limit` due exports until `lease_until_ms`.
+    async fn claim_exports(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ExportJob>, StoreError>;
+    /// Records an export attempt's outcome (counting the attempt) and releases its lease.
+    async fn record_export(&self, image_id: &str, outcome: &ExportOutcome, now_ms: i64) -> Result<(), StoreError>;
+    /// When the next pending export is due, if any.
+    async fn next_export_due(&self) -> Result<Option<i64>, StoreError>;
+    /// The exports of the owner's tasks `task_ids`, by task then image order.
+    async fn task_exports(&self, owner: &str, task_ids: &[String]) -> Result<Vec<ExportRecord>, StoreError>;
 }
 
 /// Opens the store a database URL names and runs its migrations.

@@ -165,6 +165,7 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) {
     {
         Ok(true) => {
             deps.deliverer.notify();
+            deps.exporter.notify();
             tracing::info!(task_id, images = records.len(), failed = errors.len(), "task completed")
         }
         Ok(false) => {

@@ -37,6 +37,7 @@ pub struct Deps {
     pub blobs: Arc<dyn BlobStore>,
     pub providers: Registry,
     pub deliverer: Arc<Deliverer>,
+    pub exporter: Arc<crate::delivery::export::Exporter>,
 }
 
 /// Why a running task was aborted.

@@ -10,6 +10,7 @@ mod async_tasks;
 mod blob_conformance;
 mod durability;
 mod errors;
+mod export;
 mod gemini_wire;
 mod generation;
 mod idempotency;

@@ -299,3 +299,71 @@ async fn two_hundred_async_tasks_survive_kill_9_with_every_webhook_delivered() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn export_credentials_survive_a_restart_sealed_or_from_the_environment() {
+    use crate::support::s3::{self, ACCESS, BUCKET, SECRET};
+    let s3 = s3::s3().await;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = "admin-token-for-the-process-test";
+    let envs = [
+        ("IMAGEGATE_ADMIN_TOKEN", admin.to_string()),
+        ("ACME_S3_KEY_ID", ACCESS.to_string()),
+        ("ACME_S3_SECRET", SECRET.to_string()),
+    ];
+    let port = free_port();
+    let mut server = Proc::start_with(dir.path(), port, None, &envs).await;
+    let client = reqwest::Client::new();
+    let run = format!("{:x}", rand::random::<u64>());
+    // One key's secret is sealed in the database; the other's is read from the environment.
+    let mut keys = Vec::new();
+    for (name, access, secret) in [("sealed", ACCESS, SECRET), ("env", "env::ACME_S3_KEY_ID", "env::ACME_S3_SECRET")] {
+        let k: Value = client
+            .post(format!("{}/admin/v1/keys", server.base))
+            .bearer_auth(admin)
+            .json(&json!({"name": name}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = k["id"].as_str().unwrap().to_string();
+        let prefix = format!("proc-{run}/{name}");
+        let resp = client
+            .put(format!("{}/admin/v1/keys/{id}/export", server.base))
+            .bearer_auth(admin)
+            .json(&json!({"bucket": BUCKET, "prefix": prefix, "endpoint": s3.endpoint,
+                           "access_key_id": access, "secret_access_key": secret}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+        keys.push((k["key"].as_str().unwrap().to_string(), prefix));
+    }
+    server.signal("-TERM");
+    tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(10))).await.unwrap();
+
+    let server = Proc::start_with(dir.path(), port, None, &envs).await;
+    for (key, prefix) in &keys {
+        let resp = generate(&client, &server.base, key, json!({"model": "nano-banana-pro", "prompt": "after restart"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let task_id = resp.headers()["imagegate-task-id"].to_str().unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let export = loop {
+            let t = server.task(&client, key, &task_id).await;
+            if t["exports"][0]["status"] != "pending" {
+                break t["exports"][0].clone();
+            }
+            assert!(Instant::now() < deadline, "{t}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(export["status"], "exported", "{export}");
+        assert_eq!(export["key"], json!(format!("{prefix}/{task_id}-0.jpeg")));
+    }
+    let key_file = dir.path().join("secret.key");
+    assert!(key_file.exists(), "the sealing key was made in the data folder");
+}

@@ -2,13 +2,19 @@
 
 use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
 
+use crate::domain::export::ExportDestination;
 use crate::domain::policy::KeyPolicy;
 use crate::store::{KeyRecord, NewKey, StoreError, UsageRow};
 
-const KEY_COLUMNS: &str = "id, name, prefix, created_at, revoked_at, policy, spent_usd, reserved_usd";
+const KEY_COLUMNS: &str = "id, name, prefix, created_at, revoked_at, policy, spent_usd, reserved_usd, export";
 
 fn row_to_key(r: &SqliteRow) -> Result<KeyRecord, StoreError> {
     let policy: String = r.try_get("policy")?;
+    let export: Option<String> = r.try_get("export")?;
+    let export = export
+        .map(|e| serde_json::from_str(&e))
+        .transpose()
+        .map_err(|source| StoreError::Corrupt { what: "key export destination", source })?;
     Ok(KeyRecord {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
@@ -18,6 +24,7 @@ fn row_to_key(r: &SqliteRow) -> Result<KeyRecord, StoreError> {
         policy: serde_json::from_str(&policy).map_err(|source| StoreError::Corrupt { what: "key policy", source })?,
         spent_usd: r.try_get("spent_usd")?,
         reserved_usd: r.try_get("reserved_usd")?,
+        export,
     })
 }
 
@@ -40,6 +47,7 @@ pub async fn create(pool: &SqlitePool, key: NewKey) -> Result<KeyRecord, StoreEr
         policy: KeyPolicy::default(),
         spent_usd: 0.0,
         reserved_usd: 0.0,
+        export: None,
     })
 }
 
@@ -80,6 +88,24 @@ pub async fn set_policy(pool: &SqlitePool, id: &str, policy: &KeyPolicy) -> Resu
     let text = serde_json::to_string(policy).map_err(|source| StoreError::Corrupt { what: "key policy", source })?;
     let row =
         sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE keys SET policy = ? WHERE id = ? RETURNING {KEY_COLUMNS}")))
+            .bind(text)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    row.as_ref().map(row_to_key).transpose()
+}
+
+pub async fn set_export(
+    pool: &SqlitePool,
+    id: &str,
+    export: Option<&ExportDestination>,
+) -> Result<Option<KeyRecord>, StoreError> {
+    let text = export
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|source| StoreError::Corrupt { what: "key export destination", source })?;
+    let row =
+        sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE keys SET export = ? WHERE id = ? RETURNING {KEY_COLUMNS}")))
             .bind(text)
             .bind(id)
             .fetch_optional(pool)

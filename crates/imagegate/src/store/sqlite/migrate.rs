@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../../migrations/sqlite/0002_async.sql")),
     (3, include_str!("../../../migrations/sqlite/0003_limits.sql")),
     (4, include_str!("../../../migrations/sqlite/0004_delivery.sql")),
+    (5, include_str!("../../../migrations/sqlite/0005_export.sql")),
 ];
 
 pub async fn run(pool: &SqlitePool) -> Result<(), StoreError> {

@@ -1,6 +1,7 @@
 //! SQLite backend of the Store seam: WAL mode, one writer connection (SQLite has one writer
 //! anyway; a single pooled writer avoids SQLITE_BUSY storms) and a pool of readers.
 
+mod exports;
 mod images;
 mod keys;
 mod migrate;
@@ -13,11 +14,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::domain::export::ExportDestination;
 use crate::domain::policy::KeyPolicy;
 
 use super::{
-    AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, ImageRecord, KeyRecord, Lease, NewKey, NewTask,
-    NewWebhook, Store, StoreError, TaskRecord, UsageRow, WebhookFor, WebhookMessage,
+    AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, ExportJob, ExportOutcome, ExportRecord, ImageRecord,
+    KeyRecord, Lease, NewKey, NewTask, NewWebhook, Store, StoreError, TaskRecord, UsageRow, WebhookFor, WebhookMessage,
 };
 use crate::domain::task::TaskStatus;
 
@@ -87,6 +89,14 @@ impl Store for SqliteStore {
 
     async fn set_key_policy(&self, id: &str, policy: &KeyPolicy) -> Result<Option<KeyRecord>, StoreError> {
         keys::set_policy(&self.writer, id, policy).await
+    }
+
+    async fn set_key_export(
+        &self,
+        id: &str,
+        export: Option<&ExportDestination>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        keys::set_export(&self.writer, id, export).await
     }
 
     async fn usage(&self, owner: Option<&str>, since_day: &str) -> Result<Vec<UsageRow>, StoreError> {
@@ -234,5 +244,27 @@ impl Store for SqliteStore {
 
     async fn next_webhook_due(&self) -> Result<Option<i64>, StoreError> {
         webhooks::next_due(&self.reader).await
+    }
+
+    async fn claim_exports(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ExportJob>, StoreError> {
+        exports::claim(&self.writer, worker, now_ms, lease_until_ms, limit).await
+    }
+
+    async fn record_export(&self, image_id: &str, outcome: &ExportOutcome, now_ms: i64) -> Result<(), StoreError> {
+        exports::record(&self.writer, image_id, outcome, now_ms).await
+    }
+
+    async fn next_export_due(&self) -> Result<Option<i64>, StoreError> {
+        exports::next_due(&self.reader).await
+    }
+
+    async fn task_exports(&self, owner: &str, task_ids: &[String]) -> Result<Vec<ExportRecord>, StoreError> {
+        exports::for_tasks(&self.reader, owner, task_ids).await
     }
 }

@@ -449,6 +449,9 @@ pub async fn complete(
         .execute(&mut *tx)
         .await?;
     }
+    if let Some(task) = &ended {
+        super::exports::owe(&mut tx, task_id, &task.owner, images, now_ms).await?;
+    }
     tx.commit().await?;
     Ok(true)
 }

@@ -35,6 +35,7 @@ pub fn runtime(dir: &std::path::Path) -> Runtime {
     // Tests deliver webhooks to sinks on 127.0.0.1, quickly.
     rt.webhook_allow_private = true;
     rt.webhook_schedule = vec![Duration::from_millis(100), Duration::from_millis(200), Duration::from_millis(300)];
+    rt.export_schedule = vec![Duration::from_millis(200), Duration::from_millis(300), Duration::from_millis(400)];
     // Quick retries; breakers only where a test asks for them.
     rt.retry.max_attempts = 3;
     rt.retry.base = Duration::from_millis(10);
@@ -175,6 +176,16 @@ impl TestApp {
             req = req.json(&b);
         }
         req.send().await.expect("request sent")
+    }
+}
+
+impl TestApp {
+    /// A key made through the admin API: `(id, secret)`.
+    pub async fn admin_key(&self, name: &str) -> (String, String) {
+        let resp = self.admin(reqwest::Method::POST, "/admin/v1/keys", Some(json!({"name": name}))).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let k: Value = resp.json().await.expect("key json");
+        (k["id"].as_str().expect("id").to_string(), k["key"].as_str().expect("key").to_string())
     }
 }
 

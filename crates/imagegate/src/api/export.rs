@@ -1,0 +1,132 @@
+//! `/admin/v1/keys/{id}/export`: the customer's own bucket every image of a key is also copied
+//! to (admin token required). `PUT` checks the destination (writes, reads back and deletes a
+//! probe object) before accepting it, seals a literal secret, and never shows it again.
+
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::auth::Admin;
+use super::error::ApiError;
+use super::extract::JsonBody;
+use crate::app::App;
+use crate::blobs::{BlobError, BlobStore};
+use crate::delivery::export::open_destination;
+use crate::domain::export::{ENV_PREFIX, ExportDestination, parse_request};
+use crate::domain::ids;
+use crate::store::KeyRecord;
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub fn routes() -> axum::Router<Arc<App>> {
+    axum::Router::new()
+        .route("/admin/v1/keys/{id}/export", axum::routing::put(set_export).get(get_export).delete(delete_export))
+}
+
+pub fn export_json(key_id: &str, dest: &ExportDestination) -> Value {
+    let mut v = dest.public_json();
+    v["object"] = json!("export_destination");
+    v["key_id"] = json!(key_id);
+    v
+}
+
+async fn find_key(app: &App, id: &str) -> Result<KeyRecord, ApiError> {
+    let not_found = || ApiError::not_found(format!("No key found with id '{id}'.")).with_param("id");
+    if !ids::looks_like(id, "key_") {
+        return Err(not_found());
+    }
+    app.store.get_key(id).await?.ok_or_else(not_found)
+}
+
+async fn set_export(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<axum::Json<Value>, ApiError> {
+    let key = find_key(&app, &id).await?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("invalid_json", "The request body must be a JSON object."))?;
+    let request = parse_request(obj).map_err(|(param, message)| {
+        let code = if message.starts_with("Unrecognized") { "unknown_parameter" } else { "invalid_value" };
+        ApiError::bad_request(code, message).with_param(&param)
+    })?;
+    let mut dest = request.destination;
+    if request.verify {
+        verify(&dest, &key.id).await?;
+    }
+    if !dest.secret_access_key.starts_with(ENV_PREFIX) {
+        let sealer = app.sealer.as_ref().ok_or_else(|| {
+            ApiError::bad_request(
+                "secret_key_not_configured",
+                "Storing a literal secret needs the server's IMAGEGATE_SECRET_KEY; or pass \"env::NAME\" to read it from the server's environment.",
+            )
+            .with_param("secret_access_key")
+        })?;
+        dest.secret_access_key = sealer.seal(&dest.secret_access_key, &key.id).map_err(|e| ApiError::internal(&e))?;
+    }
+    let not_found = || ApiError::not_found(format!("No key found with id '{id}'.")).with_param("id");
+    let updated = app.store.set_key_export(&key.id, Some(&dest)).await?.ok_or_else(not_found)?;
+    tracing::info!(key_id = updated.id, bucket = dest.bucket, prefix = dest.prefix, "export destination set");
+    Ok(axum::Json(export_json(&updated.id, &dest)))
+}
+
+/// Writes, reads back and deletes a probe object with the given (unsealed) credentials.
+async fn verify(dest: &ExportDestination, key_id: &str) -> Result<(), ApiError> {
+    let unreachable = |message: String| ApiError::bad_request("export_destination_unreachable", message);
+    let target = open_destination(dest, None, key_id).map_err(|m| {
+        let param = if m.starts_with("access_key_id") { "access_key_id" } else { "secret_access_key" };
+        ApiError::bad_request("invalid_value", m).with_param(param)
+    })?;
+    let bucket = &dest.bucket;
+    match tokio::time::timeout(PROBE_TIMEOUT, target.probe()).await {
+        Err(_) => Err(unreachable(format!(
+            "The destination did not answer within {}s (endpoint {}).",
+            PROBE_TIMEOUT.as_secs(),
+            dest.endpoint.as_deref().unwrap_or("AWS S3")
+        ))),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(BlobError::Denied(_))) => {
+            Err(unreachable(format!("The destination refused the credentials for bucket '{bucket}'."))
+                .with_param("access_key_id"))
+        }
+        Ok(Err(BlobError::Backend { message, .. })) if message.contains("does not exist") => {
+            Err(unreachable(format!("Bucket '{bucket}' does not exist at the destination.")).with_param("bucket"))
+        }
+        Ok(Err(e)) => {
+            let mut detail = e.to_string();
+            if detail.len() > 300 {
+                detail.truncate(300);
+            }
+            Err(unreachable(format!("A probe object could not be written to bucket '{bucket}': {detail}")))
+        }
+    }
+}
+
+async fn get_export(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let key = find_key(&app, &id).await?;
+    let dest = key.export.as_ref().ok_or_else(|| {
+        ApiError::not_found(format!("Key '{id}' has no export destination.")).with_code("export_not_found")
+    })?;
+    Ok(axum::Json(export_json(&key.id, dest)))
+}
+
+/// Later images are no longer copied; copies already owed fail with a clear error.
+async fn delete_export(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let key = find_key(&app, &id).await?;
+    if key.export.is_none() {
+        return Err(ApiError::not_found(format!("Key '{id}' has no export destination.")).with_code("export_not_found"));
+    }
+    app.store.set_key_export(&key.id, None).await?;
+    Ok(axum::Json(json!({"object": "export_destination", "key_id": key.id, "deleted": true})))
+}
