@@ -17,13 +17,17 @@ use crate::domain::task::{TaskMode, TaskStatus};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error")]
-    Database(#[from] sqlx::Error),
+    Database(#[from] rusqlite::Error),
     #[error("migration {version} failed")]
     Migration {
         version: i64,
         #[source]
-        source: sqlx::Error,
+        source: rusqlite::Error,
     },
+    #[error("stored {what} has an unknown value {value:?}")]
+    BadValue { what: &'static str, value: String },
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("stored {what} is corrupt")]
     Corrupt {
         what: &'static str,

@@ -1,94 +1,101 @@
 //! Image rows, their stored variants, and the retention sweep.
 
-use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::store::{ImageRecord, StoreError};
 
 const IMAGE_COLUMNS: &str =
     "id, task_id, owner, blob_key, content_type, bytes, width, height, etag, created_at, expires_at, cost_usd";
 
-fn row_to_image(r: &SqliteRow) -> Result<ImageRecord, sqlx::Error> {
+fn row_to_image(r: &Row) -> rusqlite::Result<ImageRecord> {
     Ok(ImageRecord {
-        id: r.try_get("id")?,
-        task_id: r.try_get("task_id")?,
-        owner: r.try_get("owner")?,
-        blob_key: r.try_get("blob_key")?,
-        content_type: r.try_get("content_type")?,
-        bytes: r.try_get("bytes")?,
-        width: r.try_get("width")?,
-        height: r.try_get("height")?,
-        etag: r.try_get("etag")?,
-        created_at_ms: r.try_get("created_at")?,
-        expires_at: r.try_get("expires_at")?,
-        cost_usd: r.try_get("cost_usd")?,
+        id: r.get("id")?,
+        task_id: r.get("task_id")?,
+        owner: r.get("owner")?,
+        blob_key: r.get("blob_key")?,
+        content_type: r.get("content_type")?,
+        bytes: r.get("bytes")?,
+        width: r.get("width")?,
+        height: r.get("height")?,
+        etag: r.get("etag")?,
+        created_at_ms: r.get("created_at")?,
+        expires_at: r.get("expires_at")?,
+        cost_usd: r.get("cost_usd")?,
     })
 }
 
-pub async fn get(pool: &SqlitePool, id: &str) -> Result<Option<ImageRecord>, StoreError> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?")))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.as_ref().map(row_to_image).transpose()?)
+pub fn get(conn: &Connection, id: &str) -> Result<Option<ImageRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?"))?
+        .query_row([id], row_to_image)
+        .optional()?)
 }
 
-pub async fn add_variant(
-    pool: &SqlitePool,
+/// Inside the transaction that completes the task.
+pub(super) fn insert(conn: &Connection, img: &ImageRecord) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO images (id, task_id, owner, blob_key, content_type, bytes, width, height, etag, created_at,
+                             expires_at, cost_usd)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        img.id,
+        img.task_id,
+        img.owner,
+        img.blob_key,
+        img.content_type,
+        img.bytes,
+        img.width,
+        img.height,
+        img.etag,
+        img.created_at_ms,
+        img.expires_at,
+        img.cost_usd
+    ])?;
+    Ok(())
+}
+
+pub fn add_variant(
+    conn: &Connection,
     image_id: &str,
     blob_key: &str,
     bytes: i64,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO image_variants (image_id, blob_key, bytes, created_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (image_id, blob_key) DO NOTHING",
-    )
-    .bind(image_id)
-    .bind(blob_key)
-    .bind(bytes)
-    .bind(now_ms)
-    .execute(pool)
-    .await?;
+    )?
+    .execute(params![image_id, blob_key, bytes, now_ms])?;
     Ok(())
 }
 
-pub async fn has_variant(pool: &SqlitePool, image_id: &str, blob_key: &str) -> Result<bool, StoreError> {
-    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM image_variants WHERE image_id = ? AND blob_key = ?")
-        .bind(image_id)
-        .bind(blob_key)
-        .fetch_optional(pool)
-        .await?;
+pub fn has_variant(conn: &Connection, image_id: &str, blob_key: &str) -> Result<bool, StoreError> {
+    let found: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM image_variants WHERE image_id = ? AND blob_key = ?")?
+        .query_row(params![image_id, blob_key], |r| r.get(0))
+        .optional()?;
     Ok(found.is_some())
 }
 
-pub async fn expired(
-    pool: &SqlitePool,
-    now_secs: i64,
-    limit: u32,
-) -> Result<Vec<(ImageRecord, Vec<String>)>, StoreError> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {IMAGE_COLUMNS} FROM images WHERE deleted_at IS NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?"
-    )))
-    .bind(now_secs)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let img = row_to_image(r)?;
-        let variants: Vec<String> = sqlx::query_scalar("SELECT blob_key FROM image_variants WHERE image_id = ?")
-            .bind(&img.id)
-            .fetch_all(pool)
-            .await?;
+pub fn expired(conn: &Connection, now_secs: i64, limit: u32) -> Result<Vec<(ImageRecord, Vec<String>)>, StoreError> {
+    let images: Vec<ImageRecord> = conn
+        .prepare_cached(&format!(
+            "SELECT {IMAGE_COLUMNS} FROM images WHERE deleted_at IS NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?"
+        ))?
+        .query_map(params![now_secs, i64::from(limit)], row_to_image)?
+        .collect::<Result<_, _>>()?;
+    let mut variants_of = conn.prepare_cached("SELECT blob_key FROM image_variants WHERE image_id = ?")?;
+    let mut out = Vec::with_capacity(images.len());
+    for img in images {
+        let variants: Vec<String> = variants_of.query_map([&img.id], |r| r.get(0))?.collect::<Result<_, _>>()?;
         out.push((img, variants));
     }
     Ok(out)
 }
 
-pub async fn mark_swept(pool: &SqlitePool, image_id: &str, now_ms: i64) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("UPDATE images SET deleted_at = ? WHERE id = ?").bind(now_ms).bind(image_id).execute(&mut *tx).await?;
-    sqlx::query("DELETE FROM image_variants WHERE image_id = ?").bind(image_id).execute(&mut *tx).await?;
-    tx.commit().await?;
+pub fn mark_swept(conn: &Connection, image_id: &str, now_ms: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE images SET deleted_at = ? WHERE id = ?")?.execute(params![now_ms, image_id])?;
+    conn.prepare_cached("DELETE FROM image_variants WHERE image_id = ?")?.execute([image_id])?;
     Ok(())
 }

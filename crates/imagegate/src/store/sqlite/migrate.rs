@@ -1,7 +1,6 @@
-//! Embedded, ordered migrations with a version table. Hand-written because sqlx's `migrate!`
-//! needs its proc-macro stack at build time; this is 30 lines and works the same on PostgreSQL.
+//! Embedded, ordered migrations with a version table, each applied in its own transaction.
 
-use sqlx::SqlitePool;
+use rusqlite::{Connection, params};
 
 use crate::store::StoreError;
 
@@ -13,28 +12,25 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../../../migrations/sqlite/0005_export.sql")),
 ];
 
-pub async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
-    sqlx::query(
+pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-    )
-    .execute(pool)
-    .await?;
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(pool).await?;
+    )?;
+    let applied: Vec<i64> = {
+        let mut stmt = conn.prepare("SELECT version FROM schema_migrations")?;
+        stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+    };
     for (version, sql) in MIGRATIONS {
         if applied.contains(version) {
             continue;
         }
-        let mut tx = pool.begin().await?;
-        sqlx::raw_sql(*sql)
-            .execute(&mut *tx)
-            .await
-            .map_err(|source| StoreError::Migration { version: *version, source })?;
-        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
-            .bind(version)
-            .bind(crate::domain::now_secs())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql).map_err(|source| StoreError::Migration { version: *version, source })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+            params![version, crate::domain::now_secs()],
+        )?;
+        tx.commit()?;
         tracing::info!(version, "applied database migration");
     }
     Ok(())

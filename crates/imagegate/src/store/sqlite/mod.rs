@@ -1,6 +1,7 @@
-//! SQLite backend of the Store seam: WAL mode, one writer connection (SQLite has one writer
-//! anyway; a single pooled writer avoids SQLITE_BUSY storms) and a pool of readers.
+//! SQLite backend of the Store seam (the embedded default): WAL mode, one writer connection
+//! (SQLite has one writer anyway) and a few readers, used in place (see `db.rs`).
 
+mod db;
 mod exports;
 mod images;
 mod keys;
@@ -9,10 +10,8 @@ mod tasks;
 mod webhooks;
 
 use async_trait::async_trait;
+use db::Db;
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use std::str::FromStr;
-use std::time::Duration;
 
 use crate::domain::export::ExportDestination;
 use crate::domain::policy::KeyPolicy;
@@ -24,71 +23,56 @@ use super::{
 use crate::domain::task::TaskStatus;
 
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    db: Db,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or `sqlite::memory:`)
     /// and runs pending migrations.
     pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
-        let opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            .pragma("temp_store", "memory");
-        if let Some(dir) = opts.get_filename().parent()
-            && !dir.as_os_str().is_empty()
-        {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts.clone())
-            .await?;
-        migrate::run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts.read_only(true))
-            .await?;
-        Ok(SqliteStore { writer, reader })
+        let path = match url {
+            "sqlite::memory:" | "sqlite://:memory:" => None,
+            _ => Some(
+                url.strip_prefix("sqlite://")
+                    .or_else(|| url.strip_prefix("sqlite:"))
+                    .map(std::path::PathBuf::from)
+                    .ok_or_else(|| StoreError::UnsupportedUrl(url.to_string()))?,
+            ),
+        };
+        let db = Db::open(path.as_deref())?;
+        db.with_writer(migrate::run)?;
+        Ok(SqliteStore { db })
     }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
+        self.db.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
     }
 
     async fn create_key(&self, key: NewKey) -> Result<KeyRecord, StoreError> {
-        keys::create(&self.writer, key).await
+        self.db.write(|c| keys::create(c, key))
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        keys::list(&self.reader).await
+        self.db.read(keys::list)
     }
 
     async fn revoke_key(&self, id: &str, now: i64) -> Result<bool, StoreError> {
-        keys::revoke(&self.writer, id, now).await
+        self.db.write(|c| keys::revoke(c, id, now))
     }
 
     async fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        keys::by_hash(&self.reader, key_hash).await
+        self.db.read(|c| keys::by_hash(c, key_hash))
     }
 
     async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        keys::get(&self.reader, id).await
+        self.db.read(|c| keys::get(c, id))
     }
 
     async fn set_key_policy(&self, id: &str, policy: &KeyPolicy) -> Result<Option<KeyRecord>, StoreError> {
-        keys::set_policy(&self.writer, id, policy).await
+        self.db.write(|c| keys::set_policy(c, id, policy))
     }
 
     async fn set_key_export(
@@ -96,19 +80,19 @@ impl Store for SqliteStore {
         id: &str,
         export: Option<&ExportDestination>,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        keys::set_export(&self.writer, id, export).await
+        self.db.write(|c| keys::set_export(c, id, export))
     }
 
     async fn usage(&self, owner: Option<&str>, since_day: &str) -> Result<Vec<UsageRow>, StoreError> {
-        keys::usage(&self.reader, owner, since_day).await
+        self.db.read(|c| keys::usage(c, owner, since_day))
     }
 
     async fn create_task(&self, task: NewTask) -> Result<Created, StoreError> {
-        tasks::create(&self.writer, task).await
+        self.db.write(|c| tasks::create(c, task))
     }
 
     async fn get_task(&self, owner: &str, id: &str) -> Result<Option<TaskRecord>, StoreError> {
-        tasks::get(&self.reader, owner, id).await
+        self.db.read(|c| tasks::get(c, owner, id))
     }
 
     async fn list_tasks(
@@ -118,11 +102,11 @@ impl Store for SqliteStore {
         before: Option<&str>,
         limit: u32,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        tasks::list(&self.reader, owner, status, before, limit).await
+        self.db.read(|c| tasks::list(c, owner, status, before, limit))
     }
 
     async fn queue_position(&self, task: &TaskRecord) -> Result<i64, StoreError> {
-        tasks::queue_position(&self.reader, task).await
+        self.db.read(|c| tasks::queue_position(c, task))
     }
 
     async fn claim_task(
@@ -131,11 +115,11 @@ impl Store for SqliteStore {
         now_ms: i64,
         lease_until_ms: i64,
     ) -> Result<Option<TaskRecord>, StoreError> {
-        tasks::claim(&self.writer, worker, now_ms, lease_until_ms).await
+        self.db.write(|c| tasks::claim(c, worker, now_ms, lease_until_ms))
     }
 
     async fn renew_lease(&self, task_id: &str, worker: &str, lease_until_ms: i64) -> Result<Lease, StoreError> {
-        tasks::renew(&self.writer, task_id, worker, lease_until_ms).await
+        self.db.write(|c| tasks::renew(c, task_id, worker, lease_until_ms))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -149,7 +133,10 @@ impl Store for SqliteStore {
         now_ms: i64,
         webhook: WebhookFor<'_>,
     ) -> Result<bool, StoreError> {
-        tasks::complete(&self.writer, task_id, worker, result, images, tries, now_ms, webhook).await
+        self.db.write(|c| {
+            let how = tasks::End::Completed(result, tries, images);
+            Ok(tasks::end(c, task_id, worker, how, now_ms, webhook)?.is_some())
+        })
     }
 
     async fn fail_task(
@@ -161,7 +148,8 @@ impl Store for SqliteStore {
         now_ms: i64,
         webhook: WebhookFor<'_>,
     ) -> Result<bool, StoreError> {
-        tasks::end(&self.writer, task_id, worker, tasks::End::Failed(error, tries), now_ms, webhook).await
+        self.db
+            .write(|c| Ok(tasks::end(c, task_id, worker, tasks::End::Failed(error, tries), now_ms, webhook)?.is_some()))
     }
 
     async fn finish_cancelled(
@@ -171,7 +159,7 @@ impl Store for SqliteStore {
         now_ms: i64,
         webhook: WebhookFor<'_>,
     ) -> Result<bool, StoreError> {
-        tasks::end(&self.writer, task_id, worker, tasks::End::Cancelled, now_ms, webhook).await
+        self.db.write(|c| Ok(tasks::end(c, task_id, worker, tasks::End::Cancelled, now_ms, webhook)?.is_some()))
     }
 
     async fn request_cancel(
@@ -181,47 +169,47 @@ impl Store for SqliteStore {
         now_ms: i64,
         webhook: WebhookFor<'_>,
     ) -> Result<CancelOutcome, StoreError> {
-        tasks::request_cancel(&self.writer, owner, id, now_ms, webhook).await
+        self.db.write(|c| tasks::request_cancel(c, owner, id, now_ms, webhook))
     }
 
     async fn release_task(&self, task_id: &str, worker: &str, now_ms: i64) -> Result<bool, StoreError> {
-        tasks::release(&self.writer, task_id, worker, now_ms).await
+        self.db.write(|c| tasks::release(c, task_id, worker, now_ms))
     }
 
     async fn count_unfinished(&self) -> Result<i64, StoreError> {
-        tasks::count_unfinished(&self.reader).await
+        self.db.read(tasks::count_unfinished)
     }
 
     async fn get_image(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
-        images::get(&self.reader, id).await
+        self.db.read(|c| images::get(c, id))
     }
 
     async fn add_variant(&self, image_id: &str, blob_key: &str, bytes: i64, now_ms: i64) -> Result<(), StoreError> {
-        images::add_variant(&self.writer, image_id, blob_key, bytes, now_ms).await
+        self.db.write(|c| images::add_variant(c, image_id, blob_key, bytes, now_ms))
     }
 
     async fn has_variant(&self, image_id: &str, blob_key: &str) -> Result<bool, StoreError> {
-        images::has_variant(&self.reader, image_id, blob_key).await
+        self.db.read(|c| images::has_variant(c, image_id, blob_key))
     }
 
     async fn expired_images(&self, now_secs: i64, limit: u32) -> Result<Vec<(ImageRecord, Vec<String>)>, StoreError> {
-        images::expired(&self.reader, now_secs, limit).await
+        self.db.read(|c| images::expired(c, now_secs, limit))
     }
 
     async fn mark_swept(&self, image_id: &str, now_ms: i64) -> Result<(), StoreError> {
-        images::mark_swept(&self.writer, image_id, now_ms).await
+        self.db.write(|c| images::mark_swept(c, image_id, now_ms))
     }
 
     async fn webhook_secret(&self, owner: &str) -> Result<Option<String>, StoreError> {
-        keys::webhook_secret(&self.reader, owner).await
+        self.db.read(|c| keys::webhook_secret(c, owner))
     }
 
     async fn set_webhook_secret(&self, owner: &str, secret: &str) -> Result<bool, StoreError> {
-        keys::set_webhook_secret(&self.writer, owner, secret).await
+        self.db.write(|c| keys::set_webhook_secret(c, owner, secret))
     }
 
     async fn enqueue_webhook(&self, task: &TaskRecord, msg: &NewWebhook, now_ms: i64) -> Result<(), StoreError> {
-        webhooks::enqueue(&self.writer, task, msg, now_ms).await
+        self.db.write(|c| webhooks::insert_outbox(c, task, msg, now_ms))
     }
 
     async fn claim_webhooks(
@@ -231,19 +219,19 @@ impl Store for SqliteStore {
         lease_until_ms: i64,
         limit: u32,
     ) -> Result<Vec<WebhookMessage>, StoreError> {
-        webhooks::claim(&self.writer, worker, now_ms, lease_until_ms, limit).await
+        self.db.write(|c| webhooks::claim(c, worker, now_ms, lease_until_ms, limit))
     }
 
     async fn record_attempt(&self, attempt: &DeliveryAttempt, outcome: AttemptOutcome) -> Result<(), StoreError> {
-        webhooks::record_attempt(&self.writer, attempt, outcome).await
+        self.db.write(|c| webhooks::record_attempt(c, attempt, outcome))
     }
 
     async fn list_attempts(&self, owner: &str, task_id: &str) -> Result<Option<Vec<DeliveryAttempt>>, StoreError> {
-        webhooks::list_attempts(&self.reader, owner, task_id).await
+        self.db.read(|c| webhooks::list_attempts(c, owner, task_id))
     }
 
     async fn next_webhook_due(&self) -> Result<Option<i64>, StoreError> {
-        webhooks::next_due(&self.reader).await
+        self.db.read(webhooks::next_due)
     }
 
     async fn claim_exports(
@@ -253,18 +241,18 @@ impl Store for SqliteStore {
         lease_until_ms: i64,
         limit: u32,
     ) -> Result<Vec<ExportJob>, StoreError> {
-        exports::claim(&self.writer, worker, now_ms, lease_until_ms, limit).await
+        self.db.write(|c| exports::claim(c, worker, now_ms, lease_until_ms, limit))
     }
 
     async fn record_export(&self, image_id: &str, outcome: &ExportOutcome, now_ms: i64) -> Result<(), StoreError> {
-        exports::record(&self.writer, image_id, outcome, now_ms).await
+        self.db.write(|c| exports::record(c, image_id, outcome, now_ms))
     }
 
     async fn next_export_due(&self) -> Result<Option<i64>, StoreError> {
-        exports::next_due(&self.reader).await
+        self.db.read(exports::next_due)
     }
 
     async fn task_exports(&self, owner: &str, task_ids: &[String]) -> Result<Vec<ExportRecord>, StoreError> {
-        exports::for_tasks(&self.reader, owner, task_ids).await
+        self.db.read(|c| exports::for_tasks(c, owner, task_ids))
     }
 }

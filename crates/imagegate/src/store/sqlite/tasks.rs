@@ -1,8 +1,9 @@
-//! Task and image rows: creation with idempotency, the fair lease queue, cancel, and ending a
-//! task together with the webhook it owes.
+//! Task rows: creation with idempotency and limits, the fair lease queue, cancel, and ending a
+//! task together with the webhook and exports it owes. Each function runs inside the caller's
+//! transaction (see `db.rs`).
 
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
-use sqlx::{Row, Sqlite, SqlitePool, Transaction, sqlite::SqliteRow};
 
 use super::webhooks::insert_outbox;
 use crate::domain::task::{TaskMode, TaskStatus};
@@ -11,126 +12,125 @@ use crate::store::{
     WebhookFor, WebhookTarget,
 };
 
-/// The columns `row_to_task` reads (a macro so queries stay `&'static str` for sqlx).
-macro_rules! task_columns {
-    () => {
-        "id, owner, status, mode, model, request, result, error, attempts, created_at, started_at, completed_at, \
-         webhook_url, webhook_events, cancel_requested, cost_usd, reserved_usd, reserved_images, usage_day"
-    };
+/// The columns `row_to_task` reads.
+const TASK_COLUMNS: &str = "id, owner, status, mode, model, request, result, error, attempts, created_at, started_at, \
+     completed_at, webhook_url, webhook_events, cancel_requested, cost_usd, reserved_usd, reserved_images, usage_day";
+
+/// What a task reserved against its key, settled when it ends.
+struct Reserved {
+    usd: f64,
+    images: i64,
+    day: Option<String>,
 }
 
-fn json_column(r: &SqliteRow, col: &str, what: &'static str) -> Result<Option<Value>, StoreError> {
-    let text: Option<String> = r.try_get(col)?;
+fn json_column(r: &Row, col: &str, what: &'static str) -> Result<Option<Value>, StoreError> {
+    let text: Option<String> = r.get(col)?;
     text.map(|t| serde_json::from_str(&t).map_err(|source| StoreError::Corrupt { what, source })).transpose()
 }
 
-pub(super) fn row_to_task(r: &SqliteRow) -> Result<TaskRecord, StoreError> {
-    let status: String = r.try_get("status")?;
-    let mode: String = r.try_get("mode")?;
-    let webhook_url: Option<String> = r.try_get("webhook_url")?;
+fn row_to_task(r: &Row) -> Result<TaskRecord, StoreError> {
+    let status: String = r.get("status")?;
+    let mode: String = r.get("mode")?;
+    let webhook_url: Option<String> = r.get("webhook_url")?;
     let events: Option<Value> = json_column(r, "webhook_events", "webhook events")?;
-    let cancel: Option<i64> = r.try_get("cancel_requested")?;
+    let cancel: Option<i64> = r.get("cancel_requested")?;
     Ok(TaskRecord {
-        id: r.try_get("id")?,
-        owner: r.try_get("owner")?,
-        status: TaskStatus::parse(&status)
-            .ok_or_else(|| sqlx::Error::Decode(format!("task status {status:?}").into()))?,
+        id: r.get("id")?,
+        owner: r.get("owner")?,
+        status: TaskStatus::parse(&status).ok_or(StoreError::BadValue { what: "task status", value: status })?,
         mode: if mode == "async" { TaskMode::Async } else { TaskMode::Sync },
-        model: r.try_get("model")?,
+        model: r.get("model")?,
         request: json_column(r, "request", "task request")?.unwrap_or(Value::Null),
         result: json_column(r, "result", "task result")?,
         error: json_column(r, "error", "task error")?,
-        attempts: r.try_get("attempts")?,
-        created_at_ms: r.try_get("created_at")?,
-        started_at_ms: r.try_get("started_at")?,
-        completed_at_ms: r.try_get("completed_at")?,
+        attempts: r.get("attempts")?,
+        created_at_ms: r.get("created_at")?,
+        started_at_ms: r.get("started_at")?,
+        completed_at_ms: r.get("completed_at")?,
         webhook: webhook_url.map(|url| WebhookTarget {
             url,
             events: events.and_then(|e| serde_json::from_value(e).ok()).unwrap_or_default(),
         }),
         cancel_requested: cancel.is_some(),
-        cost_usd: r.try_get("cost_usd")?,
+        cost_usd: r.get("cost_usd")?,
     })
+}
+
+fn row_to_reserved(r: &Row) -> Result<Reserved, StoreError> {
+    Ok(Reserved { usd: r.get("reserved_usd")?, images: r.get("reserved_images")?, day: r.get("usage_day")? })
+}
+
+/// The first row of a task query (with its reservation), if any.
+fn one_task(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<(TaskRecord, Reserved)>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    match rows.next()? {
+        Some(r) => Ok(Some((row_to_task(r)?, row_to_reserved(r)?))),
+        None => Ok(None),
+    }
 }
 
 /// Settles a task's reservation when it ends with `delivered` images: the key is charged for
 /// those (their `actual` price when known, else pro rata of the reservation), the rest of the
 /// reservation is given back.
-async fn settle(
-    tx: &mut Transaction<'_, Sqlite>,
-    row: &SqliteRow,
+fn settle(
+    conn: &Connection,
+    task: &TaskRecord,
+    reserved: &Reserved,
     delivered: u32,
     actual: Option<f64>,
 ) -> Result<f64, StoreError> {
-    let owner: String = row.try_get("owner")?;
-    let model: String = row.try_get("model")?;
-    let reserved_usd: f64 = row.try_get("reserved_usd")?;
-    let reserved_images: i64 = row.try_get("reserved_images")?;
-    let day: Option<String> = row.try_get("usage_day")?;
-    let delivered = i64::from(delivered).min(reserved_images);
+    let delivered = i64::from(delivered).min(reserved.images);
     let cost = match actual {
         // The images' own prices (a fallback model may be cheaper), never above the reservation.
-        Some(c) => crate::domain::pricing::round6(c.min(reserved_usd)),
-        None if reserved_images > 0 => {
-            crate::domain::pricing::round6(reserved_usd * delivered as f64 / reserved_images as f64)
+        Some(c) => crate::domain::pricing::round6(c.min(reserved.usd)),
+        None if reserved.images > 0 => {
+            crate::domain::pricing::round6(reserved.usd * delivered as f64 / reserved.images as f64)
         }
         None => 0.0,
     };
-    sqlx::query("UPDATE keys SET reserved_usd = MAX(0, reserved_usd - ?), spent_usd = spent_usd + ? WHERE id = ?")
-        .bind(reserved_usd)
-        .bind(cost)
-        .bind(&owner)
-        .execute(&mut **tx)
-        .await?;
-    if let Some(day) = day {
-        sqlx::query(
+    conn.prepare_cached(
+        "UPDATE keys SET reserved_usd = MAX(0, reserved_usd - ?), spent_usd = spent_usd + ? WHERE id = ?",
+    )?
+    .execute(params![reserved.usd, cost, task.owner])?;
+    if let Some(day) = &reserved.day {
+        conn.prepare_cached(
             "UPDATE usage_daily SET images = images - ?, cost_usd = cost_usd + ? WHERE owner = ? AND day = ? AND model = ?",
-        )
-        .bind(reserved_images - delivered)
-        .bind(cost)
-        .bind(&owner)
-        .bind(&day)
-        .bind(&model)
-        .execute(&mut **tx)
-        .await?;
+        )?
+        .execute(params![reserved.images - delivered, cost, task.owner, day, task.model])?;
     }
-    sqlx::query("UPDATE tasks SET cost_usd = ? WHERE id = ?")
-        .bind(cost)
-        .bind(row.try_get::<String, _>("id")?)
-        .execute(&mut **tx)
-        .await?;
+    conn.prepare_cached("UPDATE tasks SET cost_usd = ? WHERE id = ?")?.execute(params![cost, task.id])?;
     Ok(cost)
 }
 
 /// Checks the key's limits inside the creating transaction; `Some` names the one passed.
-async fn check_limits(tx: &mut Transaction<'_, Sqlite>, task: &NewTask) -> Result<Option<LimitHit>, StoreError> {
+fn check_limits(conn: &Connection, task: &NewTask) -> Result<Option<LimitHit>, StoreError> {
     let l = &task.limits;
     if let Some(limit) = l.max_concurrency {
-        let open: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE owner = ? AND status IN ('queued', 'running')")
-                .bind(&task.owner)
-                .fetch_one(&mut **tx)
-                .await?;
+        let open: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM tasks WHERE owner = ? AND status IN ('queued', 'running')")?
+            .query_row([&task.owner], |r| r.get(0))?;
         if open >= i64::from(limit) {
             return Ok(Some(LimitHit::Concurrency { limit }));
         }
     }
     if let Some(limit) = l.daily_images {
-        let used: i64 =
-            sqlx::query_scalar("SELECT COALESCE(SUM(images), 0) FROM usage_daily WHERE owner = ? AND day = ?")
-                .bind(&task.owner)
-                .bind(&task.reservation.day)
-                .fetch_one(&mut **tx)
-                .await?;
+        let used: i64 = conn
+            .prepare_cached("SELECT COALESCE(SUM(images), 0) FROM usage_daily WHERE owner = ? AND day = ?")?
+            .query_row(params![task.owner, task.reservation.day], |r| r.get(0))?;
         if used + i64::from(task.reservation.images) > i64::from(limit) {
             return Ok(Some(LimitHit::DailyImages { limit, used }));
         }
     }
     if let Some(limit) = l.budget_usd {
-        let used: Option<f64> = sqlx::query_scalar("SELECT spent_usd + reserved_usd FROM keys WHERE id = ?")
-            .bind(&task.owner)
-            .fetch_optional(&mut **tx)
-            .await?;
+        let used: Option<f64> = conn
+            .prepare_cached("SELECT spent_usd + reserved_usd FROM keys WHERE id = ?")?
+            .query_row([&task.owner], |r| r.get(0))
+            .optional()?;
         let used = used.unwrap_or(0.0);
         if used + task.reservation.cost_usd > limit + 1e-9 {
             return Ok(Some(LimitHit::Budget { limit, used }));
@@ -139,23 +139,20 @@ async fn check_limits(tx: &mut Transaction<'_, Sqlite>, task: &NewTask) -> Resul
     Ok(None)
 }
 
-pub async fn create(pool: &SqlitePool, task: NewTask) -> Result<Created, StoreError> {
-    let mut tx = pool.begin().await?;
+pub fn create(conn: &Connection, task: NewTask) -> Result<Created, StoreError> {
     if let Some((key, hash)) = &task.idempotency {
-        let existing = sqlx::query(concat!(
-            "SELECT ",
-            task_columns!(),
-            ", request_hash FROM tasks WHERE owner = ? AND idempotency_key = ?"
-        ))
-        .bind(&task.owner)
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = existing {
-            let found = row_to_task(&row)?;
+        let existing: Option<(TaskRecord, Option<String>)> = {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {TASK_COLUMNS}, request_hash FROM tasks WHERE owner = ? AND idempotency_key = ?"
+            ))?;
+            let mut rows = stmt.query(params![task.owner, key])?;
+            match rows.next()? {
+                Some(r) => Some((row_to_task(r)?, r.get("request_hash")?)),
+                None => None,
+            }
+        };
+        if let Some((found, stored_hash)) = existing {
             if found.created_at_ms + IDEMPOTENCY_WINDOW_MS > task.created_at_ms {
-                let stored_hash: Option<String> = row.try_get("request_hash")?;
-                tx.commit().await?;
                 return Ok(if stored_hash.as_deref() == Some(hash.as_str()) {
                     Created::Existing(found)
                 } else {
@@ -163,14 +160,10 @@ pub async fn create(pool: &SqlitePool, task: NewTask) -> Result<Created, StoreEr
                 });
             }
             // Past the window: the key is free again; the old task keeps its record.
-            sqlx::query("UPDATE tasks SET idempotency_key = NULL WHERE id = ?")
-                .bind(&found.id)
-                .execute(&mut *tx)
-                .await?;
+            conn.prepare_cached("UPDATE tasks SET idempotency_key = NULL WHERE id = ?")?.execute([&found.id])?;
         }
     }
-    if let Some(hit) = check_limits(&mut tx, &task).await? {
-        tx.rollback().await?;
+    if let Some(hit) = check_limits(conn, &task)? {
         return Ok(Created::OverLimit(hit));
     }
     let (idem_key, idem_hash) = match &task.idempotency {
@@ -178,43 +171,34 @@ pub async fn create(pool: &SqlitePool, task: NewTask) -> Result<Created, StoreEr
         None => (None, None),
     };
     let events = task.webhook.as_ref().map(|w| serde_json::to_string(&w.events).unwrap_or_else(|_| "[]".into()));
-    sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO tasks (id, owner, status, mode, model, request, attempts, idempotency_key, request_hash,
                             webhook_url, webhook_events, reserved_usd, reserved_images, usage_day, created_at, updated_at)
          VALUES (?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&task.id)
-    .bind(&task.owner)
-    .bind(task.mode.as_str())
-    .bind(&task.model)
-    .bind(task.request.to_string())
-    .bind(idem_key)
-    .bind(idem_hash)
-    .bind(task.webhook.as_ref().map(|w| w.url.as_str()))
-    .bind(events)
-    .bind(task.reservation.cost_usd)
-    .bind(task.reservation.images)
-    .bind(&task.reservation.day)
-    .bind(task.created_at_ms)
-    .bind(task.created_at_ms)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("UPDATE keys SET reserved_usd = reserved_usd + ? WHERE id = ?")
-        .bind(task.reservation.cost_usd)
-        .bind(&task.owner)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
+    )?
+    .execute(params![
+        task.id,
+        task.owner,
+        task.mode.as_str(),
+        task.model,
+        task.request.to_string(),
+        idem_key,
+        idem_hash,
+        task.webhook.as_ref().map(|w| w.url.as_str()),
+        events,
+        task.reservation.cost_usd,
+        task.reservation.images,
+        task.reservation.day,
+        task.created_at_ms,
+        task.created_at_ms
+    ])?;
+    conn.prepare_cached("UPDATE keys SET reserved_usd = reserved_usd + ? WHERE id = ?")?
+        .execute(params![task.reservation.cost_usd, task.owner])?;
+    conn.prepare_cached(
         "INSERT INTO usage_daily (owner, day, model, images, cost_usd) VALUES (?, ?, ?, ?, 0)
          ON CONFLICT (owner, day, model) DO UPDATE SET images = images + excluded.images",
-    )
-    .bind(&task.owner)
-    .bind(&task.reservation.day)
-    .bind(&task.model)
-    .bind(task.reservation.images)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    )?
+    .execute(params![task.owner, task.reservation.day, task.model, task.reservation.images])?;
     Ok(Created::New(TaskRecord {
         id: task.id,
         owner: task.owner,
@@ -234,120 +218,91 @@ pub async fn create(pool: &SqlitePool, task: NewTask) -> Result<Created, StoreEr
     }))
 }
 
-pub async fn get(pool: &SqlitePool, owner: &str, id: &str) -> Result<Option<TaskRecord>, StoreError> {
-    let row = sqlx::query(concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = ? AND owner = ?"))
-        .bind(id)
-        .bind(owner)
-        .fetch_optional(pool)
-        .await?;
-    row.as_ref().map(row_to_task).transpose()
+pub fn get(conn: &Connection, owner: &str, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ? AND owner = ?");
+    Ok(one_task(conn, &sql, params![id, owner])?.map(|(t, _)| t))
 }
 
-pub async fn list(
-    pool: &SqlitePool,
+pub fn list(
+    conn: &Connection,
     owner: &str,
     status: Option<TaskStatus>,
     before: Option<&str>,
     limit: u32,
 ) -> Result<Vec<TaskRecord>, StoreError> {
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        task_columns!(),
-        " FROM tasks
-         WHERE owner = ? AND (? IS NULL OR status = ?) AND (? IS NULL OR id < ?)
-         ORDER BY id DESC LIMIT ?"
-    ))
-    .bind(owner)
-    .bind(status.map(|s| s.as_str()))
-    .bind(status.map(|s| s.as_str()))
-    .bind(before)
-    .bind(before)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(row_to_task).collect()
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {TASK_COLUMNS} FROM tasks
+         WHERE owner = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR id < ?3)
+         ORDER BY id DESC LIMIT ?4"
+    ))?;
+    let mut rows = stmt.query(params![owner, status.map(|s| s.as_str()), before, i64::from(limit)])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(row_to_task(r)?);
+    }
+    Ok(out)
 }
 
-pub async fn queue_position(pool: &SqlitePool, task: &TaskRecord) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM tasks WHERE status = 'queued' AND (created_at < ? OR (created_at = ? AND id < ?))",
-    )
-    .bind(task.created_at_ms)
-    .bind(task.created_at_ms)
-    .bind(&task.id)
-    .fetch_one(pool)
-    .await?)
+pub fn queue_position(conn: &Connection, task: &TaskRecord) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM tasks WHERE status = 'queued' AND (created_at < ?1 OR (created_at = ?1 AND id < ?2))",
+        )?
+        .query_row(params![task.created_at_ms, task.id], |r| r.get(0))?)
 }
 
-pub async fn claim(
-    pool: &SqlitePool,
+pub fn claim(
+    conn: &Connection,
     worker: &str,
     now_ms: i64,
     lease_until_ms: i64,
 ) -> Result<Option<TaskRecord>, StoreError> {
-    let mut tx = pool.begin().await?;
     // Work cut off by a dead worker first: it has waited longest.
-    let expired: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM tasks WHERE status = 'running' AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT 1",
-    )
-    .bind(now_ms)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let expired: Option<String> = conn
+        .prepare_cached(
+            "SELECT id FROM tasks WHERE status = 'running' AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT 1",
+        )?
+        .query_row([now_ms], |r| r.get(0))
+        .optional()?;
     let id = match expired {
         Some(id) => Some(id),
-        None => {
-            sqlx::query_scalar(
+        None => conn
+            .prepare_cached(
                 "SELECT t.id FROM tasks t
                  WHERE t.status = 'queued' AND t.owner = (
                      SELECT q.owner FROM (SELECT DISTINCT owner FROM tasks WHERE status = 'queued') q
                      LEFT JOIN queue_owners o ON o.owner = q.owner
                      ORDER BY COALESCE(o.last_claim_ms, 0), q.owner LIMIT 1)
                  ORDER BY t.created_at, t.id LIMIT 1",
-            )
-            .fetch_optional(&mut *tx)
-            .await?
-        }
+            )?
+            .query_row([], |r| r.get(0))
+            .optional()?,
     };
-    let Some(id) = id else {
-        tx.commit().await?;
-        return Ok(None);
-    };
-    let row = sqlx::query(concat!(
+    let Some(id) = id else { return Ok(None) };
+    let sql = format!(
         "UPDATE tasks SET status = 'running', lease_owner = ?, lease_expires_at = ?,
                 attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ?
-         WHERE id = ? RETURNING ",
-        task_columns!()
-    ))
-    .bind(worker)
-    .bind(lease_until_ms)
-    .bind(now_ms)
-    .bind(now_ms)
-    .bind(&id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let task = row_to_task(&row)?;
-    sqlx::query(
+         WHERE id = ? RETURNING {TASK_COLUMNS}"
+    );
+    let Some((task, _)) = one_task(conn, &sql, params![worker, lease_until_ms, now_ms, now_ms, id])? else {
+        return Ok(None);
+    };
+    conn.prepare_cached(
         "INSERT INTO queue_owners (owner, last_claim_ms) VALUES (?, ?)
          ON CONFLICT (owner) DO UPDATE SET last_claim_ms = excluded.last_claim_ms",
-    )
-    .bind(&task.owner)
-    .bind(now_ms)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    )?
+    .execute(params![task.owner, now_ms])?;
     Ok(Some(task))
 }
 
-pub async fn renew(pool: &SqlitePool, task_id: &str, worker: &str, lease_until_ms: i64) -> Result<Lease, StoreError> {
-    let row: Option<Option<i64>> = sqlx::query_scalar(
-        "UPDATE tasks SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = 'running'
-         RETURNING cancel_requested",
-    )
-    .bind(lease_until_ms)
-    .bind(task_id)
-    .bind(worker)
-    .fetch_optional(pool)
-    .await?;
+pub fn renew(conn: &Connection, task_id: &str, worker: &str, lease_until_ms: i64) -> Result<Lease, StoreError> {
+    let row: Option<Option<i64>> = conn
+        .prepare_cached(
+            "UPDATE tasks SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = 'running'
+             RETURNING cancel_requested",
+        )?
+        .query_row(params![lease_until_ms, task_id, worker], |r| r.get(0))
+        .optional()?;
     Ok(match row {
         None => Lease::Lost,
         Some(Some(_)) => Lease::CancelRequested,
@@ -363,184 +318,100 @@ pub enum End<'a> {
     Cancelled,
 }
 
-/// Moves a task `worker` holds from running to a terminal state, then writes its webhook.
-async fn end_held(
-    tx: &mut Transaction<'_, Sqlite>,
+/// Moves a task `worker` holds from running to a terminal state, settles it and writes its
+/// webhook, images and exports. `None` (nothing written) when the lease was lost.
+pub fn end(
+    conn: &Connection,
     task_id: &str,
     worker: &str,
     end: End<'_>,
     now_ms: i64,
     webhook: WebhookFor<'_>,
 ) -> Result<Option<TaskRecord>, StoreError> {
-    let (status, result, error, tries, delivered, actual) = match end {
+    let (status, result, error, tries, images, actual) = match end {
         End::Completed(r, t, images) => (
             TaskStatus::Completed,
             Some(r),
             None,
             Some(i64::from(t)),
-            images.len() as u32,
+            images,
             Some(images.iter().map(|i| i.cost_usd).sum::<f64>()),
         ),
-        End::Failed(e, t) => (TaskStatus::Failed, None, Some(e), Some(i64::from(t)), 0, None),
-        End::Cancelled => (TaskStatus::Cancelled, None, None, None, 0, None),
+        End::Failed(e, t) => (TaskStatus::Failed, None, Some(e), Some(i64::from(t)), &[][..], None),
+        End::Cancelled => (TaskStatus::Cancelled, None, None, None, &[][..], None),
     };
-    let row = sqlx::query(concat!(
-        "UPDATE tasks SET status = ?, result = ?, error = ?, completed_at = ?, updated_at = ?,
+    let sql = format!(
+        "UPDATE tasks SET status = ?1, result = ?2, error = ?3, completed_at = ?4, updated_at = ?4,
                 lease_owner = NULL, lease_expires_at = NULL,
-                attempts = CASE WHEN ? IS NULL THEN attempts ELSE attempts - 1 + ? END
-         WHERE id = ? AND lease_owner = ? AND status = 'running' RETURNING ",
-        task_columns!()
-    ))
-    .bind(status.as_str())
-    .bind(result.map(Value::to_string))
-    .bind(error.map(Value::to_string))
-    .bind(now_ms)
-    .bind(now_ms)
-    .bind(tries)
-    .bind(tries)
-    .bind(task_id)
-    .bind(worker)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let mut task = row_to_task(&row)?;
-    task.cost_usd = Some(settle(tx, &row, delivered, actual).await?);
+                attempts = CASE WHEN ?5 IS NULL THEN attempts ELSE attempts - 1 + ?5 END
+         WHERE id = ?6 AND lease_owner = ?7 AND status = 'running' RETURNING {TASK_COLUMNS}"
+    );
+    let p = params![
+        status.as_str(),
+        result.map(Value::to_string),
+        error.map(Value::to_string),
+        now_ms,
+        tries,
+        task_id,
+        worker
+    ];
+    let Some((mut task, reserved)) = one_task(conn, &sql, p)? else { return Ok(None) };
+    task.cost_usd = Some(settle(conn, &task, &reserved, images.len() as u32, actual)?);
+    for img in images {
+        super::images::insert(conn, img)?;
+    }
+    if !images.is_empty() {
+        super::exports::owe(conn, task_id, &task.owner, images, now_ms)?;
+    }
     if let Some(msg) = webhook(&task) {
-        insert_outbox(tx, &task, &msg, now_ms).await?;
+        insert_outbox(conn, &task, &msg, now_ms)?;
     }
     Ok(Some(task))
 }
 
-#[allow(clippy::too_many_arguments)]
-pub async fn complete(
-    pool: &SqlitePool,
-    task_id: &str,
-    worker: &str,
-    result: &Value,
-    images: &[ImageRecord],
-    tries: u32,
-    now_ms: i64,
-    webhook: WebhookFor<'_>,
-) -> Result<bool, StoreError> {
-    let mut tx = pool.begin().await?;
-    let ended = end_held(&mut tx, task_id, worker, End::Completed(result, tries, images), now_ms, webhook).await?;
-    if ended.is_none() {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    for img in images {
-        sqlx::query(
-            "INSERT INTO images (id, task_id, owner, blob_key, content_type, bytes, width, height, etag, created_at,
-                                 expires_at, cost_usd)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&img.id)
-        .bind(&img.task_id)
-        .bind(&img.owner)
-        .bind(&img.blob_key)
-        .bind(&img.content_type)
-        .bind(img.bytes)
-        .bind(img.width)
-        .bind(img.height)
-        .bind(&img.etag)
-        .bind(img.created_at_ms)
-        .bind(img.expires_at)
-        .bind(img.cost_usd)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if let Some(task) = &ended {
-        super::exports::owe(&mut tx, task_id, &task.owner, images, now_ms).await?;
-    }
-    tx.commit().await?;
-    Ok(true)
-}
-
-/// Ends a task `worker` holds as failed or cancelled, with its webhook, in one transaction.
-pub async fn end(
-    pool: &SqlitePool,
-    task_id: &str,
-    worker: &str,
-    how: End<'_>,
-    now_ms: i64,
-    webhook: WebhookFor<'_>,
-) -> Result<bool, StoreError> {
-    let mut tx = pool.begin().await?;
-    let ended = end_held(&mut tx, task_id, worker, how, now_ms, webhook).await?;
-    tx.commit().await?;
-    Ok(ended.is_some())
-}
-
-pub async fn request_cancel(
-    pool: &SqlitePool,
+pub fn request_cancel(
+    conn: &Connection,
     owner: &str,
     id: &str,
     now_ms: i64,
     webhook: WebhookFor<'_>,
 ) -> Result<CancelOutcome, StoreError> {
-    let mut tx = pool.begin().await?;
-    let row = sqlx::query(concat!(
-        "UPDATE tasks SET status = 'cancelled', completed_at = ?, updated_at = ?
-         WHERE id = ? AND owner = ? AND status = 'queued' RETURNING ",
-        task_columns!()
-    ))
-    .bind(now_ms)
-    .bind(now_ms)
-    .bind(id)
-    .bind(owner)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(row) = row {
-        let mut task = row_to_task(&row)?;
-        task.cost_usd = Some(settle(&mut tx, &row, 0, None).await?);
+    let sql = format!(
+        "UPDATE tasks SET status = 'cancelled', completed_at = ?1, updated_at = ?1
+         WHERE id = ?2 AND owner = ?3 AND status = 'queued' RETURNING {TASK_COLUMNS}"
+    );
+    if let Some((mut task, reserved)) = one_task(conn, &sql, params![now_ms, id, owner])? {
+        task.cost_usd = Some(settle(conn, &task, &reserved, 0, None)?);
         if let Some(msg) = webhook(&task) {
-            insert_outbox(&mut tx, &task, &msg, now_ms).await?;
+            insert_outbox(conn, &task, &msg, now_ms)?;
         }
-        tx.commit().await?;
         return Ok(CancelOutcome::Cancelled(task));
     }
-    let row = sqlx::query(concat!(
-        "UPDATE tasks SET cancel_requested = COALESCE(cancel_requested, ?), updated_at = ?
-         WHERE id = ? AND owner = ? AND status = 'running' RETURNING ",
-        task_columns!()
-    ))
-    .bind(now_ms)
-    .bind(now_ms)
-    .bind(id)
-    .bind(owner)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(row) = row {
-        let task = row_to_task(&row)?;
-        tx.commit().await?;
+    let sql = format!(
+        "UPDATE tasks SET cancel_requested = COALESCE(cancel_requested, ?1), updated_at = ?1
+         WHERE id = ?2 AND owner = ?3 AND status = 'running' RETURNING {TASK_COLUMNS}"
+    );
+    if let Some((task, _)) = one_task(conn, &sql, params![now_ms, id, owner])? {
         return Ok(CancelOutcome::Requested(task));
     }
-    let row = sqlx::query(concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = ? AND owner = ?"))
-        .bind(id)
-        .bind(owner)
-        .fetch_optional(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(match row {
-        Some(row) => CancelOutcome::AlreadyEnded(row_to_task(&row)?),
+    Ok(match get(conn, owner, id)? {
+        Some(task) => CancelOutcome::AlreadyEnded(task),
         None => CancelOutcome::NotFound,
     })
 }
 
-pub async fn release(pool: &SqlitePool, task_id: &str, worker: &str, now_ms: i64) -> Result<bool, StoreError> {
-    let n = sqlx::query(
-        "UPDATE tasks SET status = 'queued', updated_at = ?, lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = ? AND lease_owner = ? AND status = 'running'",
-    )
-    .bind(now_ms)
-    .bind(task_id)
-    .bind(worker)
-    .execute(pool)
-    .await?
-    .rows_affected();
+pub fn release(conn: &Connection, task_id: &str, worker: &str, now_ms: i64) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE tasks SET status = 'queued', updated_at = ?, lease_owner = NULL, lease_expires_at = NULL
+             WHERE id = ? AND lease_owner = ? AND status = 'running'",
+        )?
+        .execute(params![now_ms, task_id, worker])?;
     Ok(n > 0)
 }
 
-pub async fn count_unfinished(pool: &SqlitePool) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status IN ('queued', 'running')").fetch_one(pool).await?)
+pub fn count_unfinished(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT COUNT(*) FROM tasks WHERE status IN ('queued', 'running')")?
+        .query_row([], |r| r.get(0))?)
 }
