@@ -197,6 +197,9 @@ pub struct NewTask {
     pub reservation: Reservation,
     pub limits: Limits,
     pub created_at_ms: i64,
+    /// Written already claimed by this worker, with a lease until this time (ms): a sync
+    /// request that found a free worker slot starts at once instead of waiting to be claimed.
+    pub claimed: Option<(String, i64)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -327,7 +330,8 @@ pub trait Store: Send + Sync {
 
     /// Writes a queued task, atomically with its Idempotency-Key check (two concurrent requests
     /// with the same key create one task) and its reservation against the key's limits (checked
-    /// in the same transaction). A task's end settles the reservation: the cost of the images
+    /// in the same transaction). With `claimed`, the task is written running, held by that
+    /// worker, as `claim_task` would leave it. A task's end settles the reservation: the cost of the images
     /// delivered is charged, the rest is given back.
     async fn create_task(&self, task: NewTask) -> Result<Created, StoreError>;
     /// The owner's task; `None` for an unknown id or another owner's task.

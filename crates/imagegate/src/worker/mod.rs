@@ -17,7 +17,7 @@ use crate::blobs::BlobStore;
 use crate::config::Runtime;
 use crate::domain::now_millis;
 use crate::providers::Registry;
-use crate::store::Store;
+use crate::store::{Store, TaskRecord};
 use crate::webhooks::outbox::Deliverer;
 
 pub use execute::image_url;
@@ -77,6 +77,19 @@ impl TaskControl {
     }
 }
 
+/// A reserved worker slot, and the lease a task claimed into it gets.
+pub struct Slot {
+    /// Held while the task runs; dropping it frees the slot.
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    lease_until_ms: i64,
+}
+
+impl Slot {
+    pub fn lease_until_ms(&self) -> i64 {
+        self.lease_until_ms
+    }
+}
+
 /// The process's worker pool: one dispatcher loop claiming tasks while it has capacity.
 pub struct WorkerPool {
     /// This process's lease-holder id.
@@ -123,23 +136,7 @@ impl WorkerPool {
             let now = now_millis();
             let lease_until = now + self.deps.rt.lease.as_millis() as i64;
             match self.deps.store.claim_task(&self.id, now, lease_until).await {
-                Ok(Some(task)) => {
-                    let control = Arc::new(TaskControl::new());
-                    if let Ok(mut m) = self.in_flight.lock() {
-                        m.insert(task.id.clone(), control.clone());
-                    }
-                    self.signals.notify(&task.id);
-                    let pool = Arc::clone(&self);
-                    tokio::spawn(async move {
-                        let id = task.id.clone();
-                        execute::run(&pool, task, &control).await;
-                        if let Ok(mut m) = pool.in_flight.lock() {
-                            m.remove(&id);
-                        }
-                        pool.signals.finish(&id);
-                        drop(permit);
-                    });
-                }
+                Ok(Some(task)) => self.launch(task, Slot { _permit: permit, lease_until_ms: lease_until }),
                 Ok(None) => {
                     drop(permit);
                     tokio::select! {
@@ -158,6 +155,34 @@ impl WorkerPool {
                 }
             }
         }
+    }
+
+    /// A free worker slot, if there is one right now (and the pool is not stopping).
+    pub fn try_slot(&self) -> Option<Slot> {
+        if self.stop.is_cancelled() {
+            return None;
+        }
+        let permit = Arc::clone(&self.slots).try_acquire_owned().ok()?;
+        Some(Slot { _permit: permit, lease_until_ms: now_millis() + self.deps.rt.lease.as_millis() as i64 })
+    }
+
+    /// Runs a task this worker holds (claimed from the queue, or written claimed) in `slot`.
+    pub fn launch(self: &Arc<Self>, task: TaskRecord, slot: Slot) {
+        let control = Arc::new(TaskControl::new());
+        if let Ok(mut m) = self.in_flight.lock() {
+            m.insert(task.id.clone(), control.clone());
+        }
+        self.signals.notify(&task.id);
+        let pool = Arc::clone(self);
+        tokio::spawn(async move {
+            let id = task.id.clone();
+            execute::run(&pool, task, &control).await;
+            if let Ok(mut m) = pool.in_flight.lock() {
+                m.remove(&id);
+            }
+            pool.signals.finish(&id);
+            drop(slot);
+        });
     }
 
     /// Number of tasks this process is executing.

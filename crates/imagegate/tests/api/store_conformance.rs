@@ -27,6 +27,7 @@ fn task(owner: &str, idem: Option<(&str, &str)>, at: i64) -> NewTask {
         reservation: Reservation { images: 1, cost_usd: 0.134, day: "2026-11-25".into() },
         limits: Limits::default(),
         created_at_ms: at,
+        claimed: None,
     }
 }
 
@@ -124,6 +125,24 @@ async fn a_task_is_claimed_by_one_worker_and_fenced_by_its_lease() {
     assert_eq!(s.get_image(&img.id).await.unwrap(), Some(img));
     assert!(s.claim_task("w3", 99_999, 100_000).await.unwrap().is_none(), "ended tasks are never claimed");
     assert_eq!(s.count_unfinished().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_task_written_claimed_is_held_by_its_worker_and_reclaimed_when_its_lease_runs_out() {
+    let (s, _d) = sqlite().await;
+    let Created::New(t) =
+        s.create_task(NewTask { claimed: Some(("w1".into(), 5000)), ..task("key_a", None, 1000) }).await.unwrap()
+    else {
+        panic!("not created")
+    };
+    assert_eq!((t.status, t.attempts, t.started_at_ms), (TaskStatus::Running, 1, Some(1000)));
+    assert!(s.claim_task("w2", 2000, 9000).await.unwrap().is_none(), "not in the queue while its lease holds");
+    assert_eq!(s.renew_lease(&t.id, "w1", 6000).await.unwrap(), Lease::Held);
+    // The worker dies: after the lease, another worker takes it over, and the first is fenced off.
+    let again = s.claim_task("w2", 6500, 9000).await.unwrap().unwrap();
+    assert_eq!((again.id.as_str(), again.attempts), (t.id.as_str(), 2));
+    assert!(!s.complete_task(&t.id, "w1", &json!({}), &[], 1, 7000, &no_webhook).await.unwrap());
+    assert!(s.complete_task(&t.id, "w2", &json!({}), &[], 1, 7000, &no_webhook).await.unwrap());
 }
 
 #[tokio::test]

@@ -196,10 +196,21 @@ async fn submit(
         reservation,
         limits,
         created_at_ms: now_millis(),
+        claimed: None,
+    };
+    // A sync request that finds a free worker slot starts at once: written already claimed,
+    // run by this process without a round trip through the queue.
+    let slot = if mode == TaskMode::Sync { app.workers.try_slot() } else { None };
+    let new = match &slot {
+        Some(s) => NewTask { claimed: Some((app.workers.id.clone(), s.lease_until_ms())), ..new },
+        None => new,
     };
     match app.store.create_task(new).await? {
         Created::New(task) => {
-            app.workers.notify();
+            match slot {
+                Some(slot) => app.workers.launch(task.clone(), slot),
+                None => app.workers.notify(),
+            }
             Ok(task)
         }
         Created::Existing(task) => Ok(task),

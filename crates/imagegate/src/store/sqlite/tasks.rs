@@ -171,17 +171,26 @@ pub fn create(conn: &Connection, task: NewTask) -> Result<Created, StoreError> {
         None => (None, None),
     };
     let events = task.webhook.as_ref().map(|w| serde_json::to_string(&w.events).unwrap_or_else(|_| "[]".into()));
+    let (status, lease_owner, lease_until, attempts, started_at) = match &task.claimed {
+        Some((worker, until)) => {
+            (TaskStatus::Running, Some(worker.as_str()), Some(*until), 1, Some(task.created_at_ms))
+        }
+        None => (TaskStatus::Queued, None, None, 0, None),
+    };
     conn.prepare_cached(
         "INSERT INTO tasks (id, owner, status, mode, model, request, attempts, idempotency_key, request_hash,
-                            webhook_url, webhook_events, reserved_usd, reserved_images, usage_day, created_at, updated_at)
-         VALUES (?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            webhook_url, webhook_events, reserved_usd, reserved_images, usage_day, created_at, updated_at,
+                            lease_owner, lease_expires_at, started_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         task.id,
         task.owner,
+        status.as_str(),
         task.mode.as_str(),
         task.model,
         task.request.to_string(),
+        attempts,
         idem_key,
         idem_hash,
         task.webhook.as_ref().map(|w| w.url.as_str()),
@@ -190,7 +199,10 @@ pub fn create(conn: &Connection, task: NewTask) -> Result<Created, StoreError> {
         task.reservation.images,
         task.reservation.day,
         task.created_at_ms,
-        task.created_at_ms
+        task.created_at_ms,
+        lease_owner,
+        lease_until,
+        started_at
     ])?;
     conn.prepare_cached("UPDATE keys SET reserved_usd = reserved_usd + ? WHERE id = ?")?
         .execute(params![task.reservation.cost_usd, task.owner])?;
@@ -202,15 +214,15 @@ pub fn create(conn: &Connection, task: NewTask) -> Result<Created, StoreError> {
     Ok(Created::New(TaskRecord {
         id: task.id,
         owner: task.owner,
-        status: TaskStatus::Queued,
+        status,
         mode: task.mode,
         model: task.model,
         request: task.request,
         result: None,
         error: None,
-        attempts: 0,
+        attempts,
         created_at_ms: task.created_at_ms,
-        started_at_ms: None,
+        started_at_ms: started_at,
         completed_at_ms: None,
         webhook: task.webhook,
         cancel_requested: false,
