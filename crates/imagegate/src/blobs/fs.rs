@@ -5,7 +5,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use tokio::io::AsyncWriteExt;
 
 use super::{BlobError, BlobStore, check_key};
 
@@ -38,28 +37,35 @@ fn io(key: &str) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
     }
 }
 
+/// Writes to a temporary name, fsyncs, then renames: a reader never sees half a file and a
+/// crash never leaves one under the final name.
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", rand::random::<u32>()));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 #[async_trait]
 impl BlobStore for FsBlobStore {
     async fn put(&self, key: &str, bytes: Bytes, _content_type: &str) -> Result<(), BlobError> {
         let path = self.path(key)?;
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(io(key))?;
-        }
-        // Write to a temporary name, fsync, then rename: a reader never sees half a file and
-        // a crash never leaves one under the final name.
-        let tmp = path.with_extension(format!("tmp{}", rand::random::<u32>()));
-        let mut f = tokio::fs::File::create(&tmp).await.map_err(io(key))?;
-        let written = async {
-            f.write_all(&bytes).await?;
-            f.sync_all().await?;
-            tokio::fs::rename(&tmp, &path).await
-        }
-        .await;
-        if let Err(e) = written {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(io(key)(e));
-        }
-        Ok(())
+        // One trip to the blocking pool for the whole write (each tokio::fs call is a trip).
+        let written = tokio::task::spawn_blocking(move || write_durably(&path, &bytes))
+            .await
+            .map_err(|e| BlobError::Io { key: key.to_string(), source: std::io::Error::other(e) })?;
+        written.map_err(io(key))
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, BlobError> {

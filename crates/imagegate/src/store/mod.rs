@@ -299,6 +299,9 @@ pub enum ExportOutcome {
     },
 }
 
+/// Queue positions are exact below this; a position of this value means "this many or more".
+pub const QUEUE_POSITION_CAP: i64 = 1000;
+
 /// How long an Idempotency-Key is remembered.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
@@ -345,7 +348,8 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<TaskRecord>, StoreError>;
 
-    /// Position in the queue of a queued task: how many queued tasks were submitted before it.
+    /// Position in the queue of a queued task: how many queued tasks were submitted before it,
+    /// counted up to `QUEUE_POSITION_CAP` (a submit must not cost more as the queue grows).
     async fn queue_position(&self, task: &TaskRecord) -> Result<i64, StoreError>;
 
     /// Claims a task for `worker` until `lease_until_ms` and counts one attempt. Running tasks

@@ -334,3 +334,44 @@ async fn limits_are_checked_when_the_task_is_created() {
     let roomy = Limits { budget_usd: Some(1.0), ..Limits::default() };
     created(s.create_task(limited(roomy, 7)).await.unwrap());
 }
+
+#[tokio::test]
+async fn concurrent_submits_committed_together_each_see_the_ones_before() {
+    let (s, _d) = sqlite().await;
+    let (key, _) = imagegate::keys::issue(s.as_ref(), "burst").await.unwrap();
+    let owner = key.id.clone();
+    // 40 submits at once under a concurrency limit of 5, half of them sharing one
+    // Idempotency-Key: the limit and the key hold across submits that share a commit.
+    let handles: Vec<_> = (0..40)
+        .map(|i| {
+            let s = s.clone();
+            let owner = owner.clone();
+            tokio::spawn(async move {
+                let idem = if i % 2 == 0 { Some(("same-key", "same-hash")) } else { None };
+                let limits = Limits { max_concurrency: Some(5), ..Limits::default() };
+                s.create_task(NewTask { limits, ..task(&owner, idem, 1000 + i) }).await.unwrap()
+            })
+        })
+        .collect();
+    let mut new = 0;
+    let mut existing = std::collections::HashSet::new();
+    let mut repeats = 0;
+    let mut over = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Created::New(_) => new += 1,
+            Created::Existing(t) => {
+                existing.insert(t.id);
+                repeats += 1;
+            }
+            Created::OverLimit(LimitHit::Concurrency { limit: 5 }) => over += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(new, 5, "exactly the limit was created");
+    assert!(existing.len() <= 1, "one task behind the shared key: {existing:?}");
+    assert!(repeats > 0 && over > 0, "both the key and the limit turned submits away");
+    assert_eq!(s.count_unfinished().await.unwrap(), 5);
+    let k = s.get_key(&owner).await.unwrap().unwrap();
+    assert!((k.reserved_usd - 5.0 * 0.134).abs() < 1e-9, "reserved for exactly the created: {}", k.reserved_usd);
+}

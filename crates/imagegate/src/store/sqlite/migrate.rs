@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../../migrations/sqlite/0003_limits.sql")),
     (4, include_str!("../../../migrations/sqlite/0004_delivery.sql")),
     (5, include_str!("../../../migrations/sqlite/0005_export.sql")),
+    (6, include_str!("../../../migrations/sqlite/0006_queue_order.sql")),
 ];
 
 pub fn run(conn: &mut Connection) -> Result<(), StoreError> {

@@ -3,6 +3,7 @@
 
 mod db;
 mod exports;
+mod group;
 mod images;
 mod keys;
 mod migrate;
@@ -23,7 +24,8 @@ use super::{
 use crate::domain::task::TaskStatus;
 
 pub struct SqliteStore {
-    db: Db,
+    db: std::sync::Arc<Db>,
+    creates: std::sync::Arc<group::Creates>,
 }
 
 impl SqliteStore {
@@ -41,7 +43,7 @@ impl SqliteStore {
         };
         let db = Db::open(path.as_deref())?;
         db.with_writer(migrate::run)?;
-        Ok(SqliteStore { db })
+        Ok(SqliteStore { db: std::sync::Arc::new(db), creates: Default::default() })
     }
 }
 
@@ -88,7 +90,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_task(&self, task: NewTask) -> Result<Created, StoreError> {
-        self.db.write(|c| tasks::create(c, task))
+        self.creates.create(&self.db, task).await
     }
 
     async fn get_task(&self, owner: &str, id: &str) -> Result<Option<TaskRecord>, StoreError> {

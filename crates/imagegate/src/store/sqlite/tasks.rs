@@ -258,9 +258,10 @@ pub fn list(
 pub fn queue_position(conn: &Connection, task: &TaskRecord) -> Result<i64, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT COUNT(*) FROM tasks WHERE status = 'queued' AND (created_at < ?1 OR (created_at = ?1 AND id < ?2))",
+            "SELECT COUNT(*) FROM (SELECT 1 FROM tasks
+                 WHERE status = 'queued' AND (created_at < ?1 OR (created_at = ?1 AND id < ?2)) LIMIT ?3)",
         )?
-        .query_row(params![task.created_at_ms, task.id], |r| r.get(0))?)
+        .query_row(params![task.created_at_ms, task.id, crate::store::QUEUE_POSITION_CAP], |r| r.get(0))?)
 }
 
 pub fn claim(
