@@ -211,13 +211,14 @@ def start_fake(size=64, delay_ms=0, image=None):
     return p
 
 
-def start_imagegate(fake, extra_toml="", env=None, name="imagegate"):
+def start_imagegate(fake, extra_toml="", env=None, name="imagegate", openai_extra=""):
     port = free_port()
     d = tempfile.mkdtemp(prefix="imagegate-", dir=WORK)
     toml = f"""
 [providers.openai_compat]
 api_key = "sk-bench"
 base_url = "{fake.base if fake else 'http://127.0.0.1:9'}"
+{openai_extra}
 {extra_toml}
 """
     with open(os.path.join(d, "imagegate.toml"), "w") as f:
@@ -399,13 +400,19 @@ def scenario_hold():
     hold_ms = 5000 if QUICK else 60000
     out(f"### 4. Held connections: {n} concurrent sync requests, fake upstream takes {hold_ms // 1000} s")
     fake = start_fake(size=64, delay_ms=hold_ms)
-    gw = start_imagegate(fake, f'[worker]\nconcurrency = {n + 100}\n[server]\nmax_connections = {n + 1000}\n')
+    # h2c to the fake: the held upstream calls share one socket. Over HTTP/1.1 each held request
+    # needs two sockets in the gateway, and this machine's hard limit is 20,000 descriptors.
+    gw = start_imagegate(
+        fake,
+        f'[worker]\nconcurrency = {n + 100}\n[server]\nmax_connections = {n + 1000}\n',
+        openai_extra="http2_prior_knowledge = true",
+    )
     idle = gw.rss_mb()
     body = dict(PROMPT_BODY, response_format="url")
     result = {}
 
     def load():
-        result["r"] = wrk(f"{gw.base}/v1/images/generations", n, hold_ms // 1000 + 5, "POST", body, gw.key,
+        result["r"] = wrk(f"{gw.base}/v1/images/generations", n, hold_ms // 1000 + 30, "POST", body, gw.key,
                           timeout=f"{hold_ms // 1000 + 60}s", threads=2)
 
     t = threading.Thread(target=load)

@@ -66,7 +66,7 @@ impl FakeGemini {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            crate::serve::serve(listener, app).await;
         });
         Ok(FakeGemini { addr, script, finals, server })
     }
@@ -90,6 +90,7 @@ fn google_error(code: u16, status: &str, message: &str) -> Response {
 async fn generate_content(
     State(s): State<Shared>,
     Path(model_action): Path<String>,
+    version: axum::http::Version,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -98,6 +99,7 @@ async fn generate_content(
     let api_key = headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()).map(str::to_string);
     s.script.record(Recorded {
         path: format!("/v1beta/models/{model_action}"),
+        http_version: format!("{version:?}"),
         api_key: api_key.clone(),
         body: body.clone(),
     });

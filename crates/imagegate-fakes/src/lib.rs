@@ -6,6 +6,7 @@ pub mod gemini;
 pub mod images;
 pub mod openai;
 pub mod script;
+pub mod serve;
 pub mod webhook_sink;
 
 pub use gemini::FakeGemini;

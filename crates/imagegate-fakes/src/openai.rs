@@ -59,7 +59,7 @@ impl FakeOpenAi {
             .route("/files/{name}", get(file))
             .with_state(shared);
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            crate::serve::serve(listener, app).await;
         });
         Ok(FakeOpenAi { addr, script, url_mode, images, server })
     }
@@ -85,12 +85,18 @@ fn openai_error(status: u16, kind: &str, code: &str, message: &str, param: Optio
     (http, Json(json!({"error": {"message": message, "type": kind, "param": param, "code": code}}))).into_response()
 }
 
-async fn generate(State(s): State<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn generate(
+    State(s): State<Shared>,
+    version: axum::http::Version,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let guard = s.script.enter();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
     s.script.record(Recorded {
         path: "/v1/images/generations".into(),
+        http_version: format!("{version:?}"),
         api_key: auth.as_ref().and_then(|a| a.strip_prefix("Bearer ").map(str::to_string)),
         body: body.clone(),
     });

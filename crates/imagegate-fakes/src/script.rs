@@ -25,6 +25,8 @@ pub enum Reply {
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub path: String,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub http_version: String,
     pub api_key: Option<String>,
     pub body: Value,
 }

@@ -106,6 +106,6 @@ async fn main() -> anyhow::Result<()> {
         answers.openai.len(),
         args.delay_ms
     );
-    axum::serve(listener, app).await?;
+    imagegate_fakes::serve::serve(listener, app).await;
     Ok(())
 }

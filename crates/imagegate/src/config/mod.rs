@@ -162,6 +162,8 @@ pub struct OpenAiCompatConfig {
     pub ipm: u32,
     pub models: Vec<String>,
     pub channels: Vec<ChannelConfig>,
+    #[serde(default)]
+    pub http2_prior_knowledge: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -377,6 +379,7 @@ impl Config {
             openai_max_concurrency: openai.max_concurrency,
             openai_rpm: per_minute(openai.rpm, openai.ipm),
             openai_models: openai.models.clone(),
+            openai_http2_prior_knowledge: openai.http2_prior_knowledge,
             openai_channels,
             prices: self.pricing.clone(),
             fallbacks,
@@ -447,6 +450,8 @@ pub struct Runtime {
     pub openai_rpm: u32,
     /// Model ids routed to the OpenAI-compatible upstream.
     pub openai_models: Vec<String>,
+    /// h2c to an http:// OpenAI-compatible upstream.
+    pub openai_http2_prior_knowledge: bool,
     pub openai_channels: Vec<GeminiChannel>,
     pub prices: crate::domain::pricing::PriceTable,
     /// Upstream model → fallback upstream models, in order.

@@ -126,3 +126,25 @@ async fn a_gemini_model_can_be_routed_through_an_openai_compatible_reseller() {
     assert_eq!(call.body["model"], "gemini-3-pro-image-preview");
     assert_eq!(call.body["size"], "1024x1024");
 }
+
+#[tokio::test]
+async fn http2_prior_knowledge_speaks_h2c_to_an_http_upstream() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    let plain = app_with(&fake, &[]).await;
+    assert_eq!(plain.generate(gpt("1024x1024")).await.status(), 200);
+    let base = fake.base_url();
+    let h2c = spawn_with(
+        move |rt| {
+            rt.openai_keys = vec![Secret::new("sk-test-openai")];
+            rt.openai_base_url = base;
+            rt.openai_http2_prior_knowledge = true;
+        },
+        false,
+    )
+    .await;
+    let (a, b, c) =
+        tokio::join!(h2c.generate(gpt("1024x1024")), h2c.generate(gpt("1024x1024")), h2c.generate(gpt("1024x1024")));
+    assert!([a.status(), b.status(), c.status()].iter().all(|s| *s == 200));
+    let versions: Vec<String> = fake.script.calls().iter().map(|c| c.http_version.clone()).collect();
+    assert_eq!(versions, ["HTTP/1.1", "HTTP/2.0", "HTTP/2.0", "HTTP/2.0"], "default HTTP/1.1, then h2c");
+}

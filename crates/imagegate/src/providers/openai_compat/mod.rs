@@ -27,11 +27,14 @@ pub struct OpenAiCompatProvider {
 impl OpenAiCompatProvider {
     pub fn new(rt: &Runtime, key: Secret, base_url: String) -> anyhow::Result<OpenAiCompatProvider> {
         crate::install_crypto_provider();
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(rt.connect_timeout)
             .tcp_keepalive(rt.keepalive)
-            .user_agent(concat!("imagegate/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("imagegate/", env!("CARGO_PKG_VERSION")));
+        if rt.openai_http2_prior_knowledge {
+            builder = builder.http2_prior_knowledge();
+        }
+        let client = builder.build()?;
         Ok(OpenAiCompatProvider { client, base_url, key })
     }
 
