@@ -4,7 +4,6 @@
 use bytes::Bytes;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::{Abort, MAX_ATTEMPTS, TaskControl, WorkerPool};
 use crate::domain::request::{ImageRequest, OutputFormat};
@@ -381,8 +380,9 @@ async fn store_image(
     };
     let id = ids::image_id();
     let blob_key = format!("{id}.{}", format.ext());
-    let digest = Sha256::digest(&bytes);
-    let etag = format!("\"{}\"", hex(&digest[..16]));
+    // Stored bytes never change under an image id, so the id is a strong validator: no need to
+    // hash megabytes per image (that was a tenth of the CPU of a 1024×1024 request).
+    let etag = format!("\"{}\"", id.trim_start_matches("img_"));
     let size = bytes.len() as i64;
     if let Err(e) = deps.blobs.put(&blob_key, bytes, format.mime()).await {
         tracing::error!(task_id = task.id, error = %e, "storing an image failed");
@@ -474,8 +474,4 @@ pub async fn image_url(
             _ => (format!("{}/images/{key}", rt.public_url), None),
         },
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
