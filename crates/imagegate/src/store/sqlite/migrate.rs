@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../../migrations/sqlite/0004_delivery.sql")),
     (5, include_str!("../../../migrations/sqlite/0005_export.sql")),
     (6, include_str!("../../../migrations/sqlite/0006_queue_order.sql")),
+    (7, include_str!("../../../migrations/sqlite/0007_partial_indexes.sql")),
 ];
 
 pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
