@@ -14,6 +14,7 @@ pub mod domain;
 pub mod http;
 pub mod imaging;
 pub mod keys;
+pub mod outbox;
 pub mod providers;
 pub mod sealing;
 pub mod store;

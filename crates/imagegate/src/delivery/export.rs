@@ -7,19 +7,17 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
-use tokio_util::sync::CancellationToken;
 
 use crate::blobs::s3::{S3BlobStore, S3Location};
 use crate::blobs::{BlobError, BlobStore};
 use crate::domain::export::{ENV_PREFIX, ExportDestination};
 use crate::domain::now_millis;
+use crate::outbox::{self, Control, Outbox};
 use crate::sealing::Sealer;
-use crate::store::{ExportJob, ExportOutcome, Store};
+use crate::store::{ExportJob, ExportOutcome, Store, StoreError};
 
 const CONCURRENCY: usize = 8;
 const BATCH: u32 = 16;
-const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// Reads a credential: an `env::NAME` reference from the environment, a sealed value through
 /// `sealer` (bound to the key id `owner`), anything else as is.
@@ -61,9 +59,7 @@ pub struct Exporter {
     timeout: Duration,
     /// Destinations opened so far, by key id (re-opened when the key's destination changes).
     opened: Mutex<HashMap<String, (ExportDestination, Arc<S3BlobStore>)>>,
-    wake: Notify,
-    slots: Arc<Semaphore>,
-    stop: CancellationToken,
+    control: Control,
 }
 
 impl Exporter {
@@ -82,64 +78,22 @@ impl Exporter {
             schedule,
             timeout,
             opened: Mutex::new(HashMap::new()),
-            wake: Notify::new(),
-            slots: Arc::new(Semaphore::new(CONCURRENCY)),
-            stop: CancellationToken::new(),
+            control: Control::new(CONCURRENCY),
         })
     }
 
     /// Images were completed: export without waiting for the next poll.
     pub fn notify(&self) {
-        self.wake.notify_one();
+        self.control.wake.notify_one();
     }
 
     pub fn stop(&self) {
-        self.stop.cancel();
+        self.control.stop.cancel();
     }
 
     pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = Arc::clone(self);
-        tokio::spawn(async move { me.run().await })
-    }
-
-    async fn run(self: Arc<Self>) {
-        // A claimed copy becomes claimable again this long after its attempt's timeout.
-        let lease = self.timeout + Duration::from_secs(5);
-        loop {
-            if self.stop.is_cancelled() {
-                return;
-            }
-            let now = now_millis();
-            let batch = match self.store.claim_exports(&self.id, now, now + lease.as_millis() as i64, BATCH).await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(error = %e, "claiming exports failed");
-                    Vec::new()
-                }
-            };
-            if batch.is_empty() {
-                let wait = match self.store.next_export_due().await {
-                    Ok(Some(due)) => {
-                        Duration::from_millis((due - now_millis()).clamp(0, IDLE_POLL.as_millis() as i64) as u64)
-                    }
-                    _ => IDLE_POLL,
-                };
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = self.stop.cancelled() => return,
-                }
-                continue;
-            }
-            for job in batch {
-                let Ok(permit) = Arc::clone(&self.slots).acquire_owned().await else { return };
-                let me = Arc::clone(&self);
-                tokio::spawn(async move {
-                    me.export(job).await;
-                    drop(permit);
-                });
-            }
-        }
+        tokio::spawn(async move { outbox::run(Arc::clone(&me), &me.control).await })
     }
 
     async fn export(&self, job: ExportJob) {
@@ -227,6 +181,26 @@ fn describe(dest: &ExportDestination, e: BlobError) -> String {
             }
             m
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl Outbox for Exporter {
+    type Job = ExportJob;
+    const NAME: &'static str = "exports";
+
+    async fn claim(&self, now_ms: i64) -> Result<Vec<ExportJob>, StoreError> {
+        // A claimed copy becomes claimable again this long after its attempt's timeout.
+        let lease = self.timeout + Duration::from_secs(5);
+        self.store.claim_exports(&self.id, now_ms, now_ms + lease.as_millis() as i64, BATCH).await
+    }
+
+    async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        self.store.next_export_due().await
+    }
+
+    async fn run(self: Arc<Self>, job: ExportJob) {
+        self.export(job).await;
     }
 }
 

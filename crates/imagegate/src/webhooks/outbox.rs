@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, Semaphore};
-use tokio_util::sync::CancellationToken;
 
 use super::{schedule, sign};
 use crate::domain::{now_millis, now_secs};
-use crate::store::{AttemptOutcome, DeliveryAttempt, Store, WebhookMessage};
+use crate::outbox::{self, Control, Outbox};
+use crate::store::{AttemptOutcome, DeliveryAttempt, Store, StoreError, WebhookMessage};
 
 /// Messages in flight at once.
 const CONCURRENCY: usize = 64;
@@ -16,7 +15,6 @@ const BATCH: u32 = 32;
 /// A claimed message becomes claimable again this long after an attempt's timeout, so a
 /// process killed mid-delivery delays the redelivery by about one attempt, no more.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
-const IDLE_POLL: Duration = Duration::from_secs(1);
 
 pub struct Deliverer {
     id: String,
@@ -25,9 +23,7 @@ pub struct Deliverer {
     schedule: Vec<Duration>,
     lease: Duration,
     allow_private: bool,
-    wake: Notify,
-    slots: Arc<Semaphore>,
-    stop: CancellationToken,
+    control: Control,
 }
 
 impl Deliverer {
@@ -44,63 +40,22 @@ impl Deliverer {
             schedule,
             lease: timeout + LEASE_MARGIN,
             allow_private,
-            wake: Notify::new(),
-            slots: Arc::new(Semaphore::new(CONCURRENCY)),
-            stop: CancellationToken::new(),
+            control: Control::new(CONCURRENCY),
         }))
     }
 
     /// A message was written: deliver without waiting for the next poll.
     pub fn notify(&self) {
-        self.wake.notify_one();
+        self.control.wake.notify_one();
     }
 
     pub fn stop(&self) {
-        self.stop.cancel();
+        self.control.stop.cancel();
     }
 
     pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = Arc::clone(self);
-        tokio::spawn(async move { me.run().await })
-    }
-
-    async fn run(self: Arc<Self>) {
-        loop {
-            if self.stop.is_cancelled() {
-                return;
-            }
-            let now = now_millis();
-            let batch = match self.store.claim_webhooks(&self.id, now, now + self.lease.as_millis() as i64, BATCH).await
-            {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(error = %e, "claiming webhooks failed");
-                    Vec::new()
-                }
-            };
-            if batch.is_empty() {
-                let wait = match self.store.next_webhook_due().await {
-                    Ok(Some(due)) => {
-                        Duration::from_millis((due - now_millis()).clamp(0, IDLE_POLL.as_millis() as i64) as u64)
-                    }
-                    _ => IDLE_POLL,
-                };
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = self.stop.cancelled() => return,
-                }
-                continue;
-            }
-            for msg in batch {
-                let Ok(permit) = Arc::clone(&self.slots).acquire_owned().await else { return };
-                let me = Arc::clone(&self);
-                tokio::spawn(async move {
-                    me.deliver(msg).await;
-                    drop(permit);
-                });
-            }
-        }
+        tokio::spawn(async move { outbox::run(Arc::clone(&me), &me.control).await })
     }
 
     async fn deliver(&self, msg: WebhookMessage) {
@@ -168,6 +123,24 @@ impl Deliverer {
             .and_then(|v| v.to_str().ok())
             .and_then(crate::domain::duration::parse_retry_after);
         Ok((resp.status().as_u16(), retry_after))
+    }
+}
+
+#[async_trait::async_trait]
+impl Outbox for Deliverer {
+    type Job = WebhookMessage;
+    const NAME: &'static str = "webhooks";
+
+    async fn claim(&self, now_ms: i64) -> Result<Vec<WebhookMessage>, StoreError> {
+        self.store.claim_webhooks(&self.id, now_ms, now_ms + self.lease.as_millis() as i64, BATCH).await
+    }
+
+    async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        self.store.next_webhook_due().await
+    }
+
+    async fn run(self: Arc<Self>, msg: WebhookMessage) {
+        self.deliver(msg).await;
     }
 }
 

@@ -1,0 +1,79 @@
+//! The polling loop shared by the durable outboxes (webhook deliveries, exports to customer
+//! buckets): claim a batch of due jobs with a lease, run each on a bounded set of slots, and
+//! when nothing is due sleep until the next job is, a wake-up, or a stop.
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::now_millis;
+use crate::store::StoreError;
+
+/// The longest sleep when nothing is due (new jobs also wake the loop).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    type Job: Send + 'static;
+    /// What the logs call it ("webhooks", "exports").
+    const NAME: &'static str;
+    /// Claims up to a batch of due jobs (leased to this process).
+    async fn claim(&self, now_ms: i64) -> Result<Vec<Self::Job>, StoreError>;
+    /// When the next pending job is due, if any.
+    async fn next_due(&self) -> Result<Option<i64>, StoreError>;
+    /// Runs one job to its recorded outcome.
+    async fn run(self: Arc<Self>, job: Self::Job);
+}
+
+/// Wake-up, stop and concurrency for one outbox loop.
+pub struct Control {
+    pub wake: Notify,
+    pub stop: CancellationToken,
+    slots: Arc<Semaphore>,
+}
+
+impl Control {
+    pub fn new(concurrency: usize) -> Control {
+        Control { wake: Notify::new(), stop: CancellationToken::new(), slots: Arc::new(Semaphore::new(concurrency)) }
+    }
+}
+
+/// Runs `outbox` until `control.stop` is cancelled.
+pub async fn run<O: Outbox>(outbox: Arc<O>, control: &Control) {
+    loop {
+        if control.stop.is_cancelled() {
+            return;
+        }
+        let batch = match outbox.claim(now_millis()).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, outbox = O::NAME, "claiming due jobs failed");
+                Vec::new()
+            }
+        };
+        if batch.is_empty() {
+            let wait = match outbox.next_due().await {
+                Ok(Some(due)) => {
+                    Duration::from_millis((due - now_millis()).clamp(0, IDLE_POLL.as_millis() as i64) as u64)
+                }
+                _ => IDLE_POLL,
+            };
+            tokio::select! {
+                _ = control.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = control.stop.cancelled() => return,
+            }
+            continue;
+        }
+        for job in batch {
+            let Ok(permit) = Arc::clone(&control.slots).acquire_owned().await else { return };
+            let me = Arc::clone(&outbox);
+            tokio::spawn(async move {
+                me.run(job).await;
+                drop(permit);
+            });
+        }
+    }
+}
