@@ -131,7 +131,7 @@ pub async fn cancel_task(
     if !ids::looks_like(&id, "task_") {
         return Err(not_found(&id));
     }
-    let outcome = app.store.request_cancel(&key.id, &id, now_millis(), &webhooks::event_for).await?;
+    let outcome = app.store.request_cancel(&key.id, &id, now_millis(), webhooks::event_for).await?;
     let task = match outcome {
         CancelOutcome::NotFound => return Err(not_found(&id)),
         CancelOutcome::AlreadyEnded(t) => {

@@ -125,7 +125,7 @@ pub struct NewWebhook {
 
 /// Builds the webhook (if any) owed for a task in the state it has just reached; called by the
 /// store inside the transaction that changes the state.
-pub type WebhookFor<'a> = &'a (dyn Fn(&TaskRecord) -> Option<NewWebhook> + Send + Sync);
+pub type WebhookFor = fn(&TaskRecord) -> Option<NewWebhook>;
 
 /// A claimed outbox message.
 #[derive(Debug, Clone, PartialEq)]
@@ -376,7 +376,7 @@ pub trait Store: Send + Sync {
         images: &[ImageRecord],
         tries: u32,
         now_ms: i64,
-        webhook: WebhookFor<'_>,
+        webhook: WebhookFor,
     ) -> Result<bool, StoreError>;
     /// Ends a task `worker` holds as failed, with its webhook. `false` when the lease was lost.
     async fn fail_task(
@@ -386,7 +386,7 @@ pub trait Store: Send + Sync {
         error: &Value,
         tries: u32,
         now_ms: i64,
-        webhook: WebhookFor<'_>,
+        webhook: WebhookFor,
     ) -> Result<bool, StoreError>;
     /// Ends a running task `worker` holds as cancelled (after a cancel request), with its webhook.
     async fn finish_cancelled(
@@ -394,7 +394,7 @@ pub trait Store: Send + Sync {
         task_id: &str,
         worker: &str,
         now_ms: i64,
-        webhook: WebhookFor<'_>,
+        webhook: WebhookFor,
     ) -> Result<bool, StoreError>;
     /// Cancels the owner's task: a queued task at once (with its webhook, atomically); a
     /// running one is flagged for its worker to abort.
@@ -403,7 +403,7 @@ pub trait Store: Send + Sync {
         owner: &str,
         id: &str,
         now_ms: i64,
-        webhook: WebhookFor<'_>,
+        webhook: WebhookFor,
     ) -> Result<CancelOutcome, StoreError>;
     /// Puts a task `worker` holds back in the queue (graceful shutdown). The attempt is not refunded.
     async fn release_task(&self, task_id: &str, worker: &str, now_ms: i64) -> Result<bool, StoreError>;

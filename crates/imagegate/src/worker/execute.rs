@@ -159,7 +159,7 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) {
     let records: Vec<ImageRecord> = stored.iter().map(|s| s.record.clone()).collect();
     match deps
         .store
-        .complete_task(&task_id, &pool.id, &result, &records, tries, now_millis(), &webhooks::event_for)
+        .complete_task(&task_id, &pool.id, &result, &records, tries, now_millis(), webhooks::event_for)
         .await
     {
         Ok(true) => {
@@ -181,7 +181,7 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) {
 
 async fn finish_failed(pool: &WorkerPool, task_id: &str, err: &Value, tries: u32) {
     let store = &pool.deps.store;
-    match store.fail_task(task_id, &pool.id, err, tries, now_millis(), &webhooks::event_for).await {
+    match store.fail_task(task_id, &pool.id, err, tries, now_millis(), webhooks::event_for).await {
         Ok(_) => {
             pool.deps.deliverer.notify();
             tracing::info!(task_id, code = %err["code"], "task failed")
@@ -192,7 +192,7 @@ async fn finish_failed(pool: &WorkerPool, task_id: &str, err: &Value, tries: u32
 
 async fn finish_cancelled(pool: &WorkerPool, task_id: &str) {
     let store = &pool.deps.store;
-    match store.finish_cancelled(task_id, &pool.id, now_millis(), &webhooks::event_for).await {
+    match store.finish_cancelled(task_id, &pool.id, now_millis(), webhooks::event_for).await {
         Ok(_) => {
             pool.deps.deliverer.notify();
             tracing::info!(task_id, "task cancelled while running; upstream calls aborted")

@@ -95,8 +95,8 @@ async fn a_task_is_claimed_by_one_worker_and_fenced_by_its_lease() {
     assert_eq!(again.id, t.id);
     assert_eq!(again.attempts, 2);
     assert_eq!(s.renew_lease(&t.id, holder, 9999).await.unwrap(), Lease::Lost);
-    assert!(!s.complete_task(&t.id, holder, &json!({}), &[], 1, 7000, &every_change).await.unwrap());
-    assert!(!s.fail_task(&t.id, holder, &json!({}), 1, 7000, &every_change).await.unwrap());
+    assert!(!s.complete_task(&t.id, holder, &json!({}), &[], 1, 7000, every_change).await.unwrap());
+    assert!(!s.fail_task(&t.id, holder, &json!({}), 1, 7000, every_change).await.unwrap());
     assert!(s.claim_webhooks("d", 99_999, 100_000, 10).await.unwrap().is_empty(), "a fenced-off end owes nothing");
 
     let img = ImageRecord {
@@ -114,7 +114,7 @@ async fn a_task_is_claimed_by_one_worker_and_fenced_by_its_lease() {
         cost_usd: 0.134,
     };
     assert!(
-        s.complete_task(&t.id, other, &json!({"data": []}), std::slice::from_ref(&img), 3, 7000, &no_webhook)
+        s.complete_task(&t.id, other, &json!({"data": []}), std::slice::from_ref(&img), 3, 7000, no_webhook)
             .await
             .unwrap()
     );
@@ -141,8 +141,8 @@ async fn a_task_written_claimed_is_held_by_its_worker_and_reclaimed_when_its_lea
     // The worker dies: after the lease, another worker takes it over, and the first is fenced off.
     let again = s.claim_task("w2", 6500, 9000).await.unwrap().unwrap();
     assert_eq!((again.id.as_str(), again.attempts), (t.id.as_str(), 2));
-    assert!(!s.complete_task(&t.id, "w1", &json!({}), &[], 1, 7000, &no_webhook).await.unwrap());
-    assert!(s.complete_task(&t.id, "w2", &json!({}), &[], 1, 7000, &no_webhook).await.unwrap());
+    assert!(!s.complete_task(&t.id, "w1", &json!({}), &[], 1, 7000, no_webhook).await.unwrap());
+    assert!(s.complete_task(&t.id, "w2", &json!({}), &[], 1, 7000, no_webhook).await.unwrap());
 }
 
 #[tokio::test]
@@ -190,11 +190,11 @@ async fn cancelling_a_queued_task_ends_it_and_owes_its_webhook_in_the_same_step(
     let mut t = task("key_a", None, 1000);
     t.webhook = Some(WebhookTarget { url: "https://example.com/hook".into(), events: vec!["cancelled".into()] });
     let t = created(s.create_task(t).await.unwrap());
-    match s.request_cancel("key_b", &t.id, 2000, &every_change).await.unwrap() {
+    match s.request_cancel("key_b", &t.id, 2000, every_change).await.unwrap() {
         CancelOutcome::NotFound => {}
         other => panic!("another owner cannot cancel: {other:?}"),
     }
-    match s.request_cancel("key_a", &t.id, 2000, &every_change).await.unwrap() {
+    match s.request_cancel("key_a", &t.id, 2000, every_change).await.unwrap() {
         CancelOutcome::Cancelled(c) => assert_eq!(c.status, TaskStatus::Cancelled),
         other => panic!("{other:?}"),
     }
@@ -202,7 +202,7 @@ async fn cancelling_a_queued_task_ends_it_and_owes_its_webhook_in_the_same_step(
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].event_type, "task.cancelled");
     assert!(s.claim_task("w", 3000, 4000).await.unwrap().is_none(), "a cancelled task is never run");
-    match s.request_cancel("key_a", &t.id, 2000, &every_change).await.unwrap() {
+    match s.request_cancel("key_a", &t.id, 2000, every_change).await.unwrap() {
         CancelOutcome::AlreadyEnded(_) => {}
         other => panic!("{other:?}"),
     }
@@ -213,12 +213,12 @@ async fn cancelling_a_running_task_asks_its_worker_through_the_lease() {
     let (s, _d) = sqlite().await;
     let t = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
     s.claim_task("w", 2000, 9000).await.unwrap().unwrap();
-    match s.request_cancel("key_a", &t.id, 2500, &no_webhook).await.unwrap() {
+    match s.request_cancel("key_a", &t.id, 2500, no_webhook).await.unwrap() {
         CancelOutcome::Requested(r) => assert!(r.cancel_requested),
         other => panic!("{other:?}"),
     }
     assert_eq!(s.renew_lease(&t.id, "w", 9500).await.unwrap(), Lease::CancelRequested);
-    assert!(s.finish_cancelled(&t.id, "w", 3000, &no_webhook).await.unwrap());
+    assert!(s.finish_cancelled(&t.id, "w", 3000, no_webhook).await.unwrap());
     assert_eq!(s.get_task("key_a", &t.id).await.unwrap().unwrap().status, TaskStatus::Cancelled);
 }
 
@@ -227,7 +227,7 @@ async fn the_outbox_redelivers_on_schedule_and_logs_every_attempt() {
     let (s, _d) = sqlite().await;
     let t = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
     s.claim_task("w", 1000, 9000).await.unwrap();
-    assert!(s.complete_task(&t.id, "w", &json!({}), &[], 1, 2000, &every_change).await.unwrap());
+    assert!(s.complete_task(&t.id, "w", &json!({}), &[], 1, 2000, every_change).await.unwrap());
     let m = s.claim_webhooks("d1", 2000, 62_000, 10).await.unwrap();
     assert_eq!(m.len(), 1);
     assert!(s.claim_webhooks("d2", 2001, 62_000, 10).await.unwrap().is_empty(), "leased to d1");
@@ -293,14 +293,14 @@ async fn reservations_are_charged_for_delivered_images_and_refunded_otherwise() 
             cost_usd: 0.134,
         })
         .collect();
-    assert!(s.complete_task(&t1.id, "w", &json!({}), &imgs, 3, 2500, &no_webhook).await.unwrap());
+    assert!(s.complete_task(&t1.id, "w", &json!({}), &imgs, 3, 2500, no_webhook).await.unwrap());
     assert_eq!(s.get_task(owner, &t1.id).await.unwrap().unwrap().cost_usd, Some(0.268));
     // t2 fails: refunded.
     s.claim_task("w", 3000, 9000).await.unwrap();
-    assert!(s.fail_task(&t2.id, "w", &json!({"code": "x"}), 1, 3500, &no_webhook).await.unwrap());
+    assert!(s.fail_task(&t2.id, "w", &json!({"code": "x"}), 1, 3500, no_webhook).await.unwrap());
     assert_eq!(s.get_task(owner, &t2.id).await.unwrap().unwrap().cost_usd, Some(0.0));
     // t3 is cancelled while queued: refunded.
-    assert!(matches!(s.request_cancel(owner, &t3.id, 4000, &no_webhook).await.unwrap(), CancelOutcome::Cancelled(_)));
+    assert!(matches!(s.request_cancel(owner, &t3.id, 4000, no_webhook).await.unwrap(), CancelOutcome::Cancelled(_)));
 
     let k = s.get_key(owner).await.unwrap().unwrap();
     assert!(k.reserved_usd.abs() < 1e-9, "nothing left reserved: {}", k.reserved_usd);
@@ -374,4 +374,35 @@ async fn concurrent_submits_committed_together_each_see_the_ones_before() {
     assert_eq!(s.count_unfinished().await.unwrap(), 5);
     let k = s.get_key(&owner).await.unwrap().unwrap();
     assert!((k.reserved_usd - 5.0 * 0.134).abs() < 1e-9, "reserved for exactly the created: {}", k.reserved_usd);
+}
+
+#[tokio::test]
+async fn concurrent_completions_committed_together_keep_their_own_fencing() {
+    let (s, _d) = sqlite().await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let claimed = Some((format!("w{i}"), 10_000));
+        let Created::New(t) = s.create_task(NewTask { claimed, ..task("key_a", None, 1000 + i) }).await.unwrap() else {
+            panic!("not created")
+        };
+        ids.push(t.id);
+    }
+    // Every other completion comes from a worker that does not hold the task.
+    let handles: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let (s, id) = (s.clone(), id.clone());
+            let worker = if i % 2 == 0 { format!("w{i}") } else { "intruder".to_string() };
+            tokio::spawn(async move { s.complete_task(&id, &worker, &json!({"i": i}), &[], 1, 5000, no_webhook).await })
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.await.unwrap().unwrap(), i % 2 == 0, "completion {i}");
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let t = s.get_task("key_a", id).await.unwrap().unwrap();
+        let want = if i % 2 == 0 { TaskStatus::Completed } else { TaskStatus::Running };
+        assert_eq!(t.status, want, "task {i}");
+    }
 }

@@ -12,7 +12,9 @@ mod webhooks;
 
 use async_trait::async_trait;
 use db::Db;
+use group::Batcher;
 use serde_json::Value;
+use std::sync::Arc;
 
 use crate::domain::export::ExportDestination;
 use crate::domain::policy::KeyPolicy;
@@ -24,8 +26,9 @@ use super::{
 use crate::domain::task::TaskStatus;
 
 pub struct SqliteStore {
-    db: std::sync::Arc<Db>,
-    creates: std::sync::Arc<group::Creates>,
+    db: Arc<Db>,
+    creates: Arc<Batcher<NewTask, Created>>,
+    completions: Arc<Batcher<tasks::Completion, bool>>,
 }
 
 impl SqliteStore {
@@ -43,7 +46,11 @@ impl SqliteStore {
         };
         let db = Db::open(path.as_deref())?;
         db.with_writer(migrate::run)?;
-        Ok(SqliteStore { db: std::sync::Arc::new(db), creates: Default::default() })
+        Ok(SqliteStore {
+            db: Arc::new(db),
+            creates: Batcher::new(tasks::create),
+            completions: Batcher::new(tasks::complete),
+        })
     }
 }
 
@@ -90,7 +97,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_task(&self, task: NewTask) -> Result<Created, StoreError> {
-        self.creates.create(&self.db, task).await
+        self.creates.submit(&self.db, task).await
     }
 
     async fn get_task(&self, owner: &str, id: &str) -> Result<Option<TaskRecord>, StoreError> {
@@ -133,12 +140,18 @@ impl Store for SqliteStore {
         images: &[ImageRecord],
         tries: u32,
         now_ms: i64,
-        webhook: WebhookFor<'_>,
+        webhook: WebhookFor,
     ) -> Result<bool, StoreError> {
-        self.db.write(|c| {
-            let how = tasks::End::Completed(result, tries, images);
-            Ok(tasks::end(c, task_id, worker, how, now_ms, webhook)?.is_some())
-        })
+        let job = tasks::Completion {
+            task_id: task_id.to_string(),
+            worker: worker.to_string(),
+            result: result.clone(),
+            images: images.to_vec(),
+            tries,
+            now_ms,
+            webhook,
+        };
+        self.completions.submit(&self.db, job).await
     }
 
     async fn fail_task(
@@ -148,7 +161,7 @@ impl Store for SqliteStore {
         error: &Value,
         tries: u32,
         now_ms: i64,
-        webhook: WebhookFor<'_>,
+        webhook: WebhookFor,
     ) -> Result<bool, StoreError> {
         self.db
             .write(|c| Ok(tasks::end(c, task_id, worker, tasks::End::Failed(error, tries), now_ms, webhook)?.is_some()))
@@ -159,7 +172,7 @@ impl Store for SqliteStore {
         task_id: &str,
         worker: &str,
         now_ms: i64,
-        webhook: WebhookFor<'_>,
+        webhook: WebhookFor,
     ) -> Result<bool, StoreError> {
         self.db.write(|c| Ok(tasks::end(c, task_id, worker, tasks::End::Cancelled, now_ms, webhook)?.is_some()))
     }
@@ -169,7 +182,7 @@ impl Store for SqliteStore {
         owner: &str,
         id: &str,
         now_ms: i64,
-        webhook: WebhookFor<'_>,
+        webhook: WebhookFor,
     ) -> Result<CancelOutcome, StoreError> {
         self.db.write(|c| tasks::request_cancel(c, owner, id, now_ms, webhook))
     }

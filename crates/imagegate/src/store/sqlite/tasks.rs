@@ -339,7 +339,7 @@ pub fn end(
     worker: &str,
     end: End<'_>,
     now_ms: i64,
-    webhook: WebhookFor<'_>,
+    webhook: WebhookFor,
 ) -> Result<Option<TaskRecord>, StoreError> {
     let (status, result, error, tries, images, actual) = match end {
         End::Completed(r, t, images) => (
@@ -382,12 +382,29 @@ pub fn end(
     Ok(Some(task))
 }
 
+/// A completion, owned so that it can join a group commit.
+pub struct Completion {
+    pub task_id: String,
+    pub worker: String,
+    pub result: Value,
+    pub images: Vec<ImageRecord>,
+    pub tries: u32,
+    pub now_ms: i64,
+    pub webhook: WebhookFor,
+}
+
+/// Ends a task as completed; `false` when the lease was lost (nothing written).
+pub fn complete(conn: &Connection, c: Completion) -> Result<bool, StoreError> {
+    let how = End::Completed(&c.result, c.tries, &c.images);
+    Ok(end(conn, &c.task_id, &c.worker, how, c.now_ms, c.webhook)?.is_some())
+}
+
 pub fn request_cancel(
     conn: &Connection,
     owner: &str,
     id: &str,
     now_ms: i64,
-    webhook: WebhookFor<'_>,
+    webhook: WebhookFor,
 ) -> Result<CancelOutcome, StoreError> {
     let sql = format!(
         "UPDATE tasks SET status = 'cancelled', completed_at = ?1, updated_at = ?1
