@@ -289,10 +289,11 @@ async fn respond_with_task(app: &App, task: &TaskRecord, req: &ImageRequest) -> 
         TaskStatus::Completed => {
             let mut result = task.result.clone().unwrap_or_else(|| json!({"data": []}));
             if req.response_format == ResponseFormat::B64Json {
-                inline_images(app, &mut result).await.map_err(|e| e.with_task(&task.id))?;
-            } else {
-                refresh_urls(app, &mut result).await?;
+                let body = inline_images(app, &mut result).await.map_err(|e| e.with_task(&task.id))?;
+                let resp = ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
+                return Ok(with_task_header(resp, &task.id));
             }
+            refresh_urls(app, &mut result).await?;
             Ok(with_task_header(axum::Json(result).into_response(), &task.id))
         }
         TaskStatus::Failed => {
@@ -327,30 +328,85 @@ pub async fn refresh_urls(app: &App, result: &mut Value) -> Result<(), ApiError>
 }
 
 /// Replaces each `url` with `b64_json`, as OpenAI's `response_format: b64_json` answers.
-async fn inline_images(app: &App, result: &mut Value) -> Result<(), ApiError> {
-    let Some(items) = result.get_mut("data").and_then(|d| d.as_array_mut()) else {
-        return Ok(());
-    };
-    for item in items {
-        let Some(id) = item.get("id").and_then(|v| v.as_str()).map(str::to_string) else {
-            continue;
-        };
-        let rec = app
-            .store
-            .get_image(&id)
-            .await?
-            .ok_or_else(|| ApiError::new(StatusCode::GONE, "image_expired", "The image is no longer stored."))?;
-        let bytes = app.blobs.get(&rec.blob_key).await.map_err(|e| {
-            if e.is_not_found() {
-                ApiError::new(StatusCode::GONE, "image_expired", "The image is no longer stored.")
-            } else {
-                ApiError::internal(&e)
+/// The response body with each image inlined as `b64_json`. Megabytes of base64 are encoded off
+/// the async threads straight into the body, between the pieces of the serialized result (a
+/// placeholder per image), instead of going through a JSON value and its serializer.
+async fn inline_images(app: &App, result: &mut Value) -> Result<Vec<u8>, ApiError> {
+    let gone = || ApiError::new(StatusCode::GONE, "image_expired", "The image is no longer stored.");
+    // Unpredictable, so no text in the result (a revised prompt) can pose as a placeholder.
+    let nonce: u64 = rand::random();
+    let mut images = Vec::new();
+    if let Some(items) = result.get_mut("data").and_then(|d| d.as_array_mut()) {
+        for item in items {
+            let Some(id) = item.get("id").and_then(|v| v.as_str()).map(str::to_string) else {
+                continue;
+            };
+            let rec = app.store.get_image(&id).await?.ok_or_else(gone)?;
+            let bytes = app
+                .blobs
+                .get(&rec.blob_key)
+                .await
+                .map_err(|e| if e.is_not_found() { gone() } else { ApiError::internal(&e) })?;
+            if let Some(obj) = item.as_object_mut() {
+                obj.remove("url");
+                obj.insert("b64_json".into(), json!(placeholder(nonce, images.len())));
             }
-        })?;
-        if let Some(obj) = item.as_object_mut() {
-            obj.remove("url");
-            obj.insert("b64_json".into(), json!(base64::engine::general_purpose::STANDARD.encode(&bytes)));
+            images.push(bytes);
         }
     }
-    Ok(())
+    let skeleton = serde_json::to_vec(result).map_err(|e| ApiError::internal(&e))?;
+    tokio::task::spawn_blocking(move || splice_base64(&skeleton, nonce, &images))
+        .await
+        .map_err(|e| ApiError::internal(&e))
+}
+
+fn placeholder(nonce: u64, i: usize) -> String {
+    format!("\u{1}imagegate-b64-{nonce:016x}-{i}\u{1}")
+}
+
+/// Replaces each image's placeholder string (as serialized) with the image's base64 text. Base64
+/// needs no JSON escaping.
+fn splice_base64(skeleton: &[u8], nonce: u64, images: &[bytes::Bytes]) -> Vec<u8> {
+    let total: usize = images.iter().map(|b| b.len().div_ceil(3) * 4).sum();
+    let mut out = Vec::with_capacity(skeleton.len() + total);
+    let mut rest = skeleton;
+    for (i, bytes) in images.iter().enumerate() {
+        let token = serde_json::to_string(&placeholder(nonce, i)).unwrap_or_default();
+        let token = &token.as_bytes()[1..token.len() - 1];
+        match rest.windows(token.len()).position(|w| w == token) {
+            Some(at) => {
+                out.extend_from_slice(&rest[..at]);
+                let start = out.len();
+                out.resize(start + bytes.len().div_ceil(3) * 4, 0);
+                let n = base64::engine::general_purpose::STANDARD.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
+                out.truncate(start + n);
+                rest = &rest[at + token.len()..];
+            }
+            None => break,
+        }
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_is_spliced_where_each_placeholder_was() {
+        let nonce = 0xfeed;
+        let result = json!({"created": 1, "data": [
+            {"b64_json": placeholder(nonce, 0), "revised_prompt": "a \"quoted\" \u{1} prompt"},
+            {"b64_json": placeholder(nonce, 1)},
+        ]});
+        let images = [bytes::Bytes::from_static(b"\x89PNG first"), bytes::Bytes::from_static(b"second image")];
+        let body = splice_base64(&serde_json::to_vec(&result).unwrap(), nonce, &images);
+        let parsed: Value = serde_json::from_slice(&body).expect("valid JSON");
+        let b64 = |i: usize| base64::engine::general_purpose::STANDARD.encode(&images[i]);
+        assert_eq!(parsed["data"][0]["b64_json"], json!(b64(0)));
+        assert_eq!(parsed["data"][1]["b64_json"], json!(b64(1)));
+        assert_eq!(parsed["data"][0]["revised_prompt"], "a \"quoted\" \u{1} prompt");
+        assert_eq!(parsed["created"], 1);
+    }
 }
