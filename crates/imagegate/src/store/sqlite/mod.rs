@@ -27,8 +27,8 @@ use crate::domain::task::TaskStatus;
 
 pub struct SqliteStore {
     db: Arc<Db>,
-    creates: Arc<Batcher<NewTask, Created>>,
-    completions: Arc<Batcher<tasks::Completion, bool>>,
+    /// Submits, claims and completions: the hot writes, group-committed together.
+    writes: Arc<Batcher<tasks::Write, tasks::Written>>,
 }
 
 impl SqliteStore {
@@ -46,11 +46,7 @@ impl SqliteStore {
         };
         let db = Db::open(path.as_deref())?;
         db.with_writer(migrate::run)?;
-        Ok(SqliteStore {
-            db: Arc::new(db),
-            creates: Batcher::new(tasks::create),
-            completions: Batcher::new(tasks::complete),
-        })
+        Ok(SqliteStore { db: Arc::new(db), writes: Batcher::new(tasks::apply) })
     }
 }
 
@@ -97,7 +93,10 @@ impl Store for SqliteStore {
     }
 
     async fn create_task(&self, task: NewTask) -> Result<Created, StoreError> {
-        self.creates.submit(&self.db, task).await
+        match self.writes.submit(&self.db, tasks::Write::Create(task)).await? {
+            tasks::Written::Created(c) => Ok(c),
+            _ => Err(StoreError::Unavailable("a submit was answered as another write".into())),
+        }
     }
 
     async fn get_task(&self, owner: &str, id: &str) -> Result<Option<TaskRecord>, StoreError> {
@@ -124,7 +123,11 @@ impl Store for SqliteStore {
         now_ms: i64,
         lease_until_ms: i64,
     ) -> Result<Option<TaskRecord>, StoreError> {
-        self.db.write(|c| tasks::claim(c, worker, now_ms, lease_until_ms))
+        let job = tasks::Write::Claim { worker: worker.to_string(), now_ms, lease_until_ms };
+        match self.writes.submit(&self.db, job).await? {
+            tasks::Written::Claimed(t) => Ok(t),
+            _ => Err(StoreError::Unavailable("a claim was answered as another write".into())),
+        }
     }
 
     async fn renew_lease(&self, task_id: &str, worker: &str, lease_until_ms: i64) -> Result<Lease, StoreError> {
@@ -151,7 +154,10 @@ impl Store for SqliteStore {
             now_ms,
             webhook,
         };
-        self.completions.submit(&self.db, job).await
+        match self.writes.submit(&self.db, tasks::Write::Complete(job)).await? {
+            tasks::Written::Completed(done) => Ok(done),
+            _ => Err(StoreError::Unavailable("a completion was answered as another write".into())),
+        }
     }
 
     async fn fail_task(

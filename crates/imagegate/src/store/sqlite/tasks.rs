@@ -399,6 +399,29 @@ pub fn complete(conn: &Connection, c: Completion) -> Result<bool, StoreError> {
     Ok(end(conn, &c.task_id, &c.worker, how, c.now_ms, c.webhook)?.is_some())
 }
 
+/// The hot writes, which share group commits (see `group.rs`).
+pub enum Write {
+    Create(NewTask),
+    Claim { worker: String, now_ms: i64, lease_until_ms: i64 },
+    Complete(Completion),
+}
+
+pub enum Written {
+    Created(Created),
+    Claimed(Option<TaskRecord>),
+    Completed(bool),
+}
+
+pub fn apply(conn: &Connection, w: Write) -> Result<Written, StoreError> {
+    Ok(match w {
+        Write::Create(t) => Written::Created(create(conn, t)?),
+        Write::Claim { worker, now_ms, lease_until_ms } => {
+            Written::Claimed(claim(conn, &worker, now_ms, lease_until_ms)?)
+        }
+        Write::Complete(c) => Written::Completed(complete(conn, c)?),
+    })
+}
+
 pub fn request_cancel(
     conn: &Connection,
     owner: &str,
