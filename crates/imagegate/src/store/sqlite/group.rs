@@ -1,4 +1,4 @@
-//! Group commit for the hottest writes (task creation and completion): operations that arrive
+//! Group commit for the hottest writes (submits, claims, completions): operations that arrive
 //! together share one transaction (one WAL append, one set of touched pages), each inside its
 //! own savepoint so one failing operation never takes the others with it. A caller queues its
 //! operation and waits; the first caller to find no batch running starts one on a spawned task
