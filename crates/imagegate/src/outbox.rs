@@ -25,6 +25,8 @@ pub trait Outbox: Send + Sync + 'static {
     async fn next_due(&self) -> Result<Option<i64>, StoreError>;
     /// Runs one job to its recorded outcome.
     async fn run(self: Arc<Self>, job: Self::Job);
+    /// The loop's wake-up, stop and slots.
+    fn control(&self) -> &Control;
 }
 
 /// Wake-up, stop and concurrency for one outbox loop.
@@ -38,10 +40,27 @@ impl Control {
     pub fn new(concurrency: usize) -> Control {
         Control { wake: Notify::new(), stop: CancellationToken::new(), slots: Arc::new(Semaphore::new(concurrency)) }
     }
+
+    /// New jobs were written: look now rather than at the next poll.
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stops the loop (jobs not yet run stay in the store for the next start).
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
 }
 
-/// Runs `outbox` until `control.stop` is cancelled.
-pub async fn run<O: Outbox>(outbox: Arc<O>, control: &Control) {
+/// Starts `outbox`'s loop on the runtime.
+pub fn start<O: Outbox>(outbox: &Arc<O>) -> tokio::task::JoinHandle<()> {
+    let me = Arc::clone(outbox);
+    tokio::spawn(async move { run(me).await })
+}
+
+/// Runs `outbox` until its control is stopped.
+async fn run<O: Outbox>(outbox: Arc<O>) {
+    let control = outbox.control();
     loop {
         if control.stop.is_cancelled() {
             return;

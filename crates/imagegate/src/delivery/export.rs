@@ -84,16 +84,15 @@ impl Exporter {
 
     /// Images were completed: export without waiting for the next poll.
     pub fn notify(&self) {
-        self.control.wake.notify_one();
+        self.control.notify();
     }
 
     pub fn stop(&self) {
-        self.control.stop.cancel();
+        self.control.stop();
     }
 
     pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let me = Arc::clone(self);
-        tokio::spawn(async move { outbox::run(Arc::clone(&me), &me.control).await })
+        outbox::start(self)
     }
 
     async fn export(&self, job: ExportJob) {
@@ -201,6 +200,10 @@ impl Outbox for Exporter {
 
     async fn run(self: Arc<Self>, job: ExportJob) {
         self.export(job).await;
+    }
+
+    fn control(&self) -> &Control {
+        &self.control
     }
 }
 

@@ -46,16 +46,15 @@ impl Deliverer {
 
     /// A message was written: deliver without waiting for the next poll.
     pub fn notify(&self) {
-        self.control.wake.notify_one();
+        self.control.notify();
     }
 
     pub fn stop(&self) {
-        self.control.stop.cancel();
+        self.control.stop();
     }
 
     pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let me = Arc::clone(self);
-        tokio::spawn(async move { outbox::run(Arc::clone(&me), &me.control).await })
+        outbox::start(self)
     }
 
     async fn deliver(&self, msg: WebhookMessage) {
@@ -141,6 +140,10 @@ impl Outbox for Deliverer {
 
     async fn run(self: Arc<Self>, msg: WebhookMessage) {
         self.deliver(msg).await;
+    }
+
+    fn control(&self) -> &Control {
+        &self.control
     }
 }
 
