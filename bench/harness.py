@@ -186,7 +186,7 @@ def wait_http(url, proc, within=60.0):
 def wrk(url, conns, seconds, method="GET", body=None, token=None, timeout="30s", threads=1):
     env = dict(os.environ, BENCH_METHOD=method, BENCH_BODY=json.dumps(body) if body is not None else "",
                BENCH_AUTH=token or "")
-    cmd = ["taskset", "-c", LOAD_CPU, "wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", f"--timeout", timeout,
+    cmd = ["taskset", "-c", LOAD_CPU, "wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--timeout", timeout,
            "-s", WRK_LUA, url]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     m = re.search(r"RESULT (.*)", res.stdout)
@@ -574,7 +574,7 @@ http {{
             r["cpu_us"] = (p.cpu_seconds() - c0) * 1e6 / max(r["requests"], 1)
             runs.setdefault(tname, []).append(r)
             log(f"  {tname}: {r['rps']:.0f} req/s")
-    out(f"| server | req/s | MB/s | p50 ms | p99 ms | CPU µs/req | × nginx |")
+    out("| server | req/s | MB/s | p50 ms | p99 ms | CPU µs/req | × nginx |")
     out("|---|---|---|---|---|---|---|")
     med = {k: sorted(v, key=lambda r: r["rps"])[len(v) // 2] for k, v in runs.items()}
     for tname in ("nginx", "imagegate"):
@@ -600,7 +600,7 @@ def scenario_convert():
                 subprocess.run(["taskset", "-c", GATEWAY_CPU] + cmd, check=True, env=dict(os.environ, VIPS_CONCURRENCY="1"))
                 runs.setdefault((src, tool), []).append(time.perf_counter() - t0)
     vips_version = subprocess.run(["vips", "--version"], capture_output=True, text=True).stdout.strip()
-    out(f"| input | imagegate s | libvips s | imagegate ÷ libvips (time) | output bytes (ours / vips) |")
+    out("| input | imagegate s | libvips s | imagegate ÷ libvips (time) | output bytes (ours / vips) |")
     out("|---|---|---|---|---|")
     for src in ("png", "jpeg"):
         ours = statistics.median(runs[(src, "imagegate")])

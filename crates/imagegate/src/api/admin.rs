@@ -20,6 +20,18 @@ pub fn routes() -> axum::Router<Arc<App>> {
         .route("/admin/v1/keys/{id}", axum::routing::delete(revoke_key).patch(update_key).get(get_key))
 }
 
+pub(super) fn key_not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("No key found with id '{id}'.")).with_param("id")
+}
+
+/// A key by id (revoked or not), or 404.
+pub(super) async fn find_key(app: &App, id: &str) -> Result<KeyRecord, ApiError> {
+    if !ids::looks_like(id, "key_") {
+        return Err(key_not_found(id));
+    }
+    app.store.get_key(id).await?.ok_or_else(|| key_not_found(id))
+}
+
 fn key_json(k: &KeyRecord) -> Value {
     let p = &k.policy;
     json!({
@@ -91,7 +103,7 @@ async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
     if !ids::looks_like(&id, "key_") || !app.store.revoke_key(&id, now_secs()).await? {
-        return Err(ApiError::not_found(format!("No key found with id '{id}'.")).with_param("id"));
+        return Err(key_not_found(&id));
     }
     Ok(axum::Json(json!({"id": id, "object": "api_key", "deleted": true})))
 }
@@ -101,12 +113,7 @@ async fn get_key(
     _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let not_found = || ApiError::not_found(format!("No key found with id '{id}'.")).with_param("id");
-    if !ids::looks_like(&id, "key_") {
-        return Err(not_found());
-    }
-    let key = app.store.get_key(&id).await?.ok_or_else(not_found)?;
-    Ok(axum::Json(key_json(&key)))
+    Ok(axum::Json(key_json(&find_key(&app, &id).await?)))
 }
 
 /// Sets a key's policy fields; `null` clears one back to the default.
@@ -116,19 +123,15 @@ async fn update_key(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let not_found = || ApiError::not_found(format!("No key found with id '{id}'.")).with_param("id");
-    if !ids::looks_like(&id, "key_") {
-        return Err(not_found());
-    }
     let obj = body
         .as_object()
         .ok_or_else(|| ApiError::bad_request("invalid_json", "The request body must be a JSON object."))?;
     if obj.contains_key("name") {
         return Err(ApiError::bad_request("invalid_value", "A key's name cannot be changed.").with_param("name"));
     }
-    let key = app.store.get_key(&id).await?.ok_or_else(not_found)?;
+    let key = find_key(&app, &id).await?;
     let mut policy = key.policy.clone();
     apply_policy(&mut policy, obj)?;
-    let updated = app.store.set_key_policy(&id, &policy).await?.ok_or_else(not_found)?;
+    let updated = app.store.set_key_policy(&id, &policy).await?.ok_or_else(|| key_not_found(&id))?;
     Ok(axum::Json(key_json(&updated)))
 }

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::admin::{find_key, key_not_found};
 use super::auth::Admin;
 use super::error::ApiError;
 use super::extract::JsonBody;
@@ -14,8 +15,6 @@ use crate::app::App;
 use crate::blobs::{BlobError, BlobStore};
 use crate::delivery::export::open_destination;
 use crate::domain::export::{ENV_PREFIX, ExportDestination, parse_request};
-use crate::domain::ids;
-use crate::store::KeyRecord;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -29,14 +28,6 @@ pub fn export_json(key_id: &str, dest: &ExportDestination) -> Value {
     v["object"] = json!("export_destination");
     v["key_id"] = json!(key_id);
     v
-}
-
-async fn find_key(app: &App, id: &str) -> Result<KeyRecord, ApiError> {
-    let not_found = || ApiError::not_found(format!("No key found with id '{id}'.")).with_param("id");
-    if !ids::looks_like(id, "key_") {
-        return Err(not_found());
-    }
-    app.store.get_key(id).await?.ok_or_else(not_found)
 }
 
 async fn set_export(
@@ -67,8 +58,7 @@ async fn set_export(
         })?;
         dest.secret_access_key = sealer.seal(&dest.secret_access_key, &key.id).map_err(|e| ApiError::internal(&e))?;
     }
-    let not_found = || ApiError::not_found(format!("No key found with id '{id}'.")).with_param("id");
-    let updated = app.store.set_key_export(&key.id, Some(&dest)).await?.ok_or_else(not_found)?;
+    let updated = app.store.set_key_export(&key.id, Some(&dest)).await?.ok_or_else(|| key_not_found(&id))?;
     tracing::info!(key_id = updated.id, bucket = dest.bucket, prefix = dest.prefix, "export destination set");
     Ok(axum::Json(export_json(&updated.id, &dest)))
 }
@@ -92,7 +82,7 @@ async fn verify(dest: &ExportDestination, key_id: &str) -> Result<(), ApiError> 
             Err(unreachable(format!("The destination refused the credentials for bucket '{bucket}'."))
                 .with_param("access_key_id"))
         }
-        Ok(Err(BlobError::Backend { message, .. })) if message.contains("does not exist") => {
+        Ok(Err(BlobError::MissingBucket(_))) => {
             Err(unreachable(format!("Bucket '{bucket}' does not exist at the destination.")).with_param("bucket"))
         }
         Ok(Err(e)) => {

@@ -27,6 +27,8 @@ pub enum BlobError {
     UnsupportedUrl(String),
     #[error("storage refused access: {0}")]
     Denied(String),
+    #[error("bucket '{0}' does not exist")]
+    MissingBucket(String),
     #[error("storage error on {key:?}: {message}")]
     Backend { key: String, message: String },
 }

@@ -79,10 +79,12 @@ impl S3BlobStore {
     }
 }
 
-fn map(key: &str, e: opendal::Error) -> BlobError {
+fn map(key: &str, bucket: &str, e: opendal::Error) -> BlobError {
     match e.kind() {
         ErrorKind::NotFound => BlobError::NotFound(key.to_string()),
         ErrorKind::PermissionDenied => BlobError::Denied(e.to_string()),
+        // S3 says so in the error body; OpenDAL passes it on as an unexpected error.
+        _ if e.to_string().contains("NoSuchBucket") => BlobError::MissingBucket(bucket.to_string()),
         _ => BlobError::Backend { key: key.to_string(), message: e.to_string() },
     }
 }
@@ -91,31 +93,31 @@ fn map(key: &str, e: opendal::Error) -> BlobError {
 impl BlobStore for S3BlobStore {
     async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), BlobError> {
         check_key(key)?;
-        self.op.write_with(key, bytes).content_type(content_type).await.map_err(|e| map(key, e))?;
+        self.op.write_with(key, bytes).content_type(content_type).await.map_err(|e| map(key, &self.bucket, e))?;
         Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, BlobError> {
         check_key(key)?;
-        Ok(self.op.read(key).await.map_err(|e| map(key, e))?.to_bytes())
+        Ok(self.op.read(key).await.map_err(|e| map(key, &self.bucket, e))?.to_bytes())
     }
 
     async fn head(&self, key: &str) -> Result<u64, BlobError> {
         check_key(key)?;
-        Ok(self.op.stat(key).await.map_err(|e| map(key, e))?.content_length())
+        Ok(self.op.stat(key).await.map_err(|e| map(key, &self.bucket, e))?.content_length())
     }
 
     async fn delete(&self, key: &str) -> Result<(), BlobError> {
         check_key(key)?;
         match self.op.delete(key).await {
-            Err(e) if e.kind() != ErrorKind::NotFound => Err(map(key, e)),
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(map(key, &self.bucket, e)),
             _ => Ok(()),
         }
     }
 
     async fn presign(&self, key: &str, ttl: std::time::Duration) -> Result<Option<String>, BlobError> {
         check_key(key)?;
-        let req = self.op.presign_read(key, ttl).await.map_err(|e| map(key, e))?;
+        let req = self.op.presign_read(key, ttl).await.map_err(|e| map(key, &self.bucket, e))?;
         Ok(Some(req.uri().to_string()))
     }
 
@@ -126,12 +128,8 @@ impl BlobStore for S3BlobStore {
                 "the S3 credentials were refused for bucket '{}' (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY): {m}",
                 self.bucket
             )),
-            BlobError::NotFound(_) => {
-                BlobError::Backend { key: String::new(), message: format!("bucket '{}' does not exist", self.bucket) }
-            }
-            BlobError::Backend { message, .. } if message.contains("NoSuchBucket") => {
-                BlobError::Backend { key: String::new(), message: format!("bucket '{}' does not exist", self.bucket) }
-            }
+            // A probe object that cannot be read back right after its write: no such bucket.
+            BlobError::NotFound(_) => BlobError::MissingBucket(self.bucket.clone()),
             other => other,
         };
         self.put(&key, Bytes::from_static(b"imagegate probe"), "application/octet-stream").await.map_err(explain)?;

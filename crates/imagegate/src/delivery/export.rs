@@ -165,7 +165,7 @@ fn describe(dest: &ExportDestination, e: BlobError) -> String {
     let bucket = &dest.bucket;
     match e {
         BlobError::Denied(_) => format!("the destination refused the credentials for bucket '{bucket}' (403)"),
-        BlobError::Backend { message, .. } if message.contains("NoSuchBucket") => {
+        BlobError::MissingBucket(_) => {
             format!("bucket '{bucket}' does not exist at the destination")
         }
         other => {
