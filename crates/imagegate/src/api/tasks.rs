@@ -143,7 +143,7 @@ pub async fn cancel_task(
             .with_task(&t.id));
         }
         CancelOutcome::Cancelled(t) => {
-            app.workers.signals.finish(&t.id);
+            app.workers.signals.finish(&t.id, Some(t.clone()));
             app.deliverer.notify();
             t
         }
@@ -208,6 +208,10 @@ fn events(app: Arc<App>, owner: String, first: TaskRecord) -> impl Stream<Item =
                 }
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = tx.closed() => return,
+            }
+            if let Some(t) = changes.ended() {
+                task = t;
+                continue;
             }
             match app.store.get_task(&owner, &task.id).await {
                 Ok(Some(t)) => task = t,

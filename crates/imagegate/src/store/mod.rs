@@ -222,6 +222,18 @@ pub struct TaskRecord {
     pub cost_usd: Option<f64>,
 }
 
+/// A task that was just ended, and what ending it queued (so the caller wakes only the
+/// loops that have new work).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ended {
+    /// The task as it now stands (terminal, settled).
+    pub task: TaskRecord,
+    /// A webhook message was written to the outbox.
+    pub webhook_queued: bool,
+    /// Copies to the key's export destination were owed.
+    pub exports_owed: bool,
+}
+
 /// What `create_task` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
@@ -365,7 +377,7 @@ pub trait Store: Send + Sync {
     async fn renew_lease(&self, task_id: &str, worker: &str, lease_until_ms: i64) -> Result<Lease, StoreError>;
     /// Ends a task `worker` holds as completed, writing its images, its webhook (from
     /// `webhook`) and, when its key has an export destination, one owed export per image, in
-    /// the same transaction. `false` (nothing written) when the lease was lost.
+    /// the same transaction. `None` (nothing written) when the lease was lost.
     /// `tries` (upstream calls made by this run) replaces this run's count in `attempts`.
     #[allow(clippy::too_many_arguments)]
     async fn complete_task(
@@ -377,8 +389,8 @@ pub trait Store: Send + Sync {
         tries: u32,
         now_ms: i64,
         webhook: WebhookFor,
-    ) -> Result<bool, StoreError>;
-    /// Ends a task `worker` holds as failed, with its webhook. `false` when the lease was lost.
+    ) -> Result<Option<Ended>, StoreError>;
+    /// Ends a task `worker` holds as failed, with its webhook. `None` when the lease was lost.
     async fn fail_task(
         &self,
         task_id: &str,
@@ -387,15 +399,16 @@ pub trait Store: Send + Sync {
         tries: u32,
         now_ms: i64,
         webhook: WebhookFor,
-    ) -> Result<bool, StoreError>;
-    /// Ends a running task `worker` holds as cancelled (after a cancel request), with its webhook.
+    ) -> Result<Option<Ended>, StoreError>;
+    /// Ends a running task `worker` holds as cancelled (after a cancel request), with its
+    /// webhook. `None` when the lease was lost.
     async fn finish_cancelled(
         &self,
         task_id: &str,
         worker: &str,
         now_ms: i64,
         webhook: WebhookFor,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<Ended>, StoreError>;
     /// Cancels the owner's task: a queued task at once (with its webhook, atomically); a
     /// running one is flagged for its worker to abort.
     async fn request_cancel(

@@ -11,7 +11,7 @@ use crate::domain::retry::Decision;
 use crate::domain::{ids, now_millis, now_secs};
 use crate::imaging;
 use crate::providers::{GeneratedImage, ProviderError, ProviderRequest};
-use crate::store::{ImageRecord, Lease, TaskRecord};
+use crate::store::{Ended, ImageRecord, Lease, TaskRecord};
 use crate::webhooks;
 
 /// A task's failure as stored in `tasks.error` and shown to clients.
@@ -81,12 +81,12 @@ struct StoredImage {
     output_tokens: u64,
 }
 
-pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) {
+/// Runs the task to its end; returns its final record when this worker ended it.
+pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> Option<TaskRecord> {
     let deps = &pool.deps;
     let task_id = task.id.clone();
     if task.cancel_requested {
-        finish_cancelled(pool, &task_id).await;
-        return;
+        return finish_cancelled(pool, &task_id).await;
     }
     if let Some(msg) = webhooks::event_for(&task) {
         match deps.store.enqueue_webhook(&task, &msg, now_millis()).await {
@@ -101,16 +101,14 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) {
             "attempts_exhausted",
             "The task was interrupted too many times and was given up.",
         );
-        finish_failed(pool, &task_id, &err, 0).await;
-        return;
+        return finish_failed(pool, &task_id, &err, 0).await;
     }
     let req: ImageRequest = match serde_json::from_value(task.request.clone()) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(task_id, error = %e, "stored request is unreadable");
             let err = error_json(500, "api_error", "internal_error", "The stored request could not be read.");
-            finish_failed(pool, &task_id, &err, 0).await;
-            return;
+            return finish_failed(pool, &task_id, &err, 0).await;
         }
     };
 
@@ -140,11 +138,11 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) {
     };
     let Some((stored, errors, tries)) = outcome else {
         match control.reason() {
-            Some(Abort::Cancel) => finish_cancelled(pool, &task_id).await,
+            Some(Abort::Cancel) => return finish_cancelled(pool, &task_id).await,
             Some(Abort::LeaseLost) => tracing::warn!(task_id, "lease lost; another worker has the task"),
             Some(Abort::Shutdown) | None => {}
         }
-        return;
+        return None;
     };
 
     if stored.is_empty() {
@@ -152,8 +150,7 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) {
             .first()
             .map(provider_error_json)
             .unwrap_or_else(|| error_json(502, "upstream_error", "upstream_error", "No image was produced."));
-        finish_failed(pool, &task_id, &err, tries).await;
-        return;
+        return finish_failed(pool, &task_id, &err, tries).await;
     }
     let result = result_json(&req, &stored);
     let records: Vec<ImageRecord> = stored.iter().map(|s| s.record.clone()).collect();
@@ -162,42 +159,61 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) {
         .complete_task(&task_id, &pool.id, &result, &records, tries, now_millis(), webhooks::event_for)
         .await
     {
-        Ok(true) => {
-            deps.deliverer.notify();
-            deps.exporter.notify();
-            tracing::info!(task_id, images = records.len(), failed = errors.len(), "task completed")
+        Ok(Some(ended)) => {
+            tracing::info!(task_id, images = records.len(), failed = errors.len(), "task completed");
+            Some(woke_for(pool, ended))
         }
-        Ok(false) => {
+        Ok(None) => {
             tracing::warn!(task_id, "task was taken over before it completed; dropping its images");
             for r in &records {
                 let _ = deps.blobs.delete(&r.blob_key).await;
             }
+            None
         }
         Err(e) => {
-            tracing::error!(task_id, error = %e, "could not record completion; the task will run again")
+            tracing::error!(task_id, error = %e, "could not record completion; the task will run again");
+            None
         }
     }
 }
 
-async fn finish_failed(pool: &WorkerPool, task_id: &str, err: &Value, tries: u32) {
+/// Wakes the outbox loops that the task's end gave work (and no others: an idle loop woken
+/// for nothing still claims in a write transaction), and hands back the final record.
+fn woke_for(pool: &WorkerPool, ended: Ended) -> TaskRecord {
+    if ended.webhook_queued {
+        pool.deps.deliverer.notify();
+    }
+    if ended.exports_owed {
+        pool.deps.exporter.notify();
+    }
+    ended.task
+}
+
+async fn finish_failed(pool: &WorkerPool, task_id: &str, err: &Value, tries: u32) -> Option<TaskRecord> {
     let store = &pool.deps.store;
     match store.fail_task(task_id, &pool.id, err, tries, now_millis(), webhooks::event_for).await {
-        Ok(_) => {
-            pool.deps.deliverer.notify();
-            tracing::info!(task_id, code = %err["code"], "task failed")
+        Ok(ended) => {
+            tracing::info!(task_id, code = %err["code"], "task failed");
+            ended.map(|e| woke_for(pool, e))
         }
-        Err(e) => tracing::error!(task_id, error = %e, "could not record failure; the task will run again"),
+        Err(e) => {
+            tracing::error!(task_id, error = %e, "could not record failure; the task will run again");
+            None
+        }
     }
 }
 
-async fn finish_cancelled(pool: &WorkerPool, task_id: &str) {
+async fn finish_cancelled(pool: &WorkerPool, task_id: &str) -> Option<TaskRecord> {
     let store = &pool.deps.store;
     match store.finish_cancelled(task_id, &pool.id, now_millis(), webhooks::event_for).await {
-        Ok(_) => {
-            pool.deps.deliverer.notify();
-            tracing::info!(task_id, "task cancelled while running; upstream calls aborted")
+        Ok(ended) => {
+            tracing::info!(task_id, "task cancelled while running; upstream calls aborted");
+            ended.map(|e| woke_for(pool, e))
         }
-        Err(e) => tracing::error!(task_id, error = %e, "could not record the cancel"),
+        Err(e) => {
+            tracing::error!(task_id, error = %e, "could not record the cancel");
+            None
+        }
     }
 }
 

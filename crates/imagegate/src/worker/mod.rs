@@ -21,7 +21,7 @@ use crate::store::{Store, TaskRecord};
 use crate::webhooks::outbox::Deliverer;
 
 pub use execute::image_url;
-pub use signals::Signals;
+pub use signals::{Signals, Subscription};
 
 /// A task is given up after this many claims (each claim after a crash counts one).
 pub const MAX_ATTEMPTS: i64 = 3;
@@ -136,7 +136,11 @@ impl WorkerPool {
             let now = now_millis();
             let lease_until = now + self.deps.rt.lease.as_millis() as i64;
             match self.deps.store.claim_task(&self.id, now, lease_until).await {
-                Ok(Some(task)) => self.launch(task, Slot { _permit: permit, lease_until_ms: lease_until }),
+                Ok(Some(task)) => {
+                    // queued → running: wake its watchers (a task written claimed never was queued).
+                    self.signals.notify(&task.id);
+                    self.launch(task, Slot { _permit: permit, lease_until_ms: lease_until })
+                }
                 Ok(None) => {
                     drop(permit);
                     tokio::select! {
@@ -172,15 +176,14 @@ impl WorkerPool {
         if let Ok(mut m) = self.in_flight.lock() {
             m.insert(task.id.clone(), control.clone());
         }
-        self.signals.notify(&task.id);
         let pool = Arc::clone(self);
         tokio::spawn(async move {
             let id = task.id.clone();
-            execute::run(&pool, task, &control).await;
+            let ended = execute::run(&pool, task, &control).await;
             if let Ok(mut m) = pool.in_flight.lock() {
                 m.remove(&id);
             }
-            pool.signals.finish(&id);
+            pool.signals.finish(&id, ended);
             drop(slot);
         });
     }

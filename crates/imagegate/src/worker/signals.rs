@@ -1,59 +1,158 @@
 //! In-process notifications of task changes: sync waiters and SSE streams subscribe to a task
-//! and are woken on every status change this process makes. (Changes made by another replica
-//! are picked up by the subscribers' periodic re-read.)
+//! and are woken on every status change this process makes; when the task ends here, they are
+//! handed its final record, so a sync request needs no read to learn how its task ended.
+//! (Changes made by another replica are picked up by the subscribers' periodic re-read.)
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
+
+use crate::store::TaskRecord;
+
+/// The last change seen: `Some` once the task ended in this process.
+type Latest = Option<Arc<TaskRecord>>;
+
+/// A task's channel, numbered so a subscriber can tell its own from a later one.
+struct Channel {
+    number: u64,
+    tx: watch::Sender<Latest>,
+}
 
 #[derive(Default)]
 pub struct Signals {
-    map: Mutex<HashMap<String, watch::Sender<u64>>>,
+    map: Mutex<HashMap<String, Channel>>,
+    numbers: AtomicU64,
+}
+
+/// One subscriber's view of a task's changes. Dropping the last one forgets the task.
+pub struct Subscription<'a> {
+    signals: &'a Signals,
+    task_id: String,
+    number: u64,
+    rx: watch::Receiver<Latest>,
+}
+
+impl Subscription<'_> {
+    /// Waits for the next change; `Err` when the task was forgotten without one (subscribe
+    /// again, or re-read).
+    pub async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        self.rx.changed().await
+    }
+
+    /// The task's final record, if it ended in this process after the subscription began.
+    pub fn ended(&mut self) -> Option<TaskRecord> {
+        self.rx.borrow_and_update().as_deref().cloned()
+    }
+}
+
+impl Drop for Subscription<'_> {
+    fn drop(&mut self) {
+        // The map's sender counts this receiver until it is dropped: forget the task when
+        // this was its last subscriber, so tasks that ended before anyone looked do not pile up.
+        if let Ok(mut map) = self.signals.map.lock()
+            && map.get(&self.task_id).is_some_and(|c| c.number == self.number && c.tx.receiver_count() <= 1)
+        {
+            map.remove(&self.task_id);
+        }
+    }
 }
 
 impl Signals {
     /// Subscribe before reading the task's state, so a change in between is not missed.
-    pub fn subscribe(&self, task_id: &str) -> watch::Receiver<u64> {
-        match self.map.lock() {
-            Ok(mut map) => map.entry(task_id.to_string()).or_insert_with(|| watch::channel(0).0).subscribe(),
+    pub fn subscribe(&self, task_id: &str) -> Subscription<'_> {
+        let (number, rx) = match self.map.lock() {
+            Ok(mut map) => {
+                let c = map.entry(task_id.to_string()).or_insert_with(|| Channel {
+                    number: self.numbers.fetch_add(1, Ordering::Relaxed),
+                    tx: watch::channel(None).0,
+                });
+                (c.number, c.tx.subscribe())
+            }
             // A poisoned map only loses the wake-up; subscribers still poll.
-            Err(_) => watch::channel(0).1,
-        }
+            Err(_) => (u64::MAX, watch::channel(None).1),
+        };
+        Subscription { signals: self, task_id: task_id.to_string(), number, rx }
     }
 
     /// Wakes the task's subscribers; forgets the task when nobody listens.
     pub fn notify(&self, task_id: &str) {
         if let Ok(mut map) = self.map.lock()
-            && let Some(tx) = map.get(task_id)
+            && let Some(c) = map.get(task_id)
         {
-            tx.send_modify(|v| *v += 1);
-            if tx.receiver_count() == 0 {
+            c.tx.send_modify(|_| {});
+            if c.tx.receiver_count() == 0 {
                 map.remove(task_id);
             }
         }
     }
 
-    /// Wakes the subscribers one last time and forgets the task (it ended).
-    pub fn finish(&self, task_id: &str) {
-        if let Some(tx) = self.map.lock().ok().and_then(|mut m| m.remove(task_id)) {
-            tx.send_modify(|v| *v += 1);
+    /// Wakes the subscribers one last time, with the task's final record when it ended here,
+    /// and forgets the task.
+    pub fn finish(&self, task_id: &str, ended: Option<TaskRecord>) {
+        if let Some(c) = self.map.lock().ok().and_then(|mut m| m.remove(task_id)) {
+            let ended = ended.map(Arc::new);
+            c.tx.send_modify(|latest| *latest = ended);
         }
+    }
+
+    /// Tasks with at least one subscriber (or a change nobody has looked at yet).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::task::{TaskMode, TaskStatus};
+
+    fn record(status: TaskStatus) -> TaskRecord {
+        TaskRecord {
+            id: "t".into(),
+            owner: "o".into(),
+            status,
+            mode: TaskMode::Sync,
+            model: "m".into(),
+            request: serde_json::Value::Null,
+            result: None,
+            error: None,
+            attempts: 1,
+            created_at_ms: 0,
+            started_at_ms: None,
+            completed_at_ms: None,
+            webhook: None,
+            cancel_requested: false,
+            cost_usd: None,
+        }
+    }
 
     #[tokio::test]
-    async fn subscribers_see_changes_made_after_they_subscribed() {
+    async fn subscribers_see_changes_and_the_final_record() {
         let s = Signals::default();
-        let mut rx = s.subscribe("t");
+        let mut sub = s.subscribe("t");
         s.notify("t");
-        assert!(rx.changed().await.is_ok());
-        s.finish("t");
-        assert!(rx.changed().await.is_ok(), "the last change is seen");
-        assert!(rx.changed().await.is_err(), "then the channel is closed");
+        assert!(sub.changed().await.is_ok());
+        assert_eq!(sub.ended(), None, "a status change carries no record");
+        s.finish("t", Some(record(TaskStatus::Completed)));
+        assert!(sub.changed().await.is_ok(), "the last change is seen");
+        assert_eq!(sub.ended().map(|t| t.status), Some(TaskStatus::Completed));
+        assert!(sub.changed().await.is_err(), "then the channel is closed");
         s.notify("nobody");
+        assert_eq!(s.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_subscription_to_a_task_that_already_ended_is_forgotten_when_dropped() {
+        let s = Signals::default();
+        s.finish("t", Some(record(TaskStatus::Completed)));
+        let mut first = s.subscribe("t");
+        let second = s.subscribe("t");
+        assert_eq!(first.ended(), None, "the end happened before: the caller must read the store");
+        drop(second);
+        assert_eq!(s.len(), 1, "still watched by the first");
+        drop(first);
+        assert_eq!(s.len(), 0, "nothing left behind");
     }
 }

@@ -95,8 +95,8 @@ async fn a_task_is_claimed_by_one_worker_and_fenced_by_its_lease() {
     assert_eq!(again.id, t.id);
     assert_eq!(again.attempts, 2);
     assert_eq!(s.renew_lease(&t.id, holder, 9999).await.unwrap(), Lease::Lost);
-    assert!(!s.complete_task(&t.id, holder, &json!({}), &[], 1, 7000, every_change).await.unwrap());
-    assert!(!s.fail_task(&t.id, holder, &json!({}), 1, 7000, every_change).await.unwrap());
+    assert!(s.complete_task(&t.id, holder, &json!({}), &[], 1, 7000, every_change).await.unwrap().is_none());
+    assert!(s.fail_task(&t.id, holder, &json!({}), 1, 7000, every_change).await.unwrap().is_none());
     assert!(s.claim_webhooks("d", 99_999, 100_000, 10).await.unwrap().is_empty(), "a fenced-off end owes nothing");
 
     let img = ImageRecord {
@@ -113,12 +113,14 @@ async fn a_task_is_claimed_by_one_worker_and_fenced_by_its_lease() {
         expires_at: 99,
         cost_usd: 0.134,
     };
-    assert!(
-        s.complete_task(&t.id, other, &json!({"data": []}), std::slice::from_ref(&img), 3, 7000, no_webhook)
-            .await
-            .unwrap()
-    );
+    let ended = s
+        .complete_task(&t.id, other, &json!({"data": []}), std::slice::from_ref(&img), 3, 7000, no_webhook)
+        .await
+        .unwrap()
+        .expect("the lease holder ends the task");
+    assert!(!ended.webhook_queued && !ended.exports_owed, "no webhook asked, no export destination");
     let done = s.get_task("key_a", &t.id).await.unwrap().unwrap();
+    assert_eq!(ended.task, done, "the ended record is the task as stored");
     assert_eq!(done.status, TaskStatus::Completed);
     assert_eq!(done.result, Some(json!({"data": []})));
     assert_eq!(done.attempts, 1 + 3, "one cut-off run, then three upstream tries");
@@ -141,8 +143,8 @@ async fn a_task_written_claimed_is_held_by_its_worker_and_reclaimed_when_its_lea
     // The worker dies: after the lease, another worker takes it over, and the first is fenced off.
     let again = s.claim_task("w2", 6500, 9000).await.unwrap().unwrap();
     assert_eq!((again.id.as_str(), again.attempts), (t.id.as_str(), 2));
-    assert!(!s.complete_task(&t.id, "w1", &json!({}), &[], 1, 7000, no_webhook).await.unwrap());
-    assert!(s.complete_task(&t.id, "w2", &json!({}), &[], 1, 7000, no_webhook).await.unwrap());
+    assert!(s.complete_task(&t.id, "w1", &json!({}), &[], 1, 7000, no_webhook).await.unwrap().is_none());
+    assert!(s.complete_task(&t.id, "w2", &json!({}), &[], 1, 7000, no_webhook).await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -218,7 +220,7 @@ async fn cancelling_a_running_task_asks_its_worker_through_the_lease() {
         other => panic!("{other:?}"),
     }
     assert_eq!(s.renew_lease(&t.id, "w", 9500).await.unwrap(), Lease::CancelRequested);
-    assert!(s.finish_cancelled(&t.id, "w", 3000, no_webhook).await.unwrap());
+    assert!(s.finish_cancelled(&t.id, "w", 3000, no_webhook).await.unwrap().is_some());
     assert_eq!(s.get_task("key_a", &t.id).await.unwrap().unwrap().status, TaskStatus::Cancelled);
 }
 
@@ -227,7 +229,8 @@ async fn the_outbox_redelivers_on_schedule_and_logs_every_attempt() {
     let (s, _d) = sqlite().await;
     let t = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
     s.claim_task("w", 1000, 9000).await.unwrap();
-    assert!(s.complete_task(&t.id, "w", &json!({}), &[], 1, 2000, every_change).await.unwrap());
+    let ended = s.complete_task(&t.id, "w", &json!({}), &[], 1, 2000, every_change).await.unwrap();
+    assert!(ended.is_some_and(|e| e.webhook_queued), "the end says a webhook was queued");
     let m = s.claim_webhooks("d1", 2000, 62_000, 10).await.unwrap();
     assert_eq!(m.len(), 1);
     assert!(s.claim_webhooks("d2", 2001, 62_000, 10).await.unwrap().is_empty(), "leased to d1");
@@ -293,11 +296,11 @@ async fn reservations_are_charged_for_delivered_images_and_refunded_otherwise() 
             cost_usd: 0.134,
         })
         .collect();
-    assert!(s.complete_task(&t1.id, "w", &json!({}), &imgs, 3, 2500, no_webhook).await.unwrap());
+    assert!(s.complete_task(&t1.id, "w", &json!({}), &imgs, 3, 2500, no_webhook).await.unwrap().is_some());
     assert_eq!(s.get_task(owner, &t1.id).await.unwrap().unwrap().cost_usd, Some(0.268));
     // t2 fails: refunded.
     s.claim_task("w", 3000, 9000).await.unwrap();
-    assert!(s.fail_task(&t2.id, "w", &json!({"code": "x"}), 1, 3500, no_webhook).await.unwrap());
+    assert!(s.fail_task(&t2.id, "w", &json!({"code": "x"}), 1, 3500, no_webhook).await.unwrap().is_some());
     assert_eq!(s.get_task(owner, &t2.id).await.unwrap().unwrap().cost_usd, Some(0.0));
     // t3 is cancelled while queued: refunded.
     assert!(matches!(s.request_cancel(owner, &t3.id, 4000, no_webhook).await.unwrap(), CancelOutcome::Cancelled(_)));
@@ -398,7 +401,7 @@ async fn concurrent_completions_committed_together_keep_their_own_fencing() {
         })
         .collect();
     for (i, h) in handles.into_iter().enumerate() {
-        assert_eq!(h.await.unwrap().unwrap(), i % 2 == 0, "completion {i}");
+        assert_eq!(h.await.unwrap().unwrap().is_some(), i % 2 == 0, "completion {i}");
     }
     for (i, id) in ids.iter().enumerate() {
         let t = s.get_task("key_a", id).await.unwrap().unwrap();

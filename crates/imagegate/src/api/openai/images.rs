@@ -24,6 +24,7 @@ use crate::domain::{models, now_secs, utc_day};
 use crate::store::{Created, KeyRecord, LimitHit, Limits, NewTask, Reservation, TaskRecord, WebhookTarget};
 use crate::task_view::task_object;
 use crate::webhooks;
+use crate::worker::Subscription;
 
 /// Fields the generation routes take on top of the image fields.
 const TASK_FIELDS: &[&str] = &["webhook_url", "webhook_events"];
@@ -43,11 +44,13 @@ pub async fn create_image(
         .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async")));
     let mode = if wants_async { TaskMode::Async } else { TaskMode::Sync };
     let req = request::validate(&body, &[])?;
-    let task = submit(&app, &key, mode, &req, &body, &headers).await?;
+    let submitted = submit(&app, &key, mode, &req, &body, &headers).await?;
     if wants_async {
-        return accepted(&app, &task).await;
+        return accepted(&app, &submitted.task).await;
     }
-    let task = wait_for_end(&app, &key.id, task, &req).await?;
+    // Not needed while the image is made (which may take minutes, for thousands of requests).
+    drop((body, headers));
+    let task = wait_for_end(&app, &key.id, submitted, &req).await?;
     respond_with_task(&app, &task, &req).await
 }
 
@@ -58,8 +61,8 @@ pub async fn create_image_async(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let req = request::validate(&body, TASK_FIELDS)?;
-    let task = submit(&app, &key, TaskMode::Async, &req, &body, &headers).await?;
-    accepted(&app, &task).await
+    let submitted = submit(&app, &key, TaskMode::Async, &req, &body, &headers).await?;
+    accepted(&app, &submitted.task).await
 }
 
 async fn accepted(app: &App, task: &TaskRecord) -> Result<Response, ApiError> {
@@ -129,15 +132,22 @@ pub fn with_task_header(mut resp: Response, task_id: &str) -> Response {
     resp
 }
 
+/// A submitted task, and for a sync task started at once in this process, the subscription to
+/// its end (taken before it started, so the end cannot be missed and need not be read back).
+struct Submitted<'a> {
+    task: TaskRecord,
+    watch: Option<Subscription<'a>>,
+}
+
 /// Writes the task (or finds the one this Idempotency-Key already made) and wakes a worker.
-async fn submit(
-    app: &App,
+async fn submit<'a>(
+    app: &'a App,
     key: &KeyRecord,
     mode: TaskMode,
     req: &ImageRequest,
     body: &Value,
     headers: &HeaderMap,
-) -> Result<TaskRecord, ApiError> {
+) -> Result<Submitted<'a>, ApiError> {
     let owner = key.id.as_str();
     let policy = app.rt.policy_for(&key.policy);
     if !policy.allows_model(&req.model) {
@@ -207,13 +217,20 @@ async fn submit(
     };
     match app.store.create_task(new).await? {
         Created::New(task) => {
-            match slot {
-                Some(slot) => app.workers.launch(task.clone(), slot),
-                None => app.workers.notify(),
-            }
-            Ok(task)
+            let watch = match slot {
+                Some(slot) => {
+                    let watch = app.workers.signals.subscribe(&task.id);
+                    app.workers.launch(task.clone(), slot);
+                    Some(watch)
+                }
+                None => {
+                    app.workers.notify();
+                    None
+                }
+            };
+            Ok(Submitted { task, watch })
         }
-        Created::Existing(task) => Ok(task),
+        Created::Existing(task) => Ok(Submitted { task, watch: None }),
         Created::Conflict => Err(ApiError::new(
             StatusCode::CONFLICT,
             "idempotency_key_reused",
@@ -246,16 +263,33 @@ fn over_limit(hit: LimitHit) -> ApiError {
 }
 
 /// Waits until the task ends, or until its deadline (plus slack for queueing) passes.
-async fn wait_for_end(app: &App, owner: &str, task: TaskRecord, req: &ImageRequest) -> Result<TaskRecord, ApiError> {
+async fn wait_for_end(
+    app: &App,
+    owner: &str,
+    submitted: Submitted<'_>,
+    req: &ImageRequest,
+) -> Result<TaskRecord, ApiError> {
+    let Submitted { task, watch } = submitted;
     if task.status.is_terminal() {
         return Ok(task);
     }
     let limit = app.rt.deadline(req.resolution()) + Duration::from_secs(60);
     let give_up = tokio::time::Instant::now() + limit;
-    let mut changes = app.workers.signals.subscribe(&task.id);
+    // Subscribed before the task started: nothing to read until a change arrives. Otherwise
+    // subscribe, then read (a change in between is not missed).
+    let (mut changes, mut known) = match watch {
+        Some(w) => (w, Some(task.clone())),
+        None => (app.workers.signals.subscribe(&task.id), None),
+    };
     loop {
-        let current =
-            app.store.get_task(owner, &task.id).await?.ok_or_else(|| ApiError::not_found("The task disappeared."))?;
+        let current = match known.take().or_else(|| changes.ended()) {
+            Some(t) => t,
+            None => app
+                .store
+                .get_task(owner, &task.id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("The task disappeared."))?,
+        };
         if current.status.is_terminal() {
             return Ok(current);
         }

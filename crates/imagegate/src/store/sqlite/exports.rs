@@ -4,19 +4,19 @@ use rusqlite::{Connection, params};
 
 use crate::store::{ExportJob, ExportOutcome, ExportRecord, ImageRecord, StoreError};
 
-/// Owes one export per image when the owner has a destination; called inside the transaction
-/// that records the images.
+/// Owes one export per image when the owner has a destination (`true` then); called inside
+/// the transaction that records the images.
 pub(super) fn owe(
     conn: &Connection,
     task_id: &str,
     owner: &str,
     images: &[ImageRecord],
     now_ms: i64,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let has_destination =
         conn.prepare_cached("SELECT 1 FROM keys WHERE id = ? AND export IS NOT NULL")?.exists([owner])?;
     if !has_destination {
-        return Ok(());
+        return Ok(false);
     }
     let mut insert = conn.prepare_cached(
         "INSERT INTO exports (image_id, task_id, owner, blob_key, content_type, object_name, status, attempts,
@@ -38,7 +38,7 @@ pub(super) fn owe(
             now_ms
         ])?;
     }
-    Ok(())
+    Ok(true)
 }
 
 pub fn claim(

@@ -20,8 +20,9 @@ use crate::domain::export::ExportDestination;
 use crate::domain::policy::KeyPolicy;
 
 use super::{
-    AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, ExportJob, ExportOutcome, ExportRecord, ImageRecord,
-    KeyRecord, Lease, NewKey, NewTask, NewWebhook, Store, StoreError, TaskRecord, UsageRow, WebhookFor, WebhookMessage,
+    AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, Ended, ExportJob, ExportOutcome, ExportRecord,
+    ImageRecord, KeyRecord, Lease, NewKey, NewTask, NewWebhook, Store, StoreError, TaskRecord, UsageRow, WebhookFor,
+    WebhookMessage,
 };
 use crate::domain::task::TaskStatus;
 
@@ -144,7 +145,7 @@ impl Store for SqliteStore {
         tries: u32,
         now_ms: i64,
         webhook: WebhookFor,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Ended>, StoreError> {
         let job = tasks::Completion {
             task_id: task_id.to_string(),
             worker: worker.to_string(),
@@ -168,9 +169,8 @@ impl Store for SqliteStore {
         tries: u32,
         now_ms: i64,
         webhook: WebhookFor,
-    ) -> Result<bool, StoreError> {
-        self.db
-            .write(|c| Ok(tasks::end(c, task_id, worker, tasks::End::Failed(error, tries), now_ms, webhook)?.is_some()))
+    ) -> Result<Option<Ended>, StoreError> {
+        self.db.write(|c| tasks::end(c, task_id, worker, tasks::End::Failed(error, tries), now_ms, webhook))
     }
 
     async fn finish_cancelled(
@@ -179,8 +179,8 @@ impl Store for SqliteStore {
         worker: &str,
         now_ms: i64,
         webhook: WebhookFor,
-    ) -> Result<bool, StoreError> {
-        self.db.write(|c| Ok(tasks::end(c, task_id, worker, tasks::End::Cancelled, now_ms, webhook)?.is_some()))
+    ) -> Result<Option<Ended>, StoreError> {
+        self.db.write(|c| tasks::end(c, task_id, worker, tasks::End::Cancelled, now_ms, webhook))
     }
 
     async fn request_cancel(

@@ -8,8 +8,8 @@ use serde_json::Value;
 use super::webhooks::insert_outbox;
 use crate::domain::task::{TaskMode, TaskStatus};
 use crate::store::{
-    CancelOutcome, Created, IDEMPOTENCY_WINDOW_MS, ImageRecord, Lease, LimitHit, NewTask, StoreError, TaskRecord,
-    WebhookFor, WebhookTarget,
+    CancelOutcome, Created, Ended, IDEMPOTENCY_WINDOW_MS, ImageRecord, Lease, LimitHit, NewTask, StoreError,
+    TaskRecord, WebhookFor, WebhookTarget,
 };
 
 /// The columns `row_to_task` reads.
@@ -340,7 +340,7 @@ pub fn end(
     end: End<'_>,
     now_ms: i64,
     webhook: WebhookFor,
-) -> Result<Option<TaskRecord>, StoreError> {
+) -> Result<Option<Ended>, StoreError> {
     let (status, result, error, tries, images, actual) = match end {
         End::Completed(r, t, images) => (
             TaskStatus::Completed,
@@ -373,13 +373,12 @@ pub fn end(
     for img in images {
         super::images::insert(conn, img)?;
     }
-    if !images.is_empty() {
-        super::exports::owe(conn, task_id, &task.owner, images, now_ms)?;
+    let exports_owed = !images.is_empty() && super::exports::owe(conn, task_id, &task.owner, images, now_ms)?;
+    let message = webhook(&task);
+    if let Some(msg) = &message {
+        insert_outbox(conn, &task, msg, now_ms)?;
     }
-    if let Some(msg) = webhook(&task) {
-        insert_outbox(conn, &task, &msg, now_ms)?;
-    }
-    Ok(Some(task))
+    Ok(Some(Ended { task, webhook_queued: message.is_some(), exports_owed }))
 }
 
 /// A completion, owned so that it can join a group commit.
@@ -393,10 +392,10 @@ pub struct Completion {
     pub webhook: WebhookFor,
 }
 
-/// Ends a task as completed; `false` when the lease was lost (nothing written).
-pub fn complete(conn: &Connection, c: Completion) -> Result<bool, StoreError> {
+/// Ends a task as completed; `None` when the lease was lost (nothing written).
+pub fn complete(conn: &Connection, c: Completion) -> Result<Option<Ended>, StoreError> {
     let how = End::Completed(&c.result, c.tries, &c.images);
-    Ok(end(conn, &c.task_id, &c.worker, how, c.now_ms, c.webhook)?.is_some())
+    end(conn, &c.task_id, &c.worker, how, c.now_ms, c.webhook)
 }
 
 /// The hot writes, which share group commits (see `group.rs`).
@@ -409,7 +408,7 @@ pub enum Write {
 pub enum Written {
     Created(Created),
     Claimed(Option<TaskRecord>),
-    Completed(bool),
+    Completed(Option<Ended>),
 }
 
 pub fn apply(conn: &Connection, w: Write) -> Result<Written, StoreError> {
