@@ -40,11 +40,12 @@ impl App {
             std::fs::create_dir_all(&rt.data_dir)
                 .with_context(|| format!("creating the data folder {}", rt.data_dir.display()))?;
         }
-        let store =
-            store::open(&rt.database_url).await.with_context(|| format!("opening the database {}", rt.database_url))?;
+        let store = store::open(&rt.database_url, rt.durability)
+            .await
+            .with_context(|| format!("opening the database {}", rt.database_url))?;
         let credentials = rt.s3_access_key.clone().zip(rt.s3_secret_key.as_ref().map(|s| s.expose().to_string()));
-        let blobs =
-            blobs::open(&rt.storage_url, credentials).with_context(|| format!("opening storage {}", rt.storage_url))?;
+        let blobs = blobs::open(&rt.storage_url, credentials, rt.durability)
+            .with_context(|| format!("opening storage {}", rt.storage_url))?;
         blobs.probe().await.with_context(|| format!("storage {} is not writable", rt.storage_url))?;
         if let crate::config::UrlMode::Presigned(ttl) = rt.url_mode
             && blobs.presign("probe.bin", ttl).await.ok().flatten().is_none()
@@ -135,6 +136,7 @@ pub async fn start(mut rt: Runtime) -> Result<Server> {
     if unfinished > 0 {
         tracing::info!(unfinished, "resuming unfinished tasks from before the last stop");
     }
+    crate::durability::start(app.store.clone(), app.blobs.clone());
     app.workers.start();
     app.deliverer.start();
     app.exporter.start();

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod durability;
 pub mod http;
 pub mod imaging;
 pub mod keys;

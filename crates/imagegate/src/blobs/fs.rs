@@ -1,20 +1,31 @@
-//! Local-folder blob store (the embedded default). Written on tokio::fs directly: a folder
+//! Local-folder blob store (the embedded default). Written on std::fs directly: a folder
 //! needs no client library, and this keeps the default build free of object-store machinery.
+//!
+//! Every image is written under a temporary name and renamed, so a reader never sees half a
+//! file. How it reaches the disk follows the durability level (see `crate::durability`):
+//! `power` fsyncs each file (and its folder) before `put` returns; `process` leaves that to
+//! `flush`, which the flush loop calls for all recent images at once, before each database
+//! checkpoint.
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::{BlobError, BlobStore, check_key};
+use crate::durability::Durability;
 
 pub struct FsBlobStore {
     root: PathBuf,
+    durability: Durability,
+    /// Files written since the last flush (`process` durability).
+    unflushed: Mutex<Vec<PathBuf>>,
 }
 
 impl FsBlobStore {
-    pub fn new(root: impl AsRef<Path>) -> FsBlobStore {
-        FsBlobStore { root: root.as_ref().to_path_buf() }
+    pub fn new(root: impl AsRef<Path>, durability: Durability) -> FsBlobStore {
+        FsBlobStore { root: root.as_ref().to_path_buf(), durability, unflushed: Mutex::new(Vec::new()) }
     }
 
     /// `root/<2 chars>/<key>`: the two characters come from the key's random tail, so folders
@@ -37,19 +48,32 @@ fn io(key: &str) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
     }
 }
 
-/// Writes to a temporary name, fsyncs, then renames: a reader never sees half a file and a
-/// crash never leaves one under the final name.
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes to a temporary name, then renames: a reader never sees half a file and a crash never
+/// leaves one under the final name. With `sync`, the file is fsynced before the rename and its
+/// folder after it, so the file is on the disk when this returns.
+fn write_file(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
     use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
     let tmp = path.with_extension(format!("tmp{}", rand::random::<u32>()));
     let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        // The shard folder nearly always exists: make it only when the create says it is missing.
+        let mut f = match std::fs::File::create(&tmp) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::File::create(&tmp)?
+            }
+            other => other?,
+        };
         f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        if sync {
+            f.sync_data()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        if sync && let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -57,15 +81,66 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     written
 }
 
+/// Puts `files` (written, renamed, not yet synced) and their folders on the disk.
+fn sync_files(root: &Path, files: &[PathBuf]) -> std::io::Result<()> {
+    // Linux: one syncfs(2) of the folder's filesystem writes them all back with one journal
+    // commit, where an fsync per file would commit the journal once per file.
+    #[cfg(target_os = "linux")]
+    {
+        let _ = files;
+        rustix::fs::syncfs(std::fs::File::open(root)?)?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let mut folders = std::collections::BTreeSet::new();
+        for f in files {
+            match std::fs::File::open(f) {
+                Ok(file) => file.sync_data()?,
+                // Deleted since (an expired image): nothing to keep.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            folders.extend(f.parent().map(Path::to_path_buf));
+        }
+        for d in folders {
+            std::fs::File::open(&d)?.sync_all()?;
+        }
+        let _ = root;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl BlobStore for FsBlobStore {
     async fn put(&self, key: &str, bytes: Bytes, _content_type: &str) -> Result<(), BlobError> {
         let path = self.path(key)?;
+        let sync = self.durability == Durability::Power;
         // One trip to the blocking pool for the whole write (each tokio::fs call is a trip).
-        let written = tokio::task::spawn_blocking(move || write_durably(&path, &bytes))
+        let written = tokio::task::spawn_blocking(move || write_file(&path, &bytes, sync).map(|()| path))
             .await
             .map_err(|e| BlobError::Io { key: key.to_string(), source: std::io::Error::other(e) })?;
-        written.map_err(io(key))
+        let path = written.map_err(io(key))?;
+        if !sync && let Ok(mut pending) = self.unflushed.lock() {
+            pending.push(path);
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<usize, BlobError> {
+        let files = match self.unflushed.lock() {
+            Ok(mut pending) => std::mem::take(&mut *pending),
+            Err(_) => return Err(BlobError::Io { key: String::new(), source: std::io::Error::other("poisoned") }),
+        };
+        if files.is_empty() {
+            return Ok(0);
+        }
+        sync_files(&self.root, &files).map(|()| files.len()).map_err(|source| {
+            // Put them back: the next flush tries again, and no checkpoint runs before it.
+            if let Ok(mut pending) = self.unflushed.lock() {
+                pending.extend(files.iter().cloned());
+            }
+            BlobError::Io { key: format!("{} images", files.len()), source }
+        })
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, BlobError> {
@@ -105,7 +180,7 @@ mod tests {
     #[tokio::test]
     async fn put_get_head_delete_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FsBlobStore::new(dir.path());
+        let store = FsBlobStore::new(dir.path(), Durability::Process);
         store.probe().await.unwrap();
         store.put("img_abc.png", Bytes::from_static(b"12345"), "image/png").await.unwrap();
         assert_eq!(&store.get("img_abc.png").await.unwrap()[..], b"12345");
@@ -119,7 +194,7 @@ mod tests {
     #[tokio::test]
     async fn path_tricks_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FsBlobStore::new(dir.path());
+        let store = FsBlobStore::new(dir.path(), Durability::Process);
         for key in ["../x", "a/b", ".hidden", "", "a..b"] {
             assert!(matches!(store.get(key).await, Err(BlobError::InvalidKey(_))), "{key}");
         }

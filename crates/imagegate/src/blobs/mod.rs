@@ -1,8 +1,9 @@
 //! SEAM BlobStore: where image bytes live (local folder by default; S3-compatible at scale).
 //!
 //! The store is addressed by opaque keys the gateway chooses (`img_….jpeg`); it knows nothing
-//! of tasks or owners. `put` is durable when it returns: a task is only marked completed after
-//! its images are stored, so a crash in between regenerates rather than loses.
+//! of tasks or owners. `put` has stored the object when it returns (how far toward the disk
+//! follows the durability level, see `crate::durability`): a task is only marked completed
+//! after its images are stored, so a crash in between regenerates rather than loses.
 
 pub mod fs;
 pub mod s3;
@@ -10,6 +11,8 @@ pub mod s3;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::sync::Arc;
+
+use crate::durability::Durability;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -41,8 +44,15 @@ impl BlobError {
 
 #[async_trait]
 pub trait BlobStore: Send + Sync {
-    /// Stores `bytes` under `key`, replacing any previous object; durable once it returns.
+    /// Stores `bytes` under `key`, replacing any previous object. Once it returns the object
+    /// survives a crash of this process; with `power` durability, also a power cut.
     async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), BlobError>;
+    /// Puts every object stored so far on the disk (blocking: call it off the async threads);
+    /// returns how many objects it had to flush. Stores whose `put` is already durable (S3)
+    /// have nothing to do.
+    fn flush(&self) -> Result<usize, BlobError> {
+        Ok(0)
+    }
     /// The whole object.
     async fn get(&self, key: &str) -> Result<Bytes, BlobError>;
     /// Object size in bytes, or `NotFound`.
@@ -61,9 +71,13 @@ pub trait BlobStore: Send + Sync {
 }
 
 /// Opens the blob store a storage URL names; `credentials` are for S3 (access key, secret).
-pub fn open(url: &str, credentials: Option<(String, String)>) -> Result<Arc<dyn BlobStore>, BlobError> {
+pub fn open(
+    url: &str,
+    credentials: Option<(String, String)>,
+    durability: Durability,
+) -> Result<Arc<dyn BlobStore>, BlobError> {
     if let Some(path) = url.strip_prefix("file://") {
-        return Ok(Arc::new(fs::FsBlobStore::new(path)));
+        return Ok(Arc::new(fs::FsBlobStore::new(path, durability)));
     }
     if url.starts_with("s3://") {
         let loc = s3::parse_url(url)?;

@@ -89,7 +89,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Migrate => {
             let rt = config.runtime()?;
             std::fs::create_dir_all(&rt.data_dir).ok();
-            crate::store::open(&rt.database_url).await?;
+            crate::store::open(&rt.database_url, rt.durability).await?;
             println!("database {} is up to date", rt.database_url);
             Ok(())
         }

@@ -124,6 +124,7 @@ pub struct StorageConfig {
     pub url_mode: String,
     pub public_base_url: String,
     pub presign_ttl: String,
+    pub durability: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -314,6 +315,9 @@ impl Config {
             "presigned" => UrlMode::Presigned(dur("storage.presign_ttl", &self.storage.presign_ttl)?),
             other => bail!("storage.url_mode {other:?} must be gateway, public or presigned"),
         };
+        let durability = crate::durability::Durability::parse(&self.storage.durability).ok_or_else(|| {
+            anyhow::anyhow!("storage.durability {:?} must be process or power", self.storage.durability)
+        })?;
         let data_dir = self.storage.data_dir.clone();
         let database_url = if self.storage.database_url.is_empty() {
             format!("sqlite://{}", data_dir.join("imagegate.db").display())
@@ -350,6 +354,7 @@ impl Config {
             retention: dur("storage.retention", &self.storage.retention)?,
             sweep_interval: dur("storage.sweep_interval", &self.storage.sweep_interval)?,
             url_mode,
+            durability,
             deadline_1k: dur("timeouts.image_1k", &self.timeouts.image_1k)?,
             deadline_2k: dur("timeouts.image_2k", &self.timeouts.image_2k)?,
             deadline_4k: dur("timeouts.image_4k", &self.timeouts.image_4k)?,
@@ -416,6 +421,8 @@ pub struct Runtime {
     pub retention: Duration,
     pub sweep_interval: Duration,
     pub url_mode: UrlMode,
+    /// What a finished task survives: a crash of the process, or a power cut too.
+    pub durability: crate::durability::Durability,
     pub deadline_1k: Duration,
     pub deadline_2k: Duration,
     pub deadline_4k: Duration,
@@ -579,6 +586,17 @@ mod tests {
         assert_eq!(r.public_url, "http://127.0.0.1:8080");
         assert_eq!(r.deadline_4k, Duration::from_secs(600));
         assert_eq!(r.retention, Duration::from_secs(7 * 86400));
+        assert_eq!(r.durability, crate::durability::Durability::Process);
+    }
+
+    #[test]
+    fn durability_is_process_or_power() {
+        let mut c: Config = toml::from_str(DEFAULT_TOML).unwrap();
+        c.storage.durability = "power".into();
+        assert_eq!(c.runtime().unwrap().durability, crate::durability::Durability::Power);
+        c.storage.durability = "always".into();
+        let err = c.runtime().unwrap_err().to_string();
+        assert!(err.contains("storage.durability") && err.contains("process or power"), "{err}");
     }
 
     #[test]

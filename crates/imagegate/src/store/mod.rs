@@ -317,10 +317,17 @@ pub const QUEUE_POSITION_CAP: i64 = 1000;
 /// How long an Idempotency-Key is remembered.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
+use crate::durability::Durability;
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Moves committed work from the log into the database proper, durably (blocking: the
+    /// flush loop calls it from its own thread). Stores with nothing of the kind do nothing.
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Creates a key. `key_hash` must be unique.
     async fn create_key(&self, key: NewKey) -> Result<KeyRecord, StoreError>;
@@ -472,10 +479,11 @@ pub trait Store: Send + Sync {
     async fn task_exports(&self, owner: &str, task_ids: &[String]) -> Result<Vec<ExportRecord>, StoreError>;
 }
 
-/// Opens the store a database URL names and runs its migrations.
-pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+/// Opens the store a database URL names and runs its migrations; commits survive what
+/// `durability` says (see `crate::durability`).
+pub async fn open(url: &str, durability: Durability) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url, durability).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }

@@ -324,7 +324,8 @@ async fn try_model(
         let error = match result {
             Ok(image) => {
                 lease.report(Ok(()));
-                tracing::info!(
+                // One info line per task ("task completed") is enough at the default level.
+                tracing::debug!(
                     task_id = task.id,
                     channel,
                     index,

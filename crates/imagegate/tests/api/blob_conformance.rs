@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use imagegate::blobs::{self, BlobError, BlobStore};
+use imagegate::durability::Durability;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -22,32 +23,67 @@ async fn conformance(store: Arc<dyn BlobStore>) {
     assert!(store.get("img_conf1.jpeg").await.unwrap_err().is_not_found());
     assert!(store.head("img_missing.png").await.unwrap_err().is_not_found());
     assert!(matches!(store.get("../escape").await, Err(BlobError::InvalidKey(_))));
+    store.flush().expect("flush");
+    assert_eq!(store.flush().unwrap(), 0, "a second flush has nothing left to do");
 }
 
 #[tokio::test]
-async fn the_fs_store_meets_the_contract() {
-    let dir = tempfile::tempdir().unwrap();
-    conformance(blobs::open(&format!("file://{}", dir.path().display()), None).unwrap()).await;
+async fn the_fs_store_meets_the_contract_at_both_durability_levels() {
+    for durability in [Durability::Process, Durability::Power] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = blobs::open(&format!("file://{}", dir.path().display()), None, durability).unwrap();
+        conformance(store.clone()).await;
+        // `process` leaves the disk to the flush loop; `power` syncs each image as it is stored.
+        store.put("img_conf2.png", Bytes::from_static(b"x"), "image/png").await.unwrap();
+        let owed = if durability == Durability::Process { 1 } else { 0 };
+        assert_eq!(store.flush().unwrap(), owed, "{durability:?}");
+        assert_eq!(&store.get("img_conf2.png").await.unwrap()[..], b"x");
+        let leftovers: Vec<_> = walk(dir.path()).into_iter().filter(|p| p.contains(".tmp")).collect();
+        assert!(leftovers.is_empty(), "no temporary files left behind: {leftovers:?}");
+    }
+}
+
+/// The names of the files under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
 }
 
 #[tokio::test]
 async fn the_s3_store_meets_the_contract() {
     let server = s3::s3().await;
-    conformance(blobs::open(&server.storage_url(), Some(server.credentials())).unwrap()).await;
+    conformance(blobs::open(&server.storage_url(), Some(server.credentials()), Durability::Process).unwrap()).await;
 }
 
 #[tokio::test]
 async fn the_s3_probe_says_which_setting_is_wrong() {
     let server = s3::s3().await;
     let wrong_bucket = format!("s3://no-such-bucket-here?endpoint={}&region=us-east-1", server.endpoint);
-    let err = blobs::open(&wrong_bucket, Some(server.credentials())).unwrap().probe().await.unwrap_err().to_string();
-    assert!(err.contains("no-such-bucket-here") && err.contains("does not exist"), "{err}");
-    let err = blobs::open(&server.storage_url(), Some((ACCESS.into(), "wrong-secret-0000000000".into())))
+    let err = blobs::open(&wrong_bucket, Some(server.credentials()), Durability::Process)
         .unwrap()
         .probe()
         .await
         .unwrap_err()
         .to_string();
+    assert!(err.contains("no-such-bucket-here") && err.contains("does not exist"), "{err}");
+    let err = blobs::open(
+        &server.storage_url(),
+        Some((ACCESS.into(), "wrong-secret-0000000000".into())),
+        Durability::Process,
+    )
+    .unwrap()
+    .probe()
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("credentials") && err.contains("AWS_SECRET_ACCESS_KEY"), "{err}");
 }
 
@@ -74,7 +110,7 @@ async fn a_generation_stored_on_s3_serves_the_bytes_in_the_bucket() {
     assert_eq!(served.status(), 200);
     let served = served.bytes().await.unwrap();
     let key = image_url.rsplit('/').next().unwrap();
-    let bucket = blobs::open(&url, Some(server.credentials())).unwrap();
+    let bucket = blobs::open(&url, Some(server.credentials()), Durability::Process).unwrap();
     assert_eq!(bucket.get(key).await.unwrap(), served, "the gateway serves what landed in the bucket");
     let ranged = app.client.get(image_url).header("Range", "bytes=10-19").send().await.unwrap();
     assert_eq!(ranged.bytes().await.unwrap(), served.slice(10..20));

@@ -5,29 +5,30 @@
 //! of a sync request (bench/RESULTS.md). A statement on a warm page cache takes microseconds,
 //! so it runs right where it is asked for instead:
 //! - one writer connection behind a mutex (SQLite allows one writer anyway), each write a short
-//!   `BEGIN IMMEDIATE … COMMIT`; WAL with `synchronous = NORMAL`, so a commit does not fsync and
-//!   survives a process crash (not a power cut before the next checkpoint);
+//!   `BEGIN IMMEDIATE … COMMIT`; WAL with `synchronous = NORMAL` on `process` durability (a
+//!   commit does not fsync and survives a process crash, not a power cut before the next
+//!   checkpoint) or `FULL` on `power` durability (every commit fsyncs the log);
 //! - a small stack of read-only connections (WAL readers never wait for the writer);
-//! - checkpoints run on their own thread (PASSIVE, every `CHECKPOINT_EVERY`), never inside a
-//!   request's commit.
+//! - checkpoints (PASSIVE) on their own connection, called by the flush loop
+//!   (`crate::durability`) after the images it flushed, never inside a request's commit.
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::durability::Durability;
 use crate::store::StoreError;
 
 const READERS_KEPT: usize = 8;
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Db {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
-    /// Ends the checkpoint thread when the store is dropped.
-    alive: Arc<()>,
+    /// The checkpoints' own connection (opened at the first one).
+    checkpointer: Mutex<Option<Connection>>,
 }
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {
@@ -39,7 +40,7 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
 
 impl Db {
     /// Opens (creating if needed) the database at `path`; `None` for a private in-memory one.
-    pub fn open(path: Option<&Path>) -> Result<Db, StoreError> {
+    pub fn open(path: Option<&Path>, durability: Durability) -> Result<Db, StoreError> {
         let path = match path {
             Some(p) => p.to_path_buf(),
             // A uniquely named shared-cache memory database, so readers see the writer's data.
@@ -57,11 +58,14 @@ impl Db {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let writer = Connection::open_with_flags(&path, flags)?;
         configure(&writer)?;
-        writer
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;")?;
-        let db = Db { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()), alive: Arc::new(()) };
-        db.start_checkpoints();
-        Ok(db)
+        let synchronous = match durability {
+            Durability::Process => "NORMAL",
+            Durability::Power => "FULL",
+        };
+        writer.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA wal_autocheckpoint = 0;"
+        ))?;
+        Ok(Db { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()), checkpointer: Mutex::new(None) })
     }
 
     fn open_reader(&self) -> Result<Connection, StoreError> {
@@ -103,24 +107,24 @@ impl Db {
         f(&mut conn)
     }
 
-    fn start_checkpoints(&self) {
+    /// Copies the log's committed pages into the database file (PASSIVE: it never waits for
+    /// readers or the writer, and leaves what it cannot copy for the next time).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
         if self.path.to_string_lossy().contains("mode=memory") {
-            return;
+            return Ok(());
         }
-        let weak = Arc::downgrade(&self.alive);
-        let path = self.path.clone();
-        let spawned = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
-            let Ok(conn) = Connection::open(&path) else { return };
-            let _ = conn.busy_timeout(Duration::from_millis(100));
-            while weak.upgrade().is_some() {
-                std::thread::sleep(CHECKPOINT_EVERY);
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::debug!(error = %e, "checkpoint skipped");
-                }
+        let mut slot =
+            self.checkpointer.lock().map_err(|_| StoreError::Unavailable("checkpoint lock poisoned".into()))?;
+        let conn = match slot.take() {
+            Some(c) => c,
+            None => {
+                let c = Connection::open(&self.path)?;
+                c.busy_timeout(Duration::from_millis(100))?;
+                c
             }
-        });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "no checkpoint thread; the WAL will grow until restart");
-        }
+        };
+        let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        *slot = Some(conn);
+        Ok(done?)
     }
 }

@@ -75,9 +75,13 @@ impl<J: Send + 'static, R: Send + 'static> Batcher<J, R> {
         let outcome = db.write(|conn| {
             let mut results = Vec::with_capacity(batch.len());
             for (job, reply) in batch {
-                conn.execute_batch("SAVEPOINT op")?;
+                // Cached statements: `execute_batch` would parse the text again every time.
+                conn.prepare_cached("SAVEPOINT op")?.execute([])?;
                 let r = (self.apply)(conn, job);
-                conn.execute_batch(if r.is_ok() { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" })?;
+                if r.is_err() {
+                    conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
+                }
+                conn.prepare_cached("RELEASE op")?.execute([])?;
                 results.push(r);
                 replies.push(reply);
             }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use crate::domain::export::ExportDestination;
 use crate::domain::policy::KeyPolicy;
+use crate::durability::Durability;
 
 use super::{
     AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, Ended, ExportJob, ExportOutcome, ExportRecord,
@@ -35,7 +36,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or `sqlite::memory:`)
     /// and runs pending migrations.
-    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+    pub async fn open(url: &str, durability: Durability) -> Result<SqliteStore, StoreError> {
         let path = match url {
             "sqlite::memory:" | "sqlite://:memory:" => None,
             _ => Some(
@@ -45,7 +46,7 @@ impl SqliteStore {
                     .ok_or_else(|| StoreError::UnsupportedUrl(url.to_string()))?,
             ),
         };
-        let db = Db::open(path.as_deref())?;
+        let db = Db::open(path.as_deref(), durability)?;
         db.with_writer(migrate::run)?;
         Ok(SqliteStore { db: Arc::new(db), writes: Batcher::new(tasks::apply) })
     }
@@ -55,6 +56,10 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.db.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+    }
+
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        self.db.checkpoint()
     }
 
     async fn create_key(&self, key: NewKey) -> Result<KeyRecord, StoreError> {

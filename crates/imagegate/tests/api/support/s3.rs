@@ -108,8 +108,11 @@ async fn ready_within(endpoint: &str, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     let url = format!("s3://{BUCKET}/ready?endpoint={endpoint}&region=us-east-1");
     while Instant::now() < deadline {
-        if let Ok(store) = imagegate::blobs::open(&url, Some((ACCESS.into(), SECRET.into())))
-            && store.probe().await.is_ok()
+        if let Ok(store) = imagegate::blobs::open(
+            &url,
+            Some((ACCESS.into(), SECRET.into())),
+            imagegate::durability::Durability::Process,
+        ) && store.probe().await.is_ok()
         {
             return true;
         }
