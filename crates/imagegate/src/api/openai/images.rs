@@ -7,7 +7,6 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -401,7 +400,7 @@ fn placeholder(nonce: u64, i: usize) -> String {
 /// Replaces each image's placeholder string (as serialized) with the image's base64 text. Base64
 /// needs no JSON escaping.
 fn splice_base64(skeleton: &[u8], nonce: u64, images: &[bytes::Bytes]) -> Vec<u8> {
-    let total: usize = images.iter().map(|b| b.len().div_ceil(3) * 4).sum();
+    let total: usize = images.iter().map(|b| base64_simd::STANDARD.encoded_length(b.len())).sum();
     let mut out = Vec::with_capacity(skeleton.len() + total);
     let mut rest = skeleton;
     for (i, bytes) in images.iter().enumerate() {
@@ -411,8 +410,8 @@ fn splice_base64(skeleton: &[u8], nonce: u64, images: &[bytes::Bytes]) -> Vec<u8
             Some(at) => {
                 out.extend_from_slice(&rest[..at]);
                 let start = out.len();
-                out.resize(start + bytes.len().div_ceil(3) * 4, 0);
-                let n = base64::engine::general_purpose::STANDARD.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
+                out.resize(start + base64_simd::STANDARD.encoded_length(bytes.len()), 0);
+                let n = base64_simd::STANDARD.encode(bytes, base64_simd::Out::from_slice(&mut out[start..])).len();
                 out.truncate(start + n);
                 rest = &rest[at + token.len()..];
             }
@@ -426,6 +425,7 @@ fn splice_base64(skeleton: &[u8], nonce: u64, images: &[bytes::Bytes]) -> Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     #[test]
     fn base64_is_spliced_where_each_placeholder_was() {

@@ -4,10 +4,8 @@ mod errors;
 mod wire;
 
 use async_trait::async_trait;
-use base64::Engine;
-use bytes::Bytes;
 
-use super::{GeneratedImage, Provider, ProviderError, ProviderRequest, send_call, within_deadline};
+use super::{GeneratedImage, Provider, ProviderError, ProviderRequest, decode_image, send_call, within_deadline};
 use crate::config::{Runtime, Secret};
 
 pub use errors::classify;
@@ -46,11 +44,8 @@ impl Provider for GeminiProvider {
             let req = self.client.post(&url).header("x-goog-api-key", self.key.expose()).json(&body);
             let bytes = send_call(req, classify).await?;
             let image = parse_response(&bytes)?;
-            let data = base64::engine::general_purpose::STANDARD
-                .decode(image.data.as_bytes())
-                .map_err(|e| ProviderError::Malformed { message: format!("image data is not base64: {e}") })?;
             Ok(GeneratedImage {
-                bytes: Bytes::from(data),
+                bytes: decode_image(&image.data, "image data")?,
                 mime: image.mime_type,
                 text: image.text,
                 input_tokens: image.input_tokens,

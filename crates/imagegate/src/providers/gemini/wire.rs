@@ -3,6 +3,7 @@
 //! `candidates[].content.parts[]` with `inlineData` and `thought`, `promptFeedback`.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 use crate::domain::models::Family;
 use crate::providers::{ProviderError, ProviderRequest};
@@ -56,9 +57,9 @@ pub fn build_request(req: &ProviderRequest) -> GenerateContentRequest<'_> {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct GenerateContentResponse {
-    #[serde(default)]
-    candidates: Vec<Candidate>,
+struct GenerateContentResponse<'a> {
+    #[serde(default, borrow)]
+    candidates: Vec<Candidate<'a>>,
     prompt_feedback: Option<PromptFeedback>,
     usage_metadata: Option<UsageMetadata>,
 }
@@ -83,39 +84,43 @@ struct PromptFeedback {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Candidate {
-    content: Option<CandidateContent>,
+struct Candidate<'a> {
+    #[serde(borrow)]
+    content: Option<CandidateContent<'a>>,
     finish_reason: Option<String>,
     finish_message: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-struct CandidateContent {
-    #[serde(default)]
-    parts: Vec<Part>,
+struct CandidateContent<'a> {
+    #[serde(default, borrow)]
+    parts: Vec<Part<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Part {
+struct Part<'a> {
     text: Option<String>,
-    inline_data: Option<InlineData>,
+    #[serde(borrow)]
+    inline_data: Option<InlineData<'a>>,
     #[serde(default)]
     thought: bool,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct InlineData {
+struct InlineData<'a> {
     mime_type: String,
-    data: String,
+    /// Megabytes of base64: borrowed from the response body (it has no JSON escapes), not copied.
+    #[serde(borrow)]
+    data: Cow<'a, str>,
 }
 
-/// The final image of a response, still base64.
+/// The final image of a response, still base64 (borrowed from the response body).
 #[derive(Debug)]
-pub struct FinalImage {
+pub struct FinalImage<'a> {
     pub mime_type: String,
-    pub data: String,
+    pub data: Cow<'a, str>,
     pub text: Option<String>,
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -138,7 +143,7 @@ const REFUSAL_REASONS: &[&str] = &[
 /// Picks the final image: skips `thought: true` parts (Gemini 3 Pro sends up to two draft
 /// images first) and takes the last non-thought `inlineData`. Blocks, refusal finish reasons
 /// and text-only answers are content refusals.
-pub fn parse_response(body: &[u8]) -> Result<FinalImage, ProviderError> {
+pub fn parse_response(body: &[u8]) -> Result<FinalImage<'_>, ProviderError> {
     let resp: GenerateContentResponse = serde_json::from_slice(body)
         .map_err(|e| ProviderError::Malformed { message: format!("response is not a generateContent body: {e}") })?;
     if resp.candidates.is_empty() {
@@ -221,7 +226,8 @@ mod tests {
 
     #[test]
     fn the_final_image_is_taken_not_a_thought_draft() {
-        let img = parse_response(&fixture("pro-image-with-thoughts.json")).unwrap();
+        let body = fixture("pro-image-with-thoughts.json");
+        let img = parse_response(&body).unwrap();
         assert_eq!(img.mime_type, "image/jpeg");
         let v: serde_json::Value = serde_json::from_slice(&fixture("pro-image-with-thoughts.json")).unwrap();
         let parts = v["candidates"][0]["content"]["parts"].as_array().unwrap();

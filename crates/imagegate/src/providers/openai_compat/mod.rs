@@ -6,10 +6,9 @@ mod errors;
 mod wire;
 
 use async_trait::async_trait;
-use base64::Engine;
 use bytes::Bytes;
 
-use super::{GeneratedImage, Provider, ProviderError, ProviderRequest, send_call, within_deadline};
+use super::{GeneratedImage, Provider, ProviderError, ProviderRequest, decode_image, send_call, within_deadline};
 use crate::config::{Runtime, Secret};
 
 pub use errors::classify;
@@ -82,12 +81,7 @@ impl Provider for OpenAiCompatProvider {
             let bytes = send_call(req, classify).await?;
             let answer = parse_response(&bytes)?;
             let (bytes, mime) = match (answer.b64_json, answer.url) {
-                (Some(b64), _) => {
-                    let data = base64::engine::general_purpose::STANDARD
-                        .decode(b64.as_bytes())
-                        .map_err(|e| ProviderError::Malformed { message: format!("b64_json is not base64: {e}") })?;
-                    (Bytes::from(data), None)
-                }
+                (Some(b64), _) => (decode_image(&b64, "b64_json")?, None),
                 (None, Some(u)) => self.download(&u).await?,
                 (None, None) => {
                     return Err(ProviderError::Malformed { message: "answer has neither b64_json nor url".into() });

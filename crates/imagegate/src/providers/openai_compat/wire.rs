@@ -2,6 +2,7 @@
 //! `b64_json` or `url`, `revised_prompt`, `usage`), as OpenAI's API reference documents them.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 use crate::providers::{ProviderError, ProviderRequest};
 
@@ -19,15 +20,17 @@ pub fn build_request(req: &ProviderRequest) -> ImagesRequest<'_> {
 }
 
 #[derive(Debug, Deserialize)]
-struct ImagesResponse {
-    #[serde(default)]
-    data: Vec<ImageData>,
+struct ImagesResponse<'a> {
+    #[serde(default, borrow)]
+    data: Vec<ImageData<'a>>,
     usage: Option<Usage>,
 }
 
 #[derive(Debug, Deserialize)]
-struct ImageData {
-    b64_json: Option<String>,
+struct ImageData<'a> {
+    /// Megabytes of base64: borrowed from the response body (it has no JSON escapes), not copied.
+    #[serde(borrow)]
+    b64_json: Option<Cow<'a, str>>,
     url: Option<String>,
     revised_prompt: Option<String>,
 }
@@ -41,15 +44,15 @@ struct Usage {
 }
 
 #[derive(Debug)]
-pub struct Answer {
-    pub b64_json: Option<String>,
+pub struct Answer<'a> {
+    pub b64_json: Option<Cow<'a, str>>,
     pub url: Option<String>,
     pub revised_prompt: Option<String>,
     pub input_tokens: u64,
     pub output_tokens: u64,
 }
 
-pub fn parse_response(body: &[u8]) -> Result<Answer, ProviderError> {
+pub fn parse_response(body: &[u8]) -> Result<Answer<'_>, ProviderError> {
     let resp: ImagesResponse = serde_json::from_slice(body)
         .map_err(|e| ProviderError::Malformed { message: format!("answer is not an images response: {e}") })?;
     let usage = resp.usage.unwrap_or_default();
@@ -77,11 +80,13 @@ mod tests {
 
     #[test]
     fn reads_b64_and_url_answers() {
-        let a = parse_response(&fixture("images-response-b64.json")).unwrap();
+        let body = fixture("images-response-b64.json");
+        let a = parse_response(&body).unwrap();
         assert!(a.b64_json.is_some() && a.url.is_none());
         assert_eq!(a.revised_prompt.as_deref(), Some("a watercolor fox in a birch forest"));
         assert_eq!((a.input_tokens, a.output_tokens), (16, 4160));
-        let a = parse_response(&fixture("images-response-url.json")).unwrap();
+        let body = fixture("images-response-url.json");
+        let a = parse_response(&body).unwrap();
         assert_eq!(a.url.as_deref(), Some("https://images.example.com/img_01J9Z3.png"));
         assert!(matches!(parse_response(b"{\"data\": []}"), Err(ProviderError::Malformed { .. })));
     }
