@@ -419,13 +419,15 @@ def scenario_hold():
     t.start()
     time.sleep(min(15, hold_ms / 4000))
     health = wrk(f"{gw.base}/healthz", 1, max(1, hold_ms // 1000 // 3))
+    held = gw.rss_mb()  # all requests still waiting on the upstream
     t.join()
     r = result["r"]
-    out("| held | completed | errors | idle RSS MB | peak RSS MB | KiB per held request | /healthz p50 ms | /healthz p99 ms |")
-    out("|---|---|---|---|---|---|---|---|")
+    out("| held | completed | errors | idle RSS MB | RSS while held MB | KiB per held request | "
+        "peak RSS MB (incl. all completing at once) | /healthz p50 ms | /healthz p99 ms |")
+    out("|---|---|---|---|---|---|---|---|---|")
     peak = gw.peak_mb()
-    out(f"| {n} | {r['requests']} | {r['errors'] + r['non2xx']} | {idle:.0f} | {peak:.0f} | "
-        f"{(peak - idle) * 1024 / n:.1f} | {ms(health['p50_us'])} | {ms(health['p99_us'])} |")
+    out(f"| {n} | {r['requests']} | {r['errors'] + r['non2xx']} | {idle:.0f} | {held:.0f} | "
+        f"{(held - idle) * 1024 / n:.1f} | {peak:.0f} | {ms(health['p50_us'])} | {ms(health['p99_us'])} |")
     out()
     gw.stop()
     fake.stop()

@@ -2,10 +2,16 @@
 //! timeout (a slowloris holds a task per connection forever) and a graceful shutdown that waits
 //! forever. Here: at most `max_connections` at once (extra ones wait in the accept backlog), a
 //! header-read timeout, and a drain deadline.
+//!
+//! HTTP/1.1 only, on hyper's own HTTP/1 builder: hyper-util's `auto` builder first reads a few
+//! bytes to tell HTTP/1 from HTTP/2 and hands them back through a wrapper, which makes hyper
+//! grow every connection's read buffer to 16 KiB; a sync request holds its connection for
+//! minutes, so that was 8 KiB too many per waiting client. (Clients speak HTTP/1.1 to
+//! gateways; TLS and HTTP/2 belong to the proxy in front.)
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
@@ -18,8 +24,8 @@ use crate::app::{App, mark_shutting_down};
 pub async fn serve(listener: TcpListener, router: Router, app: Arc<App>, stop: CancellationToken) {
     let grace = app.rt.shutdown_grace;
     let slots = Arc::new(Semaphore::new(app.rt.max_connections));
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(app.rt.header_read_timeout).keep_alive(true);
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(app.rt.header_read_timeout).keep_alive(true);
     let graceful = GracefulShutdown::new();
     loop {
         let permit = tokio::select! {
@@ -40,8 +46,7 @@ pub async fn serve(listener: TcpListener, router: Router, app: Arc<App>, stop: C
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             let _ = conn.await;
             drop(permit);

@@ -43,14 +43,18 @@ pub async fn create_image(
         .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async")));
     let mode = if wants_async { TaskMode::Async } else { TaskMode::Sync };
     let req = request::validate(&body, &[])?;
-    let submitted = submit(&app, &key, mode, &req, &body, &headers).await?;
+    // Boxed: the submit and response steps are large state machines, and a sync request
+    // spends minutes waiting in between; unboxed, their size would be held all that time by
+    // every waiting request.
+    let submitted = Box::pin(submit(&app, &key, mode, &req, &body, &headers)).await?;
     if wants_async {
         return accepted(&app, &submitted.task).await;
     }
-    // Not needed while the image is made (which may take minutes, for thousands of requests).
-    drop((body, headers));
-    let task = wait_for_end(&app, &key.id, submitted, &req).await?;
-    respond_with_task(&app, &task, &req).await
+    // Nor are these needed while the image is made.
+    let owner = key.id.clone();
+    drop((body, headers, key));
+    let task = wait_for_end(&app, &owner, submitted, &req).await?;
+    Box::pin(respond_with_task(&app, &task, &req)).await
 }
 
 pub async fn create_image_async(
