@@ -27,6 +27,8 @@ pub struct App {
     /// Seals stored secrets; `None` when no key is configured and there is no data folder.
     pub sealer: Option<Arc<Sealer>>,
     pub key_rates: crate::api::limits::KeyRates,
+    /// Key records for authentication, reused for a second (see `crate::keys`).
+    pub keys: Arc<crate::keys::KeyCache>,
     pub variants: crate::delivery::variants::Variants,
     /// Stops background loops (the retention sweeper) at shutdown.
     pub background: CancellationToken,
@@ -59,7 +61,9 @@ impl App {
         let exporter =
             Exporter::new(store.clone(), blobs.clone(), sealer.clone(), rt.export_schedule.clone(), rt.export_timeout);
         let rt = Arc::new(rt);
+        let keys = Arc::new(crate::keys::KeyCache::default());
         let workers = WorkerPool::new(Deps {
+            keys: keys.clone(),
             rt: rt.clone(),
             store: store.clone(),
             blobs: blobs.clone(),
@@ -77,6 +81,7 @@ impl App {
             exporter,
             sealer,
             key_rates: Default::default(),
+            keys,
             variants: Default::default(),
             background: CancellationToken::new(),
             shutting_down: AtomicBool::new(false),

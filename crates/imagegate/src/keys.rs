@@ -1,4 +1,9 @@
-//! Issuing API keys: shared by the admin API and the `imagegate keys` CLI.
+//! Issuing API keys (shared by the admin API and the `imagegate keys` CLI), and the short-lived
+//! cache of key records the request path reads them through.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::api::auth::hash_key;
 use crate::domain::{ids, now_secs};
@@ -18,4 +23,92 @@ pub async fn issue(store: &dyn Store, name: &str) -> Result<(KeyRecord, String),
         })
         .await?;
     Ok((record, secret))
+}
+
+/// How long a key record read for authentication is reused. Changes made through this
+/// process's admin API take effect at once (the entry is forgotten); changes made elsewhere (the
+/// CLI, another replica) within this time.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Past this many entries, expired ones are dropped before adding another.
+const KEY_CACHE_PRUNE_AT: usize = 10_000;
+
+/// Key records recently read, by key hash (authentication) and by id (workers), so the hot
+/// path does not read the same row for every request.
+#[derive(Default)]
+pub struct KeyCache {
+    by_hash: Mutex<HashMap<String, (KeyRecord, Instant)>>,
+    by_id: Mutex<HashMap<String, (KeyRecord, Instant)>>,
+}
+
+fn cached(map: &Mutex<HashMap<String, (KeyRecord, Instant)>>, k: &str) -> Option<KeyRecord> {
+    let map = map.lock().ok()?;
+    map.get(k).filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL).map(|(r, _)| r.clone())
+}
+
+fn remember(map: &Mutex<HashMap<String, (KeyRecord, Instant)>>, k: &str, record: &KeyRecord) {
+    if let Ok(mut map) = map.lock() {
+        if map.len() >= KEY_CACHE_PRUNE_AT {
+            map.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
+        }
+        map.insert(k.to_string(), (record.clone(), Instant::now()));
+    }
+}
+
+impl KeyCache {
+    /// The key whose secret hashes to `key_hash` (revoked ones included: the caller decides).
+    pub async fn by_hash(&self, store: &dyn Store, key_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        if let Some(r) = cached(&self.by_hash, key_hash) {
+            return Ok(Some(r));
+        }
+        let found = store.key_by_hash(key_hash).await?;
+        if let Some(r) = &found {
+            remember(&self.by_hash, key_hash, r);
+        }
+        Ok(found)
+    }
+
+    /// The key `id`.
+    pub async fn by_id(&self, store: &dyn Store, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        if let Some(r) = cached(&self.by_id, id) {
+            return Ok(Some(r));
+        }
+        let found = store.get_key(id).await?;
+        if let Some(r) = &found {
+            remember(&self.by_id, id, r);
+        }
+        Ok(found)
+    }
+
+    /// Forgets key `id` (it was just changed or revoked here).
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut m) = self.by_hash.lock() {
+            m.retain(|_, (r, _)| r.id != id);
+        }
+        if let Ok(mut m) = self.by_id.lock() {
+            m.remove(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::durability::Durability;
+
+    #[tokio::test]
+    async fn cached_keys_are_reused_until_forgotten_or_stale() {
+        let store = crate::store::open("sqlite::memory:", Durability::Process).await.unwrap();
+        let (record, secret) = issue(store.as_ref(), "k").await.unwrap();
+        let cache = KeyCache::default();
+        let hash = hash_key(&secret);
+        assert_eq!(cache.by_hash(store.as_ref(), &hash).await.unwrap().map(|r| r.revoked_at), Some(None));
+        assert!(cache.by_hash(store.as_ref(), "no-such-hash").await.unwrap().is_none());
+        store.revoke_key(&record.id, 7).await.unwrap();
+        // Revoked behind the cache's back (as by the CLI): seen once the entry is stale.
+        assert_eq!(cache.by_hash(store.as_ref(), &hash).await.unwrap().map(|r| r.revoked_at), Some(None));
+        cache.forget(&record.id);
+        assert_eq!(cache.by_hash(store.as_ref(), &hash).await.unwrap().map(|r| r.revoked_at), Some(Some(7)));
+        assert_eq!(cache.by_id(store.as_ref(), &record.id).await.unwrap().map(|r| r.id), Some(record.id.clone()));
+    }
 }

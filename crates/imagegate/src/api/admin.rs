@@ -105,6 +105,7 @@ async fn revoke_key(
     if !ids::looks_like(&id, "key_") || !app.store.revoke_key(&id, now_secs()).await? {
         return Err(key_not_found(&id));
     }
+    app.keys.forget(&id);
     Ok(axum::Json(json!({"id": id, "object": "api_key", "deleted": true})))
 }
 
@@ -133,5 +134,6 @@ async fn update_key(
     let mut policy = key.policy.clone();
     apply_policy(&mut policy, obj)?;
     let updated = app.store.set_key_policy(&id, &policy).await?.ok_or_else(|| key_not_found(&id))?;
+    app.keys.forget(&id);
     Ok(axum::Json(key_json(&updated)))
 }

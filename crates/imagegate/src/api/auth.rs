@@ -13,7 +13,13 @@ use crate::store::KeyRecord;
 /// SHA-256 of an API key, hex: what the store keeps. Keys are 238-bit random strings, so a
 /// fast hash is the right tool (argon2 is for low-entropy passwords).
 pub fn hash_key(key: &str) -> String {
-    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in Sha256::digest(key.as_bytes()) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -22,7 +28,8 @@ fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The authenticated API key making the request.
+/// The authenticated API key making the request. Its record may be up to a second old (see
+/// `crate::keys`): read spend figures from the store.
 pub struct Caller(pub KeyRecord);
 
 impl FromRequestParts<Arc<App>> for Caller {
@@ -39,7 +46,7 @@ impl FromRequestParts<Arc<App>> for Caller {
         if !key.starts_with("igk_") || key.len() > 100 {
             return Err(ApiError::unauthorized("Incorrect API key provided."));
         }
-        match app.store.key_by_hash(&hash_key(key)).await? {
+        match app.keys.by_hash(app.store.as_ref(), &hash_key(key)).await? {
             Some(k) if k.revoked_at.is_none() => Ok(Caller(k)),
             Some(_) => Err(ApiError::unauthorized("This API key has been revoked.")),
             None => Err(ApiError::unauthorized("Incorrect API key provided.")),
@@ -71,5 +78,13 @@ impl FromRequestParts<Arc<App>> for Admin {
                 "This route needs the admin token as 'Authorization: Bearer <token>'.",
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn key_hashes_are_lowercase_hex_sha256() {
+        assert_eq!(super::hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

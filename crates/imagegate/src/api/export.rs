@@ -59,6 +59,7 @@ async fn set_export(
         dest.secret_access_key = sealer.seal(&dest.secret_access_key, &key.id).map_err(|e| ApiError::internal(&e))?;
     }
     let updated = app.store.set_key_export(&key.id, Some(&dest)).await?.ok_or_else(|| key_not_found(&id))?;
+    app.keys.forget(&key.id);
     tracing::info!(key_id = updated.id, bucket = dest.bucket, prefix = dest.prefix, "export destination set");
     Ok(axum::Json(export_json(&updated.id, &dest)))
 }
@@ -118,5 +119,6 @@ async fn delete_export(
         return Err(ApiError::not_found(format!("Key '{id}' has no export destination.")).with_code("export_not_found"));
     }
     app.store.set_key_export(&key.id, None).await?;
+    app.keys.forget(&key.id);
     Ok(axum::Json(json!({"object": "export_destination", "key_id": key.id, "deleted": true})))
 }

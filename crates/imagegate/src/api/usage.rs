@@ -57,6 +57,8 @@ async fn key_usage(
 ) -> Result<axum::Json<Value>, ApiError> {
     let rows = app.store.usage(Some(&key.id), &since(&q)?).await?;
     let (data, images, cost) = rows_json(&rows, false);
+    // The caller's record may be a second old (see `crate::keys`); spend must be current.
+    let key = app.store.get_key(&key.id).await?.unwrap_or(key);
     let policy = app.rt.policy_for(&key.policy);
     Ok(axum::Json(json!({
         "object": "usage",

@@ -112,7 +112,7 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> 
         }
     };
 
-    let retention = match deps.store.get_key(&task.owner).await {
+    let retention = match deps.keys.by_id(deps.store.as_ref(), &task.owner).await {
         Ok(Some(k)) => deps.rt.retention_for(&k.policy),
         _ => deps.rt.retention,
     };

@@ -38,6 +38,7 @@ pub struct Deps {
     pub providers: Registry,
     pub deliverer: Arc<Deliverer>,
     pub exporter: Arc<crate::delivery::export::Exporter>,
+    pub keys: Arc<crate::keys::KeyCache>,
 }
 
 /// Why a running task was aborted.
