@@ -143,7 +143,7 @@ pub async fn cancel_task(
             .with_task(&t.id));
         }
         CancelOutcome::Cancelled(t) => {
-            app.workers.signals.finish(&t.id, Some(t.clone()));
+            app.workers.signals.finish(&t.id, Some(crate::worker::Finished { task: t.clone(), images: vec![] }));
             app.deliverer.notify();
             t
         }
@@ -209,8 +209,8 @@ fn events(app: Arc<App>, owner: String, first: TaskRecord) -> impl Stream<Item =
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = tx.closed() => return,
             }
-            if let Some(t) = changes.ended() {
-                task = t;
+            if let Some(ended) = changes.ended() {
+                task = ended.task;
                 continue;
             }
             match app.store.get_task(&owner, &task.id).await {

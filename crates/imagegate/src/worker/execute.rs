@@ -5,8 +5,8 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use super::{Abort, MAX_ATTEMPTS, TaskControl, WorkerPool};
-use crate::domain::request::{ImageRequest, OutputFormat};
+use super::{Abort, Finished, MAX_ATTEMPTS, TaskControl, WorkerPool};
+use crate::domain::request::{ImageRequest, OutputFormat, ResponseFormat};
 use crate::domain::retry::Decision;
 use crate::domain::{ids, now_millis, now_secs};
 use crate::imaging;
@@ -79,10 +79,12 @@ struct StoredImage {
     revised_prompt: Option<String>,
     input_tokens: u64,
     output_tokens: u64,
+    /// The stored bytes, kept when the request wants them inline (`b64_json`).
+    inline: Option<Bytes>,
 }
 
-/// Runs the task to its end; returns its final record when this worker ended it.
-pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> Option<TaskRecord> {
+/// Runs the task to its end; returns how it ended when this worker ended it.
+pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> Option<Finished> {
     let deps = &pool.deps;
     let task_id = task.id.clone();
     if task.cancel_requested {
@@ -161,7 +163,8 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> 
     {
         Ok(Some(ended)) => {
             tracing::info!(task_id, images = records.len(), failed = errors.len(), "task completed");
-            Some(woke_for(pool, ended))
+            let images = stored.into_iter().filter_map(|s| Some((s.record.id, s.inline?))).collect();
+            Some(Finished { task: woke_for(pool, ended), images })
         }
         Ok(None) => {
             tracing::warn!(task_id, "task was taken over before it completed; dropping its images");
@@ -189,12 +192,12 @@ fn woke_for(pool: &WorkerPool, ended: Ended) -> TaskRecord {
     ended.task
 }
 
-async fn finish_failed(pool: &WorkerPool, task_id: &str, err: &Value, tries: u32) -> Option<TaskRecord> {
+async fn finish_failed(pool: &WorkerPool, task_id: &str, err: &Value, tries: u32) -> Option<Finished> {
     let store = &pool.deps.store;
     match store.fail_task(task_id, &pool.id, err, tries, now_millis(), webhooks::event_for).await {
         Ok(ended) => {
             tracing::info!(task_id, code = %err["code"], "task failed");
-            ended.map(|e| woke_for(pool, e))
+            ended.map(|e| Finished { task: woke_for(pool, e), images: vec![] })
         }
         Err(e) => {
             tracing::error!(task_id, error = %e, "could not record failure; the task will run again");
@@ -203,12 +206,12 @@ async fn finish_failed(pool: &WorkerPool, task_id: &str, err: &Value, tries: u32
     }
 }
 
-async fn finish_cancelled(pool: &WorkerPool, task_id: &str) -> Option<TaskRecord> {
+async fn finish_cancelled(pool: &WorkerPool, task_id: &str) -> Option<Finished> {
     let store = &pool.deps.store;
     match store.finish_cancelled(task_id, &pool.id, now_millis(), webhooks::event_for).await {
         Ok(ended) => {
             tracing::info!(task_id, "task cancelled while running; upstream calls aborted");
-            ended.map(|e| woke_for(pool, e))
+            ended.map(|e| Finished { task: woke_for(pool, e), images: vec![] })
         }
         Err(e) => {
             tracing::error!(task_id, error = %e, "could not record the cancel");
@@ -372,27 +375,32 @@ async fn store_image(
     retention: std::time::Duration,
 ) -> Result<StoredImage, ProviderError> {
     let deps = &pool.deps;
-    let target = req.output_format;
-    let quality = req.output_compression;
-    let source = image.bytes.clone();
-    let converted =
-        tokio::task::spawn_blocking(move || -> Result<(Bytes, OutputFormat, (u32, u32)), imaging::ImagingError> {
-            let bytes = match target {
-                Some(to) => imaging::transcode(source, to, quality)?,
-                None => source,
-            };
-            let format = imaging::sniff(&bytes).unwrap_or(OutputFormat::Jpeg);
-            let dims = imaging::dimensions(&bytes)?;
-            Ok((bytes, format, dims))
-        })
-        .await;
-    let (bytes, format, (width, height)) = match converted {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            return Err(ProviderError::Malformed { message: format!("upstream image unusable: {e}") });
+    let (bytes, format, (width, height)) = match req.output_format {
+        // Kept as sent: sniffing the format and reading the size take a header, not a decode.
+        None => {
+            let format = imaging::sniff(&image.bytes).unwrap_or(OutputFormat::Jpeg);
+            match imaging::dimensions(&image.bytes) {
+                Ok(dims) => (image.bytes.clone(), format, dims),
+                Err(e) => return Err(ProviderError::Malformed { message: format!("upstream image unusable: {e}") }),
+            }
         }
-        Err(e) => {
-            return Err(ProviderError::Malformed { message: format!("image conversion stopped: {e}") });
+        Some(to) => {
+            let (source, quality) = (image.bytes.clone(), req.output_compression);
+            let converted = tokio::task::spawn_blocking(move || {
+                let bytes = imaging::transcode(source, to, quality)?;
+                let dims = imaging::dimensions(&bytes)?;
+                Ok::<_, imaging::ImagingError>((bytes, to, dims))
+            })
+            .await;
+            match converted {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => {
+                    return Err(ProviderError::Malformed { message: format!("upstream image unusable: {e}") });
+                }
+                Err(e) => {
+                    return Err(ProviderError::Malformed { message: format!("image conversion stopped: {e}") });
+                }
+            }
         }
     };
     let id = ids::image_id();
@@ -401,6 +409,7 @@ async fn store_image(
     // hash megabytes per image (that was a tenth of the CPU of a 1024×1024 request).
     let etag = format!("\"{}\"", id.trim_start_matches("img_"));
     let size = bytes.len() as i64;
+    let inline = (req.response_format == ResponseFormat::B64Json).then(|| bytes.clone());
     if let Err(e) = deps.blobs.put(&blob_key, bytes, format.mime()).await {
         tracing::error!(task_id = task.id, error = %e, "storing an image failed");
         return Err(ProviderError::Malformed { message: "the image could not be stored".into() });
@@ -427,6 +436,7 @@ async fn store_image(
         revised_prompt: image.text,
         input_tokens: image.input_tokens,
         output_tokens: image.output_tokens,
+        inline,
     })
 }
 

@@ -21,7 +21,7 @@ use crate::store::{Store, TaskRecord};
 use crate::webhooks::outbox::Deliverer;
 
 pub use execute::image_url;
-pub use signals::{Signals, Subscription};
+pub use signals::{Finished, Signals, Subscription};
 
 /// A task is given up after this many claims (each claim after a crash counts one).
 pub const MAX_ATTEMPTS: i64 = 3;

@@ -1,8 +1,10 @@
 //! In-process notifications of task changes: sync waiters and SSE streams subscribe to a task
 //! and are woken on every status change this process makes; when the task ends here, they are
-//! handed its final record, so a sync request needs no read to learn how its task ended.
+//! handed its final record (and, for `b64_json` requests, its images' bytes), so a sync request
+//! reads nothing back to answer.
 //! (Changes made by another replica are picked up by the subscribers' periodic re-read.)
 
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,8 +12,16 @@ use tokio::sync::watch;
 
 use crate::store::TaskRecord;
 
+/// A task that ended in this process.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub task: TaskRecord,
+    /// `(image id, stored bytes)`, kept when the request wants the bytes inline (`b64_json`).
+    pub images: Vec<(String, Bytes)>,
+}
+
 /// The last change seen: `Some` once the task ended in this process.
-type Latest = Option<Arc<TaskRecord>>;
+type Latest = Option<Arc<Finished>>;
 
 /// A task's channel, numbered so a subscriber can tell its own from a later one.
 struct Channel {
@@ -40,8 +50,8 @@ impl Subscription<'_> {
         self.rx.changed().await
     }
 
-    /// The task's final record, if it ended in this process after the subscription began.
-    pub fn ended(&mut self) -> Option<TaskRecord> {
+    /// How the task ended, if it ended in this process after the subscription began.
+    pub fn ended(&mut self) -> Option<Finished> {
         self.rx.borrow_and_update().as_deref().cloned()
     }
 }
@@ -87,9 +97,9 @@ impl Signals {
         }
     }
 
-    /// Wakes the subscribers one last time, with the task's final record when it ended here,
-    /// and forgets the task.
-    pub fn finish(&self, task_id: &str, ended: Option<TaskRecord>) {
+    /// Wakes the subscribers one last time, with how the task ended when it ended here, and
+    /// forgets the task.
+    pub fn finish(&self, task_id: &str, ended: Option<Finished>) {
         if let Some(c) = self.map.lock().ok().and_then(|mut m| m.remove(task_id)) {
             let ended = ended.map(Arc::new);
             c.tx.send_modify(|latest| *latest = ended);
@@ -134,10 +144,13 @@ mod tests {
         let mut sub = s.subscribe("t");
         s.notify("t");
         assert!(sub.changed().await.is_ok());
-        assert_eq!(sub.ended(), None, "a status change carries no record");
-        s.finish("t", Some(record(TaskStatus::Completed)));
+        assert!(sub.ended().is_none(), "a status change carries no record");
+        let images = vec![("img_1".to_string(), Bytes::from_static(b"png"))];
+        s.finish("t", Some(Finished { task: record(TaskStatus::Completed), images }));
         assert!(sub.changed().await.is_ok(), "the last change is seen");
-        assert_eq!(sub.ended().map(|t| t.status), Some(TaskStatus::Completed));
+        let ended = sub.ended().expect("ended here");
+        assert_eq!(ended.task.status, TaskStatus::Completed);
+        assert_eq!(&ended.images[0].1[..], b"png");
         assert!(sub.changed().await.is_err(), "then the channel is closed");
         s.notify("nobody");
         assert_eq!(s.len(), 0);
@@ -146,10 +159,10 @@ mod tests {
     #[tokio::test]
     async fn a_subscription_to_a_task_that_already_ended_is_forgotten_when_dropped() {
         let s = Signals::default();
-        s.finish("t", Some(record(TaskStatus::Completed)));
+        s.finish("t", Some(Finished { task: record(TaskStatus::Completed), images: vec![] }));
         let mut first = s.subscribe("t");
         let second = s.subscribe("t");
-        assert_eq!(first.ended(), None, "the end happened before: the caller must read the store");
+        assert!(first.ended().is_none(), "the end happened before: the caller must read the store");
         drop(second);
         assert_eq!(s.len(), 1, "still watched by the first");
         drop(first);

@@ -36,15 +36,27 @@ async fn a_2048_request_returns_a_url_serving_a_real_2048_image() {
 #[tokio::test]
 async fn b64_json_inlines_the_same_image_the_url_serves() {
     let app = spawn_app().await;
-    let resp = app.generate(json!({"model": "nano-banana", "prompt": "a kite", "response_format": "b64_json"})).await;
+    let body = json!({"model": "nano-banana", "prompt": "a kite", "response_format": "b64_json"});
+    let resp = app.generate_with(&app.key, body.clone(), &[("idempotency-key", "kite-1")]).await;
     assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
-    let item = &body["data"][0];
+    let task_id = resp.headers()["imagegate-task-id"].to_str().unwrap().to_string();
+    let first: Value = resp.json().await.unwrap();
+    let item = &first["data"][0];
     assert!(item.get("url").is_none());
     let bytes = base64::engine::general_purpose::STANDARD.decode(item["b64_json"].as_str().unwrap()).unwrap();
     let img = image::load_from_memory(&bytes).unwrap();
     assert_eq!((img.width(), img.height()), (1024, 1024));
     assert_eq!(image::guess_format(&bytes).unwrap(), image::ImageFormat::Png, "Flash answers PNG");
+
+    // The stored image is the same bytes: through the task's URL, and inlined again from
+    // storage when the request is retried with its Idempotency-Key.
+    let task: Value = app.get_task(&app.key, &task_id).await.json().await.unwrap();
+    let (_, served) = fetch_image(&app, task["result"]["data"][0]["url"].as_str().unwrap()).await;
+    assert_eq!(served, bytes, "the url serves what was inlined");
+    let again = app.generate_with(&app.key, body, &[("idempotency-key", "kite-1")]).await;
+    assert_eq!(again.headers()["imagegate-task-id"].to_str().unwrap(), task_id);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["data"][0]["b64_json"], item["b64_json"]);
 }
 
 #[tokio::test]

@@ -378,3 +378,36 @@ async fn export_credentials_survive_a_restart_sealed_or_from_the_environment() {
     let key_file = dir.path().join("secret.key");
     assert!(key_file.exists(), "the sealing key was made in the data folder");
 }
+
+#[tokio::test]
+async fn a_finished_task_reaches_the_database_file_itself_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = String::from_utf8(cli(dir.path(), &["keys", "create", "--quiet"]).stdout).unwrap().trim().to_string();
+    let server = Proc::start(dir.path(), free_port(), None).await;
+    let client = reqwest::Client::new();
+    let resp = generate(&client, &server.base, &key, json!({"model": "nano-banana-pro", "prompt": "flushed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let task_id = resp.headers()["imagegate-task-id"].to_str().unwrap().to_string();
+
+    // The flush loop puts recent images on disk, then checkpoints the log into the database
+    // file: a copy of that file alone (no log) already has the finished task.
+    let snapshot = tempfile::tempdir().unwrap();
+    let copy = snapshot.path().join("copy.db");
+    let started = Instant::now();
+    let status = loop {
+        std::fs::copy(dir.path().join("imagegate.db"), &copy).unwrap();
+        let _ = std::fs::remove_file(snapshot.path().join("copy.db-wal"));
+        let found: Option<String> = rusqlite::Connection::open(&copy)
+            .and_then(|c| c.query_row("SELECT status FROM tasks WHERE id = ?", [&task_id], |r| r.get(0)))
+            .ok();
+        if found.as_deref() == Some("completed") || started.elapsed() > Duration::from_secs(5) {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.as_deref(), Some("completed"), "not checkpointed after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+}

@@ -7,6 +7,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use crate::domain::{models, now_secs, utc_day};
 use crate::store::{Created, KeyRecord, LimitHit, Limits, NewTask, Reservation, TaskRecord, WebhookTarget};
 use crate::task_view::task_object;
 use crate::webhooks;
-use crate::worker::Subscription;
+use crate::worker::{Finished, Subscription};
 
 /// Fields the generation routes take on top of the image fields.
 const TASK_FIELDS: &[&str] = &["webhook_url", "webhook_events"];
@@ -53,8 +54,8 @@ pub async fn create_image(
     // Nor are these needed while the image is made.
     let owner = key.id.clone();
     drop((body, headers, key));
-    let task = wait_for_end(&app, &owner, submitted, &req).await?;
-    Box::pin(respond_with_task(&app, &task, &req)).await
+    let ended = wait_for_end(&app, &owner, submitted, &req).await?;
+    Box::pin(respond_with_task(&app, &ended, &req)).await
 }
 
 pub async fn create_image_async(
@@ -271,10 +272,10 @@ async fn wait_for_end(
     owner: &str,
     submitted: Submitted<'_>,
     req: &ImageRequest,
-) -> Result<TaskRecord, ApiError> {
+) -> Result<Finished, ApiError> {
     let Submitted { task, watch } = submitted;
     if task.status.is_terminal() {
-        return Ok(task);
+        return Ok(Finished { task, images: vec![] });
     }
     let limit = app.rt.deadline(req.resolution()) + Duration::from_secs(60);
     let give_up = tokio::time::Instant::now() + limit;
@@ -285,7 +286,10 @@ async fn wait_for_end(
         None => (app.workers.signals.subscribe(&task.id), None),
     };
     loop {
-        let current = match known.take().or_else(|| changes.ended()) {
+        if let Some(ended) = changes.ended() {
+            return Ok(ended);
+        }
+        let current = match known.take() {
             Some(t) => t,
             None => app
                 .store
@@ -294,7 +298,7 @@ async fn wait_for_end(
                 .ok_or_else(|| ApiError::not_found("The task disappeared."))?,
         };
         if current.status.is_terminal() {
-            return Ok(current);
+            return Ok(Finished { task: current, images: vec![] });
         }
         // The wake-up covers this process; the periodic re-read covers another replica's worker.
         let poll = tokio::time::sleep(Duration::from_secs(2));
@@ -321,12 +325,13 @@ async fn wait_for_end(
 }
 
 /// The sync response for an ended task: its result (with images inlined for `b64_json`), or its error.
-async fn respond_with_task(app: &App, task: &TaskRecord, req: &ImageRequest) -> Result<Response, ApiError> {
+async fn respond_with_task(app: &App, ended: &Finished, req: &ImageRequest) -> Result<Response, ApiError> {
+    let task = &ended.task;
     match task.status {
         TaskStatus::Completed => {
             let mut result = task.result.clone().unwrap_or_else(|| json!({"data": []}));
             if req.response_format == ResponseFormat::B64Json {
-                let body = inline_images(app, &mut result).await.map_err(|e| e.with_task(&task.id))?;
+                let body = inline_images(app, &mut result, &ended.images).await.map_err(|e| e.with_task(&task.id))?;
                 let resp = ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
                 return Ok(with_task_header(resp, &task.id));
             }
@@ -364,11 +369,12 @@ pub async fn refresh_urls(app: &App, result: &mut Value) -> Result<(), ApiError>
     Ok(())
 }
 
-/// Replaces each `url` with `b64_json`, as OpenAI's `response_format: b64_json` answers.
-/// The response body with each image inlined as `b64_json`. Megabytes of base64 are encoded off
-/// the async threads straight into the body, between the pieces of the serialized result (a
+/// The response body with each image inlined as `b64_json` instead of its `url`, as OpenAI's
+/// `response_format: b64_json` answers. The bytes come from `at_hand` (the worker's, when the
+/// task ended in this process) or else from storage. Megabytes of base64 are encoded off the
+/// async threads straight into the body, between the pieces of the serialized result (a
 /// placeholder per image), instead of going through a JSON value and its serializer.
-async fn inline_images(app: &App, result: &mut Value) -> Result<Vec<u8>, ApiError> {
+async fn inline_images(app: &App, result: &mut Value, at_hand: &[(String, Bytes)]) -> Result<Vec<u8>, ApiError> {
     let gone = || ApiError::new(StatusCode::GONE, "image_expired", "The image is no longer stored.");
     // Unpredictable, so no text in the result (a revised prompt) can pose as a placeholder.
     let nonce: u64 = rand::random();
@@ -378,12 +384,16 @@ async fn inline_images(app: &App, result: &mut Value) -> Result<Vec<u8>, ApiErro
             let Some(id) = item.get("id").and_then(|v| v.as_str()).map(str::to_string) else {
                 continue;
             };
-            let rec = app.store.get_image(&id).await?.ok_or_else(gone)?;
-            let bytes = app
-                .blobs
-                .get(&rec.blob_key)
-                .await
-                .map_err(|e| if e.is_not_found() { gone() } else { ApiError::internal(&e) })?;
+            let bytes = match at_hand.iter().find(|(i, _)| *i == id) {
+                Some((_, b)) => b.clone(),
+                None => {
+                    let rec = app.store.get_image(&id).await?.ok_or_else(gone)?;
+                    app.blobs
+                        .get(&rec.blob_key)
+                        .await
+                        .map_err(|e| if e.is_not_found() { gone() } else { ApiError::internal(&e) })?
+                }
+            };
             if let Some(obj) = item.as_object_mut() {
                 obj.remove("url");
                 obj.insert("b64_json".into(), json!(placeholder(nonce, images.len())));
