@@ -237,8 +237,9 @@ pub struct Ended {
 /// What `create_task` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
-    /// A new task was written (queued).
-    New(TaskRecord),
+    /// A new task was written; a queued one with the number of queued tasks ahead of it when it
+    /// was written (capped at [`QUEUE_POSITION_CAP`]).
+    New { task: TaskRecord, queue_position: Option<i64> },
     /// The Idempotency-Key matched an earlier task with the same body: that task.
     Existing(TaskRecord),
     /// The Idempotency-Key matched an earlier task with a different body.

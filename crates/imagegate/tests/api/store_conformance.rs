@@ -47,7 +47,7 @@ fn every_change(t: &TaskRecord) -> Option<NewWebhook> {
 
 fn created(c: Created) -> imagegate::store::TaskRecord {
     match c {
-        Created::New(t) => t,
+        Created::New { task, .. } => task,
         other => panic!("expected a new task, got {other:?}"),
     }
 }
@@ -132,7 +132,7 @@ async fn a_task_is_claimed_by_one_worker_and_fenced_by_its_lease() {
 #[tokio::test]
 async fn a_task_written_claimed_is_held_by_its_worker_and_reclaimed_when_its_lease_runs_out() {
     let (s, _d) = sqlite().await;
-    let Created::New(t) =
+    let Created::New { task: t, .. } =
         s.create_task(NewTask { claimed: Some(("w1".into(), 5000)), ..task("key_a", None, 1000) }).await.unwrap()
     else {
         panic!("not created")
@@ -362,7 +362,7 @@ async fn concurrent_submits_committed_together_each_see_the_ones_before() {
     let mut over = 0;
     for h in handles {
         match h.await.unwrap() {
-            Created::New(_) => new += 1,
+            Created::New { .. } => new += 1,
             Created::Existing(t) => {
                 existing.insert(t.id);
                 repeats += 1;
@@ -385,7 +385,9 @@ async fn concurrent_completions_committed_together_keep_their_own_fencing() {
     let mut ids = Vec::new();
     for i in 0..20 {
         let claimed = Some((format!("w{i}"), 10_000));
-        let Created::New(t) = s.create_task(NewTask { claimed, ..task("key_a", None, 1000 + i) }).await.unwrap() else {
+        let Created::New { task: t, .. } =
+            s.create_task(NewTask { claimed, ..task("key_a", None, 1000 + i) }).await.unwrap()
+        else {
             panic!("not created")
         };
         ids.push(t.id);
@@ -408,4 +410,47 @@ async fn concurrent_completions_committed_together_keep_their_own_fencing() {
         let want = if i % 2 == 0 { TaskStatus::Completed } else { TaskStatus::Running };
         assert_eq!(t.status, want, "task {i}");
     }
+}
+
+#[tokio::test]
+async fn queued_tasks_learn_their_place_in_the_queue_when_written() {
+    let (s, _d) = sqlite().await;
+    let new = |c: Created| match c {
+        Created::New { task, queue_position } => (task, queue_position),
+        other => panic!("expected a new task, got {other:?}"),
+    };
+    // One at a time: each is told how many are ahead, as a read says.
+    for i in 0..3 {
+        let (t, told) = new(s.create_task(task("key_a", None, 1000 + i)).await.unwrap());
+        assert_eq!(told, Some(i));
+        assert_eq!(s.queue_position(&t).await.unwrap(), i);
+    }
+    // Many at once (group-committed together): never told a place behind their real one.
+    let handles: Vec<_> = (0..20)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.create_task(task("key_a", None, 2000 + i)).await.unwrap() })
+        })
+        .collect();
+    let mut burst = Vec::new();
+    for h in handles {
+        burst.push(new(h.await.unwrap()));
+    }
+    for (t, told) in &burst {
+        let now = s.queue_position(t).await.unwrap();
+        let told = told.expect("queued");
+        assert!((3..=now).contains(&told), "told {told}, now {now}: only tasks written later can be ahead of it");
+    }
+    let mut final_places: Vec<i64> = Vec::new();
+    for (t, _) in &burst {
+        final_places.push(s.queue_position(t).await.unwrap());
+    }
+    final_places.sort();
+    assert_eq!(final_places, (3..23).collect::<Vec<_>>());
+    // A claim moves the front: the next submit counts afresh.
+    s.claim_task("w", 5000, 9000).await.unwrap().unwrap();
+    assert_eq!(new(s.create_task(task("key_a", None, 3000)).await.unwrap()).1, Some(22));
+    // Written already claimed (a sync task starting at once): not in the queue.
+    let claimed = NewTask { claimed: Some(("w".into(), 9000)), ..task("key_a", None, 3001) };
+    assert_eq!(new(s.create_task(claimed).await.unwrap()).1, None);
 }

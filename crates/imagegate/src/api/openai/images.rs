@@ -49,7 +49,7 @@ pub async fn create_image(
     // every waiting request.
     let submitted = Box::pin(submit(&app, &key, mode, &req, &body, &headers)).await?;
     if wants_async {
-        return accepted(&app, &submitted.task).await;
+        return accepted(&app, &submitted).await;
     }
     // Nor are these needed while the image is made.
     let owner = key.id.clone();
@@ -66,11 +66,16 @@ pub async fn create_image_async(
 ) -> Result<Response, ApiError> {
     let req = request::validate(&body, TASK_FIELDS)?;
     let submitted = submit(&app, &key, TaskMode::Async, &req, &body, &headers).await?;
-    accepted(&app, &submitted.task).await
+    accepted(&app, &submitted).await
 }
 
-async fn accepted(app: &App, task: &TaskRecord) -> Result<Response, ApiError> {
-    let position = if task.status == TaskStatus::Queued { Some(app.store.queue_position(task).await?) } else { None };
+async fn accepted(app: &App, submitted: &Submitted<'_>) -> Result<Response, ApiError> {
+    let task = &submitted.task;
+    let position = match (task.status, submitted.queue_position) {
+        (TaskStatus::Queued, Some(p)) => Some(p),
+        (TaskStatus::Queued, None) => Some(app.store.queue_position(task).await?),
+        _ => None,
+    };
     Ok(with_task_header((StatusCode::ACCEPTED, axum::Json(task_object(task, position))).into_response(), &task.id))
 }
 
@@ -141,6 +146,8 @@ pub fn with_task_header(mut resp: Response, task_id: &str) -> Response {
 struct Submitted<'a> {
     task: TaskRecord,
     watch: Option<Subscription<'a>>,
+    /// Queued tasks ahead of a task just queued, as counted when it was written.
+    queue_position: Option<i64>,
 }
 
 /// Writes the task (or finds the one this Idempotency-Key already made) and wakes a worker.
@@ -220,7 +227,7 @@ async fn submit<'a>(
         None => new,
     };
     match app.store.create_task(new).await? {
-        Created::New(task) => {
+        Created::New { task, queue_position } => {
             let watch = match slot {
                 Some(slot) => {
                     let watch = app.workers.signals.subscribe(&task.id);
@@ -232,9 +239,9 @@ async fn submit<'a>(
                     None
                 }
             };
-            Ok(Submitted { task, watch })
+            Ok(Submitted { task, watch, queue_position })
         }
-        Created::Existing(task) => Ok(Submitted { task, watch: None }),
+        Created::Existing(task) => Ok(Submitted { task, watch: None, queue_position: None }),
         Created::Conflict => Err(ApiError::new(
             StatusCode::CONFLICT,
             "idempotency_key_reused",
@@ -273,7 +280,7 @@ async fn wait_for_end(
     submitted: Submitted<'_>,
     req: &ImageRequest,
 ) -> Result<Finished, ApiError> {
-    let Submitted { task, watch } = submitted;
+    let Submitted { task, watch, .. } = submitted;
     if task.status.is_terminal() {
         return Ok(Finished { task, images: vec![] });
     }

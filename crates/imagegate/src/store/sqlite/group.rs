@@ -3,7 +3,8 @@
 //! own savepoint so one failing operation never takes the others with it. A caller queues its
 //! operation and waits; the first caller to find no batch running starts one on a spawned task
 //! (so a client going away cannot strand the batch), which yields once to let concurrent
-//! operations join, then commits them all and answers each.
+//! operations join, then commits them all and answers each. The operations of one batch share a
+//! scratch state `S` (fresh per transaction) to reuse what an earlier one worked out.
 
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,14 +19,14 @@ const MAX_BATCH: usize = 256;
 
 type Pending<J, R> = Vec<(J, oneshot::Sender<Result<R, StoreError>>)>;
 
-pub struct Batcher<J, R> {
-    apply: fn(&Connection, J) -> Result<R, StoreError>,
+pub struct Batcher<J, R, S> {
+    apply: fn(&Connection, J, &mut S) -> Result<R, StoreError>,
     pending: Mutex<Pending<J, R>>,
     running: AtomicBool,
 }
 
-impl<J: Send + 'static, R: Send + 'static> Batcher<J, R> {
-    pub fn new(apply: fn(&Connection, J) -> Result<R, StoreError>) -> Arc<Self> {
+impl<J: Send + 'static, R: Send + 'static, S: Default + 'static> Batcher<J, R, S> {
+    pub fn new(apply: fn(&Connection, J, &mut S) -> Result<R, StoreError>) -> Arc<Self> {
         Arc::new(Batcher { apply, pending: Mutex::new(Vec::new()), running: AtomicBool::new(false) })
     }
 
@@ -73,11 +74,12 @@ impl<J: Send + 'static, R: Send + 'static> Batcher<J, R> {
     fn commit(&self, db: &Db, batch: Pending<J, R>) {
         let mut replies = Vec::with_capacity(batch.len());
         let outcome = db.write(|conn| {
+            let mut state = S::default();
             let mut results = Vec::with_capacity(batch.len());
             for (job, reply) in batch {
                 // Cached statements: `execute_batch` would parse the text again every time.
                 conn.prepare_cached("SAVEPOINT op")?.execute([])?;
-                let r = (self.apply)(conn, job);
+                let r = (self.apply)(conn, job, &mut state);
                 if r.is_err() {
                     conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
                 }

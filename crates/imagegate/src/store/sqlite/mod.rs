@@ -30,7 +30,7 @@ use crate::domain::task::TaskStatus;
 pub struct SqliteStore {
     db: Arc<Db>,
     /// Submits, claims and completions: the hot writes, group-committed together.
-    writes: Arc<Batcher<tasks::Write, tasks::Written>>,
+    writes: Arc<Batcher<tasks::Write, tasks::Written, tasks::BatchState>>,
 }
 
 impl SqliteStore {

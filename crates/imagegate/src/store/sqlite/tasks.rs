@@ -139,7 +139,16 @@ fn check_limits(conn: &Connection, task: &NewTask) -> Result<Option<LimitHit>, S
     Ok(None)
 }
 
-pub fn create(conn: &Connection, task: NewTask) -> Result<Created, StoreError> {
+/// What the writes of one group commit share (see `group.rs`).
+#[derive(Default)]
+pub struct BatchState {
+    /// The last task queued in this transaction `(created_at, id)` and the queued tasks ahead
+    /// of it. A new task nearly always goes to the back of the queue, right after it, so its
+    /// position is one more: the (capped) count runs once per batch rather than once per submit.
+    last_queued: Option<((i64, String), i64)>,
+}
+
+pub fn create(conn: &Connection, task: NewTask, batch: &mut BatchState) -> Result<Created, StoreError> {
     if let Some((key, hash)) = &task.idempotency {
         let existing: Option<(TaskRecord, Option<String>)> = {
             let mut stmt = conn.prepare_cached(&format!(
@@ -211,7 +220,20 @@ pub fn create(conn: &Connection, task: NewTask) -> Result<Created, StoreError> {
          ON CONFLICT (owner, day, model) DO UPDATE SET images = images + excluded.images",
     )?
     .execute(params![task.owner, task.reservation.day, task.model, task.reservation.images])?;
-    Ok(Created::New(TaskRecord {
+    let queue_position = match status {
+        TaskStatus::Queued => {
+            let place = (task.created_at_ms, task.id.clone());
+            let ahead = match batch.last_queued.take() {
+                Some((last, n)) if last < place => (n + 1).min(crate::store::QUEUE_POSITION_CAP),
+                // Created before a task already queued in this batch: count.
+                _ => queued_ahead_of(conn, task.created_at_ms, &task.id)?,
+            };
+            batch.last_queued = Some((place, ahead));
+            Some(ahead)
+        }
+        _ => None,
+    };
+    let task = TaskRecord {
         id: task.id,
         owner: task.owner,
         status,
@@ -227,7 +249,8 @@ pub fn create(conn: &Connection, task: NewTask) -> Result<Created, StoreError> {
         webhook: task.webhook,
         cancel_requested: false,
         cost_usd: None,
-    }))
+    };
+    Ok(Created::New { task, queue_position })
 }
 
 pub fn get(conn: &Connection, owner: &str, id: &str) -> Result<Option<TaskRecord>, StoreError> {
@@ -256,12 +279,17 @@ pub fn list(
 }
 
 pub fn queue_position(conn: &Connection, task: &TaskRecord) -> Result<i64, StoreError> {
+    queued_ahead_of(conn, task.created_at_ms, &task.id)
+}
+
+/// Queued tasks ahead of (created before) a task, capped at `QUEUE_POSITION_CAP`.
+fn queued_ahead_of(conn: &Connection, created_at_ms: i64, id: &str) -> Result<i64, StoreError> {
     Ok(conn
         .prepare_cached(
             "SELECT COUNT(*) FROM (SELECT 1 FROM tasks
                  WHERE status = 'queued' AND (created_at < ?1 OR (created_at = ?1 AND id < ?2)) LIMIT ?3)",
         )?
-        .query_row(params![task.created_at_ms, task.id, crate::store::QUEUE_POSITION_CAP], |r| r.get(0))?)
+        .query_row(params![created_at_ms, id, crate::store::QUEUE_POSITION_CAP], |r| r.get(0))?)
 }
 
 pub fn claim(
@@ -411,10 +439,12 @@ pub enum Written {
     Completed(Option<Ended>),
 }
 
-pub fn apply(conn: &Connection, w: Write) -> Result<Written, StoreError> {
+pub fn apply(conn: &Connection, w: Write, batch: &mut BatchState) -> Result<Written, StoreError> {
     Ok(match w {
-        Write::Create(t) => Written::Created(create(conn, t)?),
+        Write::Create(t) => Written::Created(create(conn, t, batch)?),
         Write::Claim { worker, now_ms, lease_until_ms } => {
+            // The queue's front may move: count afresh for the next submit.
+            batch.last_queued = None;
             Written::Claimed(claim(conn, &worker, now_ms, lease_until_ms)?)
         }
         Write::Complete(c) => Written::Completed(complete(conn, c)?),
