@@ -37,47 +37,42 @@ const KEY_CACHE_PRUNE_AT: usize = 10_000;
 /// path does not read the same row for every request.
 #[derive(Default)]
 pub struct KeyCache {
-    by_hash: Mutex<HashMap<String, (KeyRecord, Instant)>>,
-    by_id: Mutex<HashMap<String, (KeyRecord, Instant)>>,
+    by_hash: Entries,
+    by_id: Entries,
 }
 
-fn cached(map: &Mutex<HashMap<String, (KeyRecord, Instant)>>, k: &str) -> Option<KeyRecord> {
-    let map = map.lock().ok()?;
-    map.get(k).filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL).map(|(r, _)| r.clone())
-}
+type Entries = Mutex<HashMap<String, (KeyRecord, Instant)>>;
 
-fn remember(map: &Mutex<HashMap<String, (KeyRecord, Instant)>>, k: &str, record: &KeyRecord) {
-    if let Ok(mut map) = map.lock() {
-        if map.len() >= KEY_CACHE_PRUNE_AT {
-            map.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
-        }
-        map.insert(k.to_string(), (record.clone(), Instant::now()));
+/// The record under `k` in `map` while fresh, else what `load` reads (remembered when found).
+async fn read_through(
+    map: &Entries,
+    k: &str,
+    load: impl std::future::Future<Output = Result<Option<KeyRecord>, StoreError>>,
+) -> Result<Option<KeyRecord>, StoreError> {
+    let fresh =
+        map.lock().ok().and_then(|m| m.get(k).filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL).map(|(r, _)| r.clone()));
+    if fresh.is_some() {
+        return Ok(fresh);
     }
+    let found = load.await?;
+    if let (Some(r), Ok(mut m)) = (&found, map.lock()) {
+        if m.len() >= KEY_CACHE_PRUNE_AT {
+            m.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
+        }
+        m.insert(k.to_string(), (r.clone(), Instant::now()));
+    }
+    Ok(found)
 }
 
 impl KeyCache {
     /// The key whose secret hashes to `key_hash` (revoked ones included: the caller decides).
     pub async fn by_hash(&self, store: &dyn Store, key_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        if let Some(r) = cached(&self.by_hash, key_hash) {
-            return Ok(Some(r));
-        }
-        let found = store.key_by_hash(key_hash).await?;
-        if let Some(r) = &found {
-            remember(&self.by_hash, key_hash, r);
-        }
-        Ok(found)
+        read_through(&self.by_hash, key_hash, store.key_by_hash(key_hash)).await
     }
 
     /// The key `id`.
     pub async fn by_id(&self, store: &dyn Store, id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        if let Some(r) = cached(&self.by_id, id) {
-            return Ok(Some(r));
-        }
-        let found = store.get_key(id).await?;
-        if let Some(r) = &found {
-            remember(&self.by_id, id, r);
-        }
-        Ok(found)
+        read_through(&self.by_id, id, store.get_key(id)).await
     }
 
     /// Forgets key `id` (it was just changed or revoked here).
