@@ -19,8 +19,8 @@ use crate::durability::Durability;
 pub struct FsBlobStore {
     root: PathBuf,
     durability: Durability,
-    /// Files written since the last flush (`process` durability).
-    unflushed: Mutex<Vec<PathBuf>>,
+    /// Files written since the last flush, with their sizes (`process` durability).
+    unflushed: Mutex<Vec<(PathBuf, u64)>>,
 }
 
 impl FsBlobStore {
@@ -85,8 +85,9 @@ fn write_file(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
 #[cfg(target_os = "linux")]
 const EVICT_AFTER_FLUSH: u64 = 1 << 20;
 
-/// Puts `files` (written, renamed, not yet synced) and their folders on the disk.
-fn sync_files(root: &Path, files: &[PathBuf]) -> std::io::Result<()> {
+/// Puts `files` (written, renamed, not yet synced; with their sizes) and their folders on the
+/// disk.
+fn sync_files(root: &Path, files: &[(PathBuf, u64)]) -> std::io::Result<()> {
     // Linux: one syncfs(2) of the folder's filesystem writes them all back with one journal
     // commit, where an fsync per file would commit the journal once per file.
     #[cfg(target_os = "linux")]
@@ -95,10 +96,8 @@ fn sync_files(root: &Path, files: &[PathBuf]) -> std::io::Result<()> {
         // Large images leave the page cache once they are on disk: written once, read rarely
         // after the first download, and new page-cache pages are the dearest part of storing
         // them (measured in bench/RESULTS.md). Their pages are reused for the next ones.
-        for f in files {
-            if let Ok(file) = std::fs::File::open(f)
-                && file.metadata().is_ok_and(|m| m.len() >= EVICT_AFTER_FLUSH)
-            {
+        for (f, _) in files.iter().filter(|(_, len)| *len >= EVICT_AFTER_FLUSH) {
+            if let Ok(file) = std::fs::File::open(f) {
                 let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
             }
         }
@@ -106,7 +105,7 @@ fn sync_files(root: &Path, files: &[PathBuf]) -> std::io::Result<()> {
     #[cfg(not(target_os = "linux"))]
     {
         let mut folders = std::collections::BTreeSet::new();
-        for f in files {
+        for (f, _) in files {
             match std::fs::File::open(f) {
                 Ok(file) => file.sync_data()?,
                 // Deleted since (an expired image): nothing to keep.
@@ -128,13 +127,14 @@ impl BlobStore for FsBlobStore {
     async fn put(&self, key: &str, bytes: Bytes, _content_type: &str) -> Result<(), BlobError> {
         let path = self.path(key)?;
         let sync = self.durability == Durability::Power;
+        let len = bytes.len() as u64;
         // One trip to the blocking pool for the whole write (each tokio::fs call is a trip).
         let written = tokio::task::spawn_blocking(move || write_file(&path, &bytes, sync).map(|()| path))
             .await
             .map_err(|e| BlobError::Io { key: key.to_string(), source: std::io::Error::other(e) })?;
         let path = written.map_err(io(key))?;
         if !sync && let Ok(mut pending) = self.unflushed.lock() {
-            pending.push(path);
+            pending.push((path, len));
         }
         Ok(())
     }
