@@ -143,7 +143,7 @@ pub async fn cancel_task(
             .with_task(&t.id));
         }
         CancelOutcome::Cancelled(t) => {
-            app.workers.signals.finish(&t.id, Some(crate::worker::Finished { task: t.clone(), images: vec![] }));
+            app.workers.signals.finish(&t.id, Some(t.clone().into()));
             app.deliverer.notify();
             t
         }

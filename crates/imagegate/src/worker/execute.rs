@@ -197,7 +197,7 @@ async fn finish_failed(pool: &WorkerPool, task_id: &str, err: &Value, tries: u32
     match store.fail_task(task_id, &pool.id, err, tries, now_millis(), webhooks::event_for).await {
         Ok(ended) => {
             tracing::info!(task_id, code = %err["code"], "task failed");
-            ended.map(|e| Finished { task: woke_for(pool, e), images: vec![] })
+            ended.map(|e| woke_for(pool, e).into())
         }
         Err(e) => {
             tracing::error!(task_id, error = %e, "could not record failure; the task will run again");
@@ -211,7 +211,7 @@ async fn finish_cancelled(pool: &WorkerPool, task_id: &str) -> Option<Finished> 
     match store.finish_cancelled(task_id, &pool.id, now_millis(), webhooks::event_for).await {
         Ok(ended) => {
             tracing::info!(task_id, "task cancelled while running; upstream calls aborted");
-            ended.map(|e| Finished { task: woke_for(pool, e), images: vec![] })
+            ended.map(|e| woke_for(pool, e).into())
         }
         Err(e) => {
             tracing::error!(task_id, error = %e, "could not record the cancel");

@@ -20,6 +20,13 @@ pub struct Finished {
     pub images: Vec<(String, Bytes)>,
 }
 
+impl From<TaskRecord> for Finished {
+    /// A task's end with no bytes at hand (they are in storage).
+    fn from(task: TaskRecord) -> Finished {
+        Finished { task, images: Vec::new() }
+    }
+}
+
 /// The last change seen: `Some` once the task ended in this process.
 type Latest = Option<Arc<Finished>>;
 
@@ -159,7 +166,7 @@ mod tests {
     #[tokio::test]
     async fn a_subscription_to_a_task_that_already_ended_is_forgotten_when_dropped() {
         let s = Signals::default();
-        s.finish("t", Some(Finished { task: record(TaskStatus::Completed), images: vec![] }));
+        s.finish("t", Some(record(TaskStatus::Completed).into()));
         let mut first = s.subscribe("t");
         let second = s.subscribe("t");
         assert!(first.ended().is_none(), "the end happened before: the caller must read the store");

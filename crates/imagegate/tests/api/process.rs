@@ -23,6 +23,13 @@ fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A new API key made with the CLI.
+fn new_key(dir: &Path) -> String {
+    let out = cli(dir, &["keys", "create", "--quiet"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 struct Proc {
     child: Child,
     base: String,
@@ -132,7 +139,7 @@ async fn the_cli_manages_keys_that_the_server_honours_and_sigterm_drains() {
     }
 
     // A request in flight when SIGTERM arrives still gets its image.
-    let key2 = String::from_utf8(cli(dir.path(), &["keys", "create", "--quiet"]).stdout).unwrap().trim().to_string();
+    let key2 = new_key(dir.path());
     let slow =
         generate(&client, &server.base, &key2, json!({"model": "nano-banana-pro", "prompt": "slow [sim:delay:1s]"}))
             .send();
@@ -150,7 +157,7 @@ async fn tasks_cut_off_by_kill_9_finish_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("imagegate.toml");
     std::fs::write(&config, "[worker]\nlease = \"1s\"\n").unwrap();
-    let key = String::from_utf8(cli(dir.path(), &["keys", "create", "--quiet"]).stdout).unwrap().trim().to_string();
+    let key = new_key(dir.path());
     let port = free_port();
     let server = Proc::start(dir.path(), port, Some(&config)).await;
     let client = reqwest::Client::new();
@@ -238,7 +245,7 @@ async fn two_hundred_async_tasks_survive_kill_9_with_every_webhook_delivered() {
         ("IMAGEGATE_GEMINI_BASE_URL", fake.base_url()),
         ("IMAGEGATE_WEBHOOK_ALLOW_PRIVATE", "1".to_string()),
     ];
-    let key = String::from_utf8(cli(dir.path(), &["keys", "create", "--quiet"]).stdout).unwrap().trim().to_string();
+    let key = new_key(dir.path());
     let port = free_port();
     let server = Proc::start_with(dir.path(), port, Some(&config), &envs).await;
     let client = reqwest::Client::new();
@@ -382,7 +389,7 @@ async fn export_credentials_survive_a_restart_sealed_or_from_the_environment() {
 #[tokio::test]
 async fn a_finished_task_reaches_the_database_file_itself_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
-    let key = String::from_utf8(cli(dir.path(), &["keys", "create", "--quiet"]).stdout).unwrap().trim().to_string();
+    let key = new_key(dir.path());
     let server = Proc::start(dir.path(), free_port(), None).await;
     let client = reqwest::Client::new();
     let resp = generate(&client, &server.base, &key, json!({"model": "nano-banana-pro", "prompt": "flushed"}))

@@ -44,14 +44,12 @@ pub async fn create_image(
         .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async")));
     let mode = if wants_async { TaskMode::Async } else { TaskMode::Sync };
     let req = request::validate(&body, &[])?;
-    // Boxed: the submit and response steps are large state machines, and a sync request
-    // spends minutes waiting in between; unboxed, their size would be held all that time by
-    // every waiting request.
+    // The submit and response steps are boxed, and the body, headers and key record dropped
+    // before the wait: a sync request may wait minutes, and thousands may wait at once.
     let submitted = Box::pin(submit(&app, &key, mode, &req, &body, &headers)).await?;
     if wants_async {
         return accepted(&app, &submitted).await;
     }
-    // Nor are these needed while the image is made.
     let owner = key.id.clone();
     drop((body, headers, key));
     let ended = wait_for_end(&app, &owner, submitted, &req).await?;
@@ -282,15 +280,16 @@ async fn wait_for_end(
 ) -> Result<Finished, ApiError> {
     let Submitted { task, watch, .. } = submitted;
     if task.status.is_terminal() {
-        return Ok(Finished { task, images: vec![] });
+        return Ok(task.into());
     }
+    let task_id = task.id.clone();
     let limit = app.rt.deadline(req.resolution()) + Duration::from_secs(60);
     let give_up = tokio::time::Instant::now() + limit;
     // Subscribed before the task started: nothing to read until a change arrives. Otherwise
     // subscribe, then read (a change in between is not missed).
     let (mut changes, mut known) = match watch {
-        Some(w) => (w, Some(task.clone())),
-        None => (app.workers.signals.subscribe(&task.id), None),
+        Some(w) => (w, Some(task)),
+        None => (app.workers.signals.subscribe(&task_id), None),
     };
     loop {
         if let Some(ended) = changes.ended() {
@@ -300,19 +299,19 @@ async fn wait_for_end(
             Some(t) => t,
             None => app
                 .store
-                .get_task(owner, &task.id)
+                .get_task(owner, &task_id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("The task disappeared."))?,
         };
         if current.status.is_terminal() {
-            return Ok(Finished { task: current, images: vec![] });
+            return Ok(current.into());
         }
         // The wake-up covers this process; the periodic re-read covers another replica's worker.
         let poll = tokio::time::sleep(Duration::from_secs(2));
         tokio::select! {
             r = changes.changed() => {
                 if r.is_err() {
-                    changes = app.workers.signals.subscribe(&task.id);
+                    changes = app.workers.signals.subscribe(&task_id);
                 }
             }
             _ = poll => {}
@@ -321,11 +320,10 @@ async fn wait_for_end(
                     StatusCode::GATEWAY_TIMEOUT,
                     "still_running",
                     format!(
-                        "The image is still being generated. It will be kept: fetch it with GET /v1/tasks/{}.",
-                        task.id
+                        "The image is still being generated. It will be kept: fetch it with GET /v1/tasks/{task_id}."
                     ),
                 )
-                .with_task(&task.id));
+                .with_task(&task_id));
             }
         }
     }
