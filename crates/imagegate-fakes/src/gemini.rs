@@ -40,6 +40,8 @@ pub struct FakeGemini {
     pub script: Script,
     /// The answers' final images, in call order (base64), to compare with what the gateway serves.
     pub finals: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Keys this fake refuses as Google refuses a wrong or deleted key.
+    invalid_keys: Arc<std::sync::Mutex<Vec<String>>>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -49,6 +51,7 @@ struct Shared {
     sizes: Arc<Value>,
     counter: Arc<AtomicU64>,
     finals: Arc<std::sync::Mutex<Vec<String>>>,
+    invalid_keys: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl FakeGemini {
@@ -56,7 +59,9 @@ impl FakeGemini {
     pub async fn start() -> anyhow::Result<FakeGemini> {
         let script = Script::default();
         let finals = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let invalid_keys = Arc::new(std::sync::Mutex::new(Vec::new()));
         let shared = Shared {
+            invalid_keys: invalid_keys.clone(),
             script: script.clone(),
             sizes: Arc::new(serde_json::from_str::<Value>(SIZES)?["sizes"].clone()),
             counter: Arc::new(AtomicU64::new(0)),
@@ -68,7 +73,22 @@ impl FakeGemini {
         let server = tokio::spawn(async move {
             crate::serve::serve(listener, app).await;
         });
-        Ok(FakeGemini { addr, script, finals, server })
+        Ok(FakeGemini { addr, script, finals, invalid_keys, server })
+    }
+
+    /// From now on, calls with `key` are refused as the real API refuses a wrong key: 400
+    /// INVALID_ARGUMENT with `ErrorInfo.reason = "API_KEY_INVALID"` (not 401/403).
+    pub fn invalidate_key(&self, key: &str) {
+        if let Ok(mut k) = self.invalid_keys.lock() {
+            k.push(key.to_string());
+        }
+    }
+
+    /// Accepts `key` again.
+    pub fn restore_key(&self, key: &str) {
+        if let Ok(mut k) = self.invalid_keys.lock() {
+            k.retain(|x| x != key);
+        }
     }
 
     pub fn base_url(&self) -> String {
@@ -144,6 +164,10 @@ fn success(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Value) 
             "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
         );
     }
+    let invalid = s.invalid_keys.lock().map(|k| k.iter().any(|x| Some(x.as_str()) == api_key)).unwrap_or(false);
+    if invalid {
+        return (StatusCode::BAD_REQUEST, Json(fixture("error-400-api-key-invalid.json"))).into_response();
+    }
     let pro = PRO_MODELS.contains(&model);
     if !pro && !FLASH_MODELS.contains(&model) {
         return google_error(404, "NOT_FOUND", &format!("models/{model} is not found for API version v1beta."));
@@ -216,6 +240,7 @@ fn success(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Value) 
 pub fn fixture(name: &str) -> Value {
     let text = match name {
         "error-400-invalid.json" => include_str!("../fixtures/gemini/error-400-invalid.json"),
+        "error-400-api-key-invalid.json" => include_str!("../fixtures/gemini/error-400-api-key-invalid.json"),
         "error-403-key.json" => include_str!("../fixtures/gemini/error-403-key.json"),
         "error-429-quota.json" => include_str!("../fixtures/gemini/error-429-quota.json"),
         "error-503-overloaded.json" => include_str!("../fixtures/gemini/error-503-overloaded.json"),

@@ -1,6 +1,7 @@
 //! `/admin/v1/keys`: create, list and revoke API keys (admin token required).
 
-use axum::extract::{Path, State};
+use crate::api::extract::Path;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};

@@ -1,38 +1,55 @@
-//! `GET /admin/v1/channels`: each upstream channel's state, load and recent errors.
+//! `GET /admin/v1/channels`: each upstream channel's state, load and recent errors;
+//! `POST /admin/v1/channels/{name}/enable` puts a disabled, open or resting channel back in use.
 
 use axum::extract::State;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 use super::auth::Admin;
+use super::error::ApiError;
+use super::extract::Path;
 use crate::app::App;
+use crate::providers::channels::Channel;
 
 pub fn routes() -> axum::Router<Arc<App>> {
-    axum::Router::new().route("/admin/v1/channels", axum::routing::get(list_channels))
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/admin/v1/channels", get(list_channels))
+        .route("/admin/v1/channels/{name}/enable", post(enable_channel))
+}
+
+fn channel_json(ch: &Channel) -> Value {
+    let (calls, errors) = ch.counts();
+    json!({
+        "object": "channel",
+        "name": ch.spec.name,
+        "provider": ch.provider.name(),
+        "state": ch.state().as_str(),
+        "disabled_reason": ch.disabled_reason(),
+        "rate_limited_for_secs": ch.resting_for().map(|d| d.as_secs_f64().ceil() as u64),
+        "in_flight": ch.in_flight(),
+        "max_concurrency": (ch.spec.max_concurrency > 0).then_some(ch.spec.max_concurrency),
+        "rpm": (ch.spec.rpm > 0).then_some(ch.spec.rpm),
+        "weight": ch.spec.weight,
+        "calls": calls,
+        "errors": errors,
+        "recent_error_rate": ch.recent_error_rate(),
+    })
 }
 
 async fn list_channels(State(app): State<Arc<App>>, _admin: Admin) -> axum::Json<Value> {
-    let data: Vec<Value> = app
-        .providers
-        .routers()
-        .flat_map(|r| r.channels.iter())
-        .map(|ch| {
-            let (calls, errors) = ch.counts();
-            json!({
-                "object": "channel",
-                "name": ch.spec.name,
-                "provider": ch.provider.name(),
-                "state": ch.state().as_str(),
-                "disabled_reason": ch.disabled_reason(),
-                "in_flight": ch.in_flight(),
-                "max_concurrency": (ch.spec.max_concurrency > 0).then_some(ch.spec.max_concurrency),
-                "rpm": (ch.spec.rpm > 0).then_some(ch.spec.rpm),
-                "weight": ch.spec.weight,
-                "calls": calls,
-                "errors": errors,
-                "recent_error_rate": ch.recent_error_rate(),
-            })
-        })
-        .collect();
+    let data: Vec<Value> = app.providers.routers().flat_map(|r| r.channels.iter()).map(|c| channel_json(c)).collect();
     axum::Json(json!({"object": "list", "data": data}))
+}
+
+async fn enable_channel(
+    State(app): State<Arc<App>>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let ch = app.providers.routers().find_map(|r| r.channel(&name)).ok_or_else(|| {
+        ApiError::not_found(format!("No channel named '{name}' (see GET /admin/v1/channels).")).with_param("name")
+    })?;
+    ch.enable();
+    Ok(axum::Json(channel_json(ch)))
 }

@@ -2,7 +2,8 @@
 //! to (admin token required). `PUT` checks the destination (writes, reads back and deletes a
 //! probe object) before accepting it, seals a literal secret, and never shows it again.
 
-use axum::extract::{Path, State};
+use crate::api::extract::Path;
+use axum::extract::State;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,9 +89,7 @@ async fn verify(dest: &ExportDestination, key_id: &str) -> Result<(), ApiError> 
         }
         Ok(Err(e)) => {
             let mut detail = e.to_string();
-            if detail.len() > 300 {
-                detail.truncate(300);
-            }
+            crate::domain::truncate_text(&mut detail, 300);
             Err(unreachable(format!("A probe object could not be written to bucket '{bucket}': {detail}")))
         }
     }

@@ -41,3 +41,67 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         Ok(JsonBody(value))
     }
 }
+
+/// `axum::extract::Query` whose rejection (`?w=1&w=2`, a value of the wrong type) is a 400 in
+/// our error shape rather than plain text.
+pub struct Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(rej) => Err(ApiError::bad_request(
+                "invalid_query",
+                format!("The query string could not be read: {}.", rej.body_text()),
+            )),
+        }
+    }
+}
+
+/// `axum::extract::Path` with its rejection (e.g. a segment that is not UTF-8) in our error shape.
+pub struct Path<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(rej) => {
+                Err(ApiError::not_found(format!("No such resource: {}.", rej.body_text())).with_code("invalid_path"))
+            }
+        }
+    }
+}
+
+/// Refuses a body declared (`Content-Length`) larger than the limit with 413 before reading any
+/// of it; chunked bodies are cut at the limit by `DefaultBodyLimit` as they are read.
+pub async fn declared_body_limit(
+    axum::extract::State(max): axum::extract::State<usize>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        let mut resp = too_large(max).into_response();
+        // The unread body cannot be skipped cheaply: the connection ends with this answer.
+        resp.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        return resp;
+    }
+    next.run(req).await
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "request_too_large",
+        format!("The request body is larger than the limit of {max} bytes."),
+    )
+}

@@ -3,8 +3,9 @@
 //! (`?format=webp|jpeg|png|auto&w=&h=&quality=`, made once and stored as a variant; `auto`
 //! negotiates WebP from `Accept`).
 
+use crate::api::extract::{Path, Query};
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;

@@ -1,7 +1,8 @@
 //! `/v1/tasks`: the durable record of every request — get, list, cancel, live events, and the
 //! webhook delivery log.
 
-use axum::extract::{Path, Query, State};
+use crate::api::extract::{Path, Query};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};

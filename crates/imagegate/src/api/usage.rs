@@ -1,6 +1,7 @@
 //! `GET /v1/usage` (the key's images and cost by day and model) and `GET /admin/v1/usage`.
 
-use axum::extract::{Query, State};
+use crate::api::extract::Query;
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -60,6 +60,7 @@ pub struct RetrySection {
 pub struct BreakerSection {
     pub failures: u32,
     pub cooldown: String,
+    pub disabled_probe: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -282,6 +283,7 @@ impl Config {
         let breaker = crate::providers::channels::BreakerConfig {
             failures: self.breaker.failures.max(1),
             cooldown: dur("breaker.cooldown", &self.breaker.cooldown)?,
+            disabled_probe: dur("breaker.disabled_probe", &self.breaker.disabled_probe)?,
         };
         let gemini = &self.providers.gemini;
         let gemini_channels = channels("providers.gemini", &gemini.channels)?;

@@ -170,14 +170,7 @@ fn describe(dest: &ExportDestination, e: BlobError) -> String {
         }
         other => {
             let mut m = other.to_string();
-            if m.len() > 300 {
-                let mut end = 300;
-                while !m.is_char_boundary(end) {
-                    end -= 1;
-                }
-                m.truncate(end);
-                m.push('…');
-            }
+            crate::domain::truncate_text(&mut m, 300);
             m
         }
     }

@@ -28,3 +28,30 @@ pub fn utc_day(unix_secs: i64) -> String {
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
+
+/// Shortens `text` to at most `max_bytes` bytes, at a character boundary, marking the cut with
+/// `…` (error details from elsewhere can be long, and are not always ASCII).
+pub fn truncate_text(text: &mut String, max_bytes: usize) {
+    if text.len() <= max_bytes {
+        return;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn text_is_cut_at_a_character_boundary() {
+        let mut s = "é".repeat(200);
+        super::truncate_text(&mut s, 301);
+        assert!(s.ends_with('…') && s.len() <= 301 + '…'.len_utf8());
+        let mut short = "ok".to_string();
+        super::truncate_text(&mut short, 10);
+        assert_eq!(short, "ok");
+    }
+}

@@ -28,20 +28,20 @@ pub struct BreakerConfig {
     /// Consecutive retryable failures that open the breaker.
     pub failures: u32,
     pub cooldown: Duration,
-}
-
-impl Default for BreakerConfig {
-    fn default() -> Self {
-        BreakerConfig { failures: 5, cooldown: Duration::from_secs(30) }
-    }
+    /// A channel disabled because its credential was refused is probed again after this long
+    /// (a key re-enabled upstream, billing fixed), unless an admin re-enables it sooner.
+    pub disabled_probe: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelState {
     Healthy,
+    /// The upstream asked this channel to wait (a 429 with `Retry-After` / `retryDelay`):
+    /// skipped until then.
+    RateLimited,
     /// Breaker open: skipped until the cool-down ends, then one probe is let through.
     Open,
-    /// The upstream refused the credential: skipped until restart.
+    /// The upstream refused the credential: skipped, probed again after `disabled_probe`.
     Disabled,
 }
 
@@ -49,6 +49,7 @@ impl ChannelState {
     pub fn as_str(self) -> &'static str {
         match self {
             ChannelState::Healthy => "healthy",
+            ChannelState::RateLimited => "rate_limited",
             ChannelState::Open => "open",
             ChannelState::Disabled => "disabled",
         }
@@ -60,8 +61,11 @@ impl ChannelState {
 pub struct Health {
     consecutive_failures: u32,
     open_until: Option<Instant>,
+    /// Told by the upstream to wait until then.
+    resting_until: Option<Instant>,
     probing: bool,
-    disabled: Option<String>,
+    /// Why and when the credential was refused.
+    disabled: Option<(String, Instant)>,
 }
 
 impl Health {
@@ -70,35 +74,44 @@ impl Health {
             ChannelState::Disabled
         } else if self.open_until.is_some_and(|t| now < t) || self.probing {
             ChannelState::Open
+        } else if self.resting_until.is_some_and(|t| now < t) {
+            ChannelState::RateLimited
         } else {
             ChannelState::Healthy
         }
     }
 
-    /// Whether a call may go through now; after a cool-down the first caller is the probe.
-    pub fn admit(&mut self, now: Instant) -> bool {
-        if self.disabled.is_some() || self.probing {
+    /// Whether a call may go through now; after a cool-down (or a disabled channel's probe
+    /// delay) the first caller is the probe.
+    pub fn admit(&mut self, now: Instant, cfg: &BreakerConfig) -> bool {
+        if !self.could_admit(now, cfg) {
             return false;
         }
-        match self.open_until {
-            Some(t) if now < t => false,
-            Some(_) => {
-                self.probing = true;
-                true
-            }
-            None => true,
+        let due_probe = self.disabled.is_some() || self.open_until.is_some();
+        if due_probe {
+            self.probing = true;
         }
+        true
     }
 
     /// Whether `admit` would let a call through (without taking the probe).
-    pub fn could_admit(&self, now: Instant) -> bool {
-        self.disabled.is_none() && !self.probing && self.open_until.is_none_or(|t| now >= t)
+    pub fn could_admit(&self, now: Instant, cfg: &BreakerConfig) -> bool {
+        if self.probing || self.resting_until.is_some_and(|t| now < t) {
+            return false;
+        }
+        match &self.disabled {
+            Some((_, at)) => now >= *at + cfg.disabled_probe,
+            None => self.open_until.is_none_or(|t| now >= t),
+        }
+    }
+
+    /// When a channel that is only resting (not open, not disabled) may be called again.
+    pub fn resting(&self, now: Instant) -> Option<Instant> {
+        (self.state(now) == ChannelState::RateLimited).then_some(self.resting_until).flatten()
     }
 
     pub fn success(&mut self) {
-        self.consecutive_failures = 0;
-        self.open_until = None;
-        self.probing = false;
+        *self = Health::default();
     }
 
     pub fn failure(&mut self, now: Instant, cfg: &BreakerConfig) {
@@ -109,8 +122,24 @@ impl Health {
         self.probing = false;
     }
 
-    pub fn disable(&mut self, why: String) {
-        self.disabled = Some(why);
+    /// The upstream asked this channel to wait until `until`: no call goes to it before then.
+    pub fn rest(&mut self, until: Instant) {
+        self.resting_until = Some(self.resting_until.map_or(until, |t| t.max(until)));
+        self.probing = false;
+    }
+
+    pub fn disable(&mut self, why: String, now: Instant) {
+        self.disabled = Some((why, now));
+        self.probing = false;
+    }
+
+    /// An admin's "use it again": every mark is cleared.
+    pub fn enable(&mut self) {
+        *self = Health::default();
+    }
+
+    pub fn disabled_reason(&self) -> Option<&str> {
+        self.disabled.as_ref().map(|(why, _)| why.as_str())
     }
 
     /// A call admitted but never made (e.g. cancelled): give the probe back.
@@ -174,7 +203,25 @@ impl Channel {
     }
 
     pub fn disabled_reason(&self) -> Option<String> {
-        self.health.lock().ok().and_then(|h| h.disabled.clone())
+        self.health.lock().ok().and_then(|h| h.disabled_reason().map(str::to_string))
+    }
+
+    /// How long the upstream asked this channel to wait, from now (rate limited channels).
+    pub fn resting_for(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.health.lock().ok().and_then(|h| h.resting(now)).map(|t| t.saturating_duration_since(now))
+    }
+
+    /// Clears every mark (disabled, open, rate limited): an admin's "use it again".
+    pub fn enable(&self) {
+        if let Ok(mut h) = self.health.lock() {
+            h.enable();
+        }
+        tracing::info!(channel = self.spec.name, "channel re-enabled by an admin");
+    }
+
+    fn could_admit(&self, now: Instant) -> bool {
+        self.health.lock().map(|h| h.could_admit(now, &self.breaker)).unwrap_or(false)
     }
 
     pub fn in_flight(&self) -> usize {
@@ -212,7 +259,18 @@ impl ChannelLease {
             Err(ProviderError::Auth { message }) => {
                 ch.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(channel = ch.spec.name, error = %message, "upstream refused this channel's credential; channel disabled");
-                h.disable(message.clone());
+                h.disable(message.clone(), Instant::now());
+            }
+            // The upstream said how long this channel must wait: no call goes to it before
+            // then (other channels take the traffic).
+            Err(ProviderError::RateLimited { retry_after: Some(wait), .. }) => {
+                ch.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    channel = ch.spec.name,
+                    wait_secs = wait.as_secs_f64(),
+                    "channel rate limited by the upstream; resting it"
+                );
+                h.rest(Instant::now() + *wait);
             }
             Err(e) if e.is_retryable() => {
                 ch.errors.fetch_add(1, Ordering::Relaxed);
@@ -238,6 +296,15 @@ impl Drop for ChannelLease {
     }
 }
 
+/// Why no channel could take a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoChannel {
+    /// Every channel is disabled or its breaker is open.
+    Unhealthy,
+    /// Every usable channel was told by the upstream to wait at least this long.
+    RateLimited(Duration),
+}
+
 /// The channels of one provider.
 pub struct Router {
     pub channels: Vec<Arc<Channel>>,
@@ -249,17 +316,26 @@ impl Router {
     }
 
     /// Takes a channel for one call, preferring channels not in `avoid` (already failed for this
-    /// request). Waits for capacity if every usable channel is busy; `None` when no channel is
-    /// usable at all (all disabled or open).
-    pub async fn acquire(&self, avoid: &[usize]) -> Option<ChannelLease> {
+    /// request). Waits for capacity if every usable channel is busy, and for a rate-limited
+    /// channel's rest to end when it ends before `wait_until`. Fails when no channel is usable
+    /// (all disabled or open), or all are resting past `wait_until`.
+    pub async fn acquire(&self, avoid: &[usize], wait_until: Instant) -> Result<ChannelLease, NoChannel> {
         let mut over_rate: Vec<usize> = Vec::new();
         loop {
             let now = Instant::now();
-            let usable: Vec<usize> = (0..self.channels.len())
-                .filter(|&i| self.channels[i].health.lock().map(|h| h.could_admit(now)).unwrap_or(false))
-                .collect();
+            let usable: Vec<usize> = (0..self.channels.len()).filter(|&i| self.channels[i].could_admit(now)).collect();
             if usable.is_empty() {
-                return None;
+                let rest_ends = self
+                    .channels
+                    .iter()
+                    .filter_map(|c| c.health.lock().ok().and_then(|h| h.resting(now)))
+                    .min()
+                    .ok_or(NoChannel::Unhealthy)?;
+                if rest_ends > wait_until {
+                    return Err(NoChannel::RateLimited(rest_ends.saturating_duration_since(now)));
+                }
+                tokio::time::sleep_until(rest_ends.into()).await;
+                continue;
             }
             let fresh: Vec<usize> = usable.iter().copied().filter(|i| !avoid.contains(i)).collect();
             let pool = if fresh.is_empty() { usable } else { fresh };
@@ -271,7 +347,7 @@ impl Router {
             } else {
                 weighted_pick(&ready, |i| self.channels[i].spec.weight, rand::random::<f64>())
             };
-            let index = pick?;
+            let index = pick.ok_or(NoChannel::Unhealthy)?;
             let ch = self.channels[index].clone();
             if let Some(rate) = &ch.rate
                 && rate.check().is_err()
@@ -283,16 +359,21 @@ impl Router {
                 rate.until_ready().await;
             }
             let permit = match &ch.slots {
-                Some(s) => Some(s.clone().acquire_owned().await.ok()?),
+                Some(s) => Some(s.clone().acquire_owned().await.map_err(|_| NoChannel::Unhealthy)?),
                 None => None,
             };
-            let admitted = ch.health.lock().map(|mut h| h.admit(Instant::now())).unwrap_or(false);
+            let admitted = ch.health.lock().map(|mut h| h.admit(Instant::now(), &ch.breaker)).unwrap_or(false);
             if !admitted {
                 continue; // opened, or taken for a probe, while we waited: choose again
             }
             ch.in_flight.fetch_add(1, Ordering::Relaxed);
-            return Some(ChannelLease { index, channel: ch, _permit: permit, reported: false });
+            return Ok(ChannelLease { index, channel: ch, _permit: permit, reported: false });
         }
+    }
+
+    /// The channel named `name`, if any.
+    pub fn channel(&self, name: &str) -> Option<&Arc<Channel>> {
+        self.channels.iter().find(|c| c.spec.name == name)
     }
 
     /// Whether a channel other than those in `avoid` could take a call now.
@@ -322,38 +403,64 @@ pub fn weighted_pick(items: &[usize], weight: impl Fn(usize) -> u32, r: f64) -> 
 mod tests {
     use super::*;
 
+    const CFG: BreakerConfig =
+        BreakerConfig { failures: 3, cooldown: Duration::from_secs(30), disabled_probe: Duration::from_secs(600) };
+
     #[test]
     fn the_breaker_opens_after_repeated_failures_and_probes_after_the_cooldown() {
-        let cfg = BreakerConfig { failures: 3, cooldown: Duration::from_secs(30) };
+        let cfg = CFG;
         let t0 = Instant::now();
         let mut h = Health::default();
         for _ in 0..2 {
-            assert!(h.admit(t0));
+            assert!(h.admit(t0, &cfg));
             h.failure(t0, &cfg);
         }
         assert_eq!(h.state(t0), ChannelState::Healthy);
-        assert!(h.admit(t0));
+        assert!(h.admit(t0, &cfg));
         h.failure(t0, &cfg);
         assert_eq!(h.state(t0), ChannelState::Open);
-        assert!(!h.admit(t0 + Duration::from_secs(10)));
+        assert!(!h.admit(t0 + Duration::from_secs(10), &cfg));
         let later = t0 + Duration::from_secs(31);
-        assert!(h.admit(later), "one probe after the cool-down");
-        assert!(!h.admit(later), "only one");
+        assert!(h.admit(later, &cfg), "one probe after the cool-down");
+        assert!(!h.admit(later, &cfg), "only one");
         h.failure(later, &cfg);
         assert_eq!(h.state(later), ChannelState::Open, "a failed probe opens it again at once");
         let again = later + Duration::from_secs(31);
-        assert!(h.admit(again));
+        assert!(h.admit(again, &cfg));
         h.success();
         assert_eq!(h.state(again), ChannelState::Healthy);
-        assert!(h.admit(again) && h.admit(again));
+        assert!(h.admit(again, &cfg) && h.admit(again, &cfg));
     }
 
     #[test]
-    fn a_disabled_channel_never_admits() {
+    fn a_disabled_channel_is_probed_after_its_delay_and_an_admin_can_enable_it() {
+        let t0 = Instant::now();
         let mut h = Health::default();
-        h.disable("key revoked".into());
-        assert!(!h.admit(Instant::now()));
-        assert_eq!(h.state(Instant::now()), ChannelState::Disabled);
+        h.disable("key revoked".into(), t0);
+        assert!(!h.admit(t0 + Duration::from_secs(599), &CFG));
+        assert_eq!(h.state(t0), ChannelState::Disabled);
+        let later = t0 + Duration::from_secs(600);
+        assert!(h.admit(later, &CFG), "one probe after the delay");
+        assert!(!h.admit(later, &CFG), "only one");
+        h.disable("still revoked".into(), later);
+        assert!(!h.admit(later + Duration::from_secs(1), &CFG), "refused again: another full delay");
+        h.enable();
+        assert_eq!(h.state(later), ChannelState::Healthy);
+        assert!(h.admit(later, &CFG));
+    }
+
+    #[test]
+    fn a_rate_limited_channel_rests_for_the_time_it_was_told() {
+        let t0 = Instant::now();
+        let mut h = Health::default();
+        h.rest(t0 + Duration::from_secs(30));
+        assert_eq!(h.state(t0), ChannelState::RateLimited);
+        assert!(!h.could_admit(t0 + Duration::from_secs(29), &CFG));
+        assert_eq!(h.resting(t0), Some(t0 + Duration::from_secs(30)));
+        h.rest(t0 + Duration::from_secs(5));
+        assert_eq!(h.resting(t0), Some(t0 + Duration::from_secs(30)), "a shorter hint never shortens a rest");
+        assert!(h.admit(t0 + Duration::from_secs(30), &CFG));
+        assert_eq!(h.state(t0 + Duration::from_secs(30)), ChannelState::Healthy);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::domain::request::{ImageRequest, OutputFormat, ResponseFormat};
 use crate::domain::retry::Decision;
 use crate::domain::{ids, now_millis, now_secs};
 use crate::imaging;
+use crate::providers::channels::NoChannel;
 use crate::providers::{GeneratedImage, ProviderError, ProviderRequest};
 use crate::store::{Ended, ImageRecord, Lease, TaskRecord};
 use crate::webhooks;
@@ -298,9 +299,14 @@ async fn try_model(
         if remaining.is_zero() {
             return (Err(ProviderError::Timeout(deadline)), tries);
         }
-        let lease = match tokio::time::timeout(remaining, router.acquire(&failed_channels)).await {
-            Ok(Some(lease)) => lease,
-            Ok(None) => return (Err(ProviderError::Unavailable), tries),
+        let wait_until = std::time::Instant::now() + remaining;
+        let lease = match tokio::time::timeout(remaining, router.acquire(&failed_channels, wait_until)).await {
+            Ok(Ok(lease)) => lease,
+            Ok(Err(NoChannel::Unhealthy)) => return (Err(ProviderError::Unavailable), tries),
+            Ok(Err(NoChannel::RateLimited(wait))) => {
+                let message = "every upstream channel for this model is rate limited".to_string();
+                return (Err(ProviderError::RateLimited { retry_after: Some(wait), message }), tries);
+            }
             Err(_) => return (Err(ProviderError::Timeout(deadline)), tries),
         };
         let remaining = deadline.saturating_sub(started.elapsed());

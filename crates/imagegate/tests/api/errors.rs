@@ -88,3 +88,41 @@ async fn unknown_routes_and_methods_answer_json() {
     let resp = app.client.delete(app.url("/v1/images/generations")).bearer_auth(&app.key).send().await.unwrap();
     assert_error(resp, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
 }
+
+#[tokio::test]
+async fn a_declared_oversized_body_is_refused_before_it_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 52428800\r\n\r\n",
+        app.key
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&[b' '; 4096]).await.unwrap();
+    // The other 50 MB never come: the answer must not wait for them.
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .expect("answered without the rest of the body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("request_too_large"), "{text}");
+}
+
+#[tokio::test]
+async fn query_and_path_rejections_answer_in_the_error_shape() {
+    let app = spawn_app().await;
+    let body: Value = app.generate(pro("q")).await.json().await.unwrap();
+    let url = body["data"][0]["url"].as_str().unwrap();
+    let err = assert_error(app.get(&format!("{url}?w=1&w=2")).await, StatusCode::BAD_REQUEST, "invalid_query").await;
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+    let resp = app.client.get(app.url("/v1/tasks?limit=5&limit=6")).bearer_auth(&app.key).send().await.unwrap();
+    assert_error(resp, StatusCode::BAD_REQUEST, "invalid_query").await;
+    let resp = app.client.get(app.url("/v1/tasks/%FF%FE")).bearer_auth(&app.key).send().await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert!(resp.status().is_client_error());
+}

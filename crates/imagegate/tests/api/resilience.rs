@@ -97,35 +97,93 @@ async fn two_channel_app(
     .await
 }
 
+fn channel_state(channels: &Value, name: &str) -> Value {
+    channels["data"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone()
+}
+
+/// Sends requests until the bad channel has been called `bad_calls` times and at least `min`
+/// requests were sent; every one must succeed. Returns how many were sent.
+async fn until_bad_called(app: &TestApp, bad: &FakeGemini, bad_calls: usize, min: usize) -> usize {
+    let mut sent = 0;
+    while bad.script.call_count() < bad_calls || sent < min {
+        let resp = app.generate(pro(&format!("req {sent}"))).await;
+        assert_eq!(resp.status(), 200, "request {sent}");
+        sent += 1;
+        assert!(sent < 200, "the bad channel was never tried {bad_calls} times");
+    }
+    sent
+}
+
 #[tokio::test]
-async fn with_one_channel_always_429_every_request_succeeds_through_the_other_and_the_bad_one_opens() {
+async fn with_one_channel_always_503_every_request_succeeds_through_the_other_and_the_bad_one_opens() {
+    let bad = FakeGemini::start().await.unwrap();
+    let good = FakeGemini::start().await.unwrap();
+    for _ in 0..100 {
+        bad.script
+            .push(Reply::Json { status: 503, body: imagegate_fakes::gemini::fixture("error-503-overloaded.json") });
+    }
+    let app = two_channel_app(&bad, &good, |_| {}).await;
+    // Channels are picked at random by weight: go on until the bad one has been tried 3 times
+    // (its breaker's threshold), then a few more; every request succeeds all along.
+    let sent = until_bad_called(&app, &bad, 3, 12).await;
+    assert_eq!(good.script.call_count(), sent, "every image came from the good channel");
+    assert_eq!(bad.script.call_count(), 3, "the bad channel was opened after 3 failures and left alone");
+    let channels: Value = app.admin(reqwest::Method::GET, "/admin/v1/channels", None).await.json().await.unwrap();
+    assert_eq!(channel_state(&channels, "bad")["state"], "open");
+    assert_eq!(channel_state(&channels, "good")["state"], "healthy");
+    assert_eq!(channel_state(&channels, "bad")["recent_error_rate"], 1.0);
+    assert_eq!(channel_state(&channels, "good")["recent_error_rate"], 0.0);
+}
+
+#[tokio::test]
+async fn a_429_with_a_retry_delay_rests_its_channel_at_once() {
     let bad = FakeGemini::start().await.unwrap();
     let good = FakeGemini::start().await.unwrap();
     for _ in 0..100 {
         bad.script.push(quota_429("30s"));
     }
     let app = two_channel_app(&bad, &good, |_| {}).await;
-    // Channels are picked at random by weight: go on until the bad one has been tried 3 times
-    // (its breaker's threshold), then a few more; every request succeeds all along.
-    let mut sent = 0;
-    while bad.script.call_count() < 3 || sent < 12 {
-        let resp = app.generate(pro(&format!("req {sent}"))).await;
-        assert_eq!(resp.status(), 200, "request {sent}");
-        sent += 1;
-        assert!(sent < 200, "the bad channel was never tried three times");
-    }
-    assert_eq!(good.script.call_count(), sent, "every image came from the good channel");
-    assert_eq!(bad.script.call_count(), 3, "the bad channel was opened after 3 failures and left alone");
+    let sent = until_bad_called(&app, &bad, 1, 8).await;
+    assert_eq!(bad.script.call_count(), 1, "told to wait 30 s, the exhausted key is not tried again");
+    assert_eq!(good.script.call_count(), sent);
     let channels: Value = app.admin(reqwest::Method::GET, "/admin/v1/channels", None).await.json().await.unwrap();
-    let state =
-        |name: &str| channels["data"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()["state"].clone();
-    assert_eq!(state("bad"), "open");
-    assert_eq!(state("good"), "healthy");
-    let rate = |name: &str| {
-        channels["data"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()["recent_error_rate"].clone()
-    };
-    assert_eq!(rate("bad"), 1.0);
-    assert_eq!(rate("good"), 0.0);
+    let ch = channel_state(&channels, "bad");
+    assert_eq!(ch["state"], "rate_limited");
+    let secs = ch["rate_limited_for_secs"].as_u64().unwrap();
+    assert!((1..=30).contains(&secs), "{ch}");
+}
+
+#[tokio::test]
+async fn a_refused_key_disables_its_channel_until_an_admin_enables_it() {
+    let bad = FakeGemini::start().await.unwrap();
+    let good = FakeGemini::start().await.unwrap();
+    // As Google answers a wrong key: 400 INVALID_ARGUMENT with ErrorInfo API_KEY_INVALID.
+    bad.invalidate_key("k-bad");
+    let app = two_channel_app(&bad, &good, |_| {}).await;
+    let sent = until_bad_called(&app, &bad, 1, 8).await;
+    assert_eq!(bad.script.call_count(), 1, "a refused key is set aside at once");
+    assert_eq!(good.script.call_count(), sent, "and its call failed over");
+    let channels: Value = app.admin(reqwest::Method::GET, "/admin/v1/channels", None).await.json().await.unwrap();
+    let ch = channel_state(&channels, "bad");
+    assert_eq!(ch["state"], "disabled");
+    assert!(ch["disabled_reason"].as_str().unwrap().contains("API key not valid"), "{ch}");
+
+    bad.restore_key("k-bad");
+    let resp = app.admin(reqwest::Method::POST, "/admin/v1/channels/bad/enable", None).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["state"], "healthy");
+    until_bad_called(&app, &bad, 2, 0).await;
+    let resp = app.admin(reqwest::Method::POST, "/admin/v1/channels/nope/enable", None).await;
+    assert_error(resp, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn a_refused_key_on_the_only_channel_is_an_upstream_auth_failure_not_a_bad_request() {
+    let app = spawn_gemini_app().await;
+    app.gemini().invalidate_key("test-gemini-key");
+    let resp = app.generate(pro("wrong key")).await;
+    assert_error(resp, StatusCode::BAD_GATEWAY, "upstream_auth_failed").await;
+    assert_eq!(app.upstream_calls(), 1, "never retried with the same refused key");
 }
 
 #[tokio::test]

@@ -86,3 +86,19 @@ async fn prefer_respond_async_returns_202_with_the_task() {
     let done = app.wait_task(task["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "completed");
 }
+
+#[tokio::test]
+async fn prefer_respond_async_takes_a_webhook_like_the_async_route() {
+    let app = spawn_app().await;
+    let sink = imagegate_fakes::WebhookSink::start().await.unwrap();
+    let body = json!({"model": "nano-banana-pro", "prompt": "hooked", "webhook_url": sink.url()});
+    let resp = app.generate_with(&app.key, body, &[("Prefer", "respond-async")]).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let task: Value = resp.json().await.unwrap();
+    assert_eq!(task["request"]["webhook_url"], json!(sink.url()));
+    let id = task["id"].as_str().unwrap();
+    let got = sink.wait_for(1, std::time::Duration::from_secs(20)).await;
+    let event: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(event["data"]["id"], json!(id));
+    assert_eq!(event["type"], "task.completed");
+}

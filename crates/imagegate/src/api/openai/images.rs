@@ -43,7 +43,8 @@ pub async fn create_image(
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async")));
     let mode = if wants_async { TaskMode::Async } else { TaskMode::Sync };
-    let req = request::validate(&body, &[])?;
+    // `Prefer: respond-async` makes this the async route, webhook fields included.
+    let req = request::validate(&body, if wants_async { TASK_FIELDS } else { &[] })?;
     // The submit and response steps are boxed, and the body, headers and key record dropped
     // before the wait: a sync request may wait minutes, and thousands may wait at once.
     let submitted = Box::pin(submit(&app, &key, mode, &req, &body, &headers)).await?;

@@ -30,6 +30,11 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<&str>) -> Provider
         _ => format!("HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)])),
     };
     let google_status = parsed.as_ref().map(|e| e.status.as_str()).unwrap_or("");
+    // Google answers a wrong, expired or blocked key with 400 INVALID_ARGUMENT (not 401/403):
+    // the reason in `ErrorInfo` tells it from a bad request.
+    if parsed.as_ref().and_then(|e| error_reason(&e.details)).is_some_and(|r| KEY_REASONS.contains(&r)) {
+        return ProviderError::Auth { message };
+    }
     match (status, google_status) {
         (429, _) | (_, "RESOURCE_EXHAUSTED") => {
             let hinted = parsed.as_ref().and_then(|e| retry_delay(&e.details));
@@ -44,6 +49,28 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<&str>) -> Provider
         (500..=599, _) => ProviderError::Overloaded { status, message },
         _ => ProviderError::Malformed { message },
     }
+}
+
+/// `ErrorInfo.reason`s that mean the channel's credential is refused.
+const KEY_REASONS: &[&str] = &[
+    "API_KEY_INVALID",
+    "API_KEY_EXPIRED",
+    "API_KEY_SERVICE_BLOCKED",
+    "API_KEY_HTTP_REFERRER_BLOCKED",
+    "API_KEY_IP_ADDRESS_BLOCKED",
+    "API_KEY_ANDROID_APP_BLOCKED",
+    "API_KEY_IOS_APP_BLOCKED",
+    "CONSUMER_SUSPENDED",
+    "SERVICE_DISABLED",
+    "BILLING_DISABLED",
+];
+
+/// `ErrorInfo.reason` from an error's details.
+fn error_reason(details: &[serde_json::Value]) -> Option<&str> {
+    details
+        .iter()
+        .find(|d| d.get("@type").and_then(|t| t.as_str()).is_some_and(|t| t.ends_with("google.rpc.ErrorInfo")))
+        .and_then(|d| d.get("reason")?.as_str())
 }
 
 /// `RetryInfo.retryDelay` ("19s", "19.424s") from an error's details.
@@ -90,6 +117,10 @@ mod tests {
         assert!(matches!(classify(503, &fixture("error-503-overloaded.json"), None), ProviderError::Overloaded { .. }));
         assert!(matches!(classify(403, &fixture("error-403-key.json"), None), ProviderError::Auth { .. }));
         assert!(matches!(classify(400, &fixture("error-400-invalid.json"), None), ProviderError::Invalid { .. }));
+        assert!(
+            matches!(classify(400, &fixture("error-400-api-key-invalid.json"), None), ProviderError::Auth { .. }),
+            "a wrong key is a 400 with ErrorInfo.reason API_KEY_INVALID"
+        );
         assert!(matches!(classify(502, b"<html>bad gateway</html>", None), ProviderError::Overloaded { .. }));
         assert!(classify(500, b"", None).is_retryable());
         assert!(!classify(400, &fixture("error-400-invalid.json"), None).is_retryable());
