@@ -22,6 +22,8 @@ pub struct Delivery {
 struct Shared {
     deliveries: Mutex<Vec<Delivery>>,
     replies: Mutex<VecDeque<u16>>,
+    /// Time taken before each answer (a slow receiver).
+    delay: Mutex<std::time::Duration>,
 }
 
 pub struct WebhookSink {
@@ -50,6 +52,13 @@ impl WebhookSink {
     pub fn reply_with(&self, statuses: &[u16]) {
         if let Ok(mut r) = self.shared.replies.lock() {
             r.extend(statuses.iter().copied());
+        }
+    }
+
+    /// Take this long to answer each delivery (it is recorded when it arrives).
+    pub fn answer_after(&self, delay: std::time::Duration) {
+        if let Ok(mut d) = self.shared.delay.lock() {
+            *d = delay;
         }
     }
 
@@ -88,5 +97,9 @@ async fn receive(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String)
         });
     }
     let status = s.replies.lock().ok().and_then(|mut r| r.pop_front()).unwrap_or(200);
+    let delay = s.delay.lock().map(|d| *d).unwrap_or_default();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
 }

@@ -13,6 +13,8 @@ use crate::store::StoreError;
 
 /// The longest sleep when nothing is due (new jobs also wake the loop).
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// The pause before looking again when a due job could not be claimed.
+const RECHECK: Duration = Duration::from_millis(100);
 
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
@@ -58,26 +60,39 @@ pub fn start<O: Outbox>(outbox: &Arc<O>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move { run(me).await })
 }
 
-/// Runs `outbox` until its control is stopped.
+/// Runs `outbox` until its control is stopped. It claims (a write transaction) only when a job
+/// is due: jobs being run are leased, so they are not due again until their lease runs out, and a
+/// slow receiver or upload costs no work here while it takes its time.
 async fn run<O: Outbox>(outbox: Arc<O>) {
     let control = outbox.control();
     loop {
         if control.stop.is_cancelled() {
             return;
         }
-        let batch = match outbox.claim(now_millis()).await {
-            Ok(b) => b,
+        let due = match outbox.next_due().await {
+            Ok(due) => due,
             Err(e) => {
-                tracing::error!(error = %e, outbox = O::NAME, "claiming due jobs failed");
-                Vec::new()
+                tracing::error!(error = %e, outbox = O::NAME, "reading the next due job failed");
+                None
             }
         };
-        if batch.is_empty() {
-            let wait = match outbox.next_due().await {
-                Ok(Some(due)) => {
-                    Duration::from_millis((due - now_millis()).clamp(0, IDLE_POLL.as_millis() as i64) as u64)
+        let now = now_millis();
+        let batch = match due {
+            Some(at) if at <= now => match outbox.claim(now).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, outbox = O::NAME, "claiming due jobs failed");
+                    Vec::new()
                 }
-                _ => IDLE_POLL,
+            },
+            _ => Vec::new(),
+        };
+        if batch.is_empty() {
+            let wait = match due {
+                Some(at) if at > now => Duration::from_millis((at - now).min(IDLE_POLL.as_millis() as i64) as u64),
+                // Due but nothing claimed (another replica took it, or the store failed): look again shortly.
+                Some(_) => RECHECK,
+                None => IDLE_POLL,
             };
             tokio::select! {
                 _ = control.wake.notified() => {}

@@ -12,8 +12,9 @@ pub fn routes() -> axum::Router<Arc<App>> {
     axum::Router::new().route("/healthz", axum::routing::get(healthz)).route("/readyz", axum::routing::get(readyz))
 }
 
+/// The process id lets a supervisor (and the process tests) tell which process answers a port.
 async fn healthz() -> Response {
-    axum::Json(json!({"status": "ok"})).into_response()
+    axum::Json(json!({"status": "ok", "pid": std::process::id()})).into_response()
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {

@@ -461,7 +461,8 @@ pub trait Store: Send + Sync {
     async fn record_attempt(&self, attempt: &DeliveryAttempt, outcome: AttemptOutcome) -> Result<(), StoreError>;
     /// The owner's task's delivery attempts, oldest first; `None` for an unknown task.
     async fn list_attempts(&self, owner: &str, task_id: &str) -> Result<Option<Vec<DeliveryAttempt>>, StoreError>;
-    /// When the next pending message is due (to sleep until then), if any.
+    /// When the next pending message can be claimed (its due time, or the end of its lease while
+    /// it is being delivered), if any: the delivery loop sleeps until then.
     async fn next_webhook_due(&self) -> Result<Option<i64>, StoreError>;
 
     /// Claims up to `limit` due exports until `lease_until_ms`.
@@ -474,7 +475,8 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<ExportJob>, StoreError>;
     /// Records an export attempt's outcome (counting the attempt) and releases its lease.
     async fn record_export(&self, image_id: &str, outcome: &ExportOutcome, now_ms: i64) -> Result<(), StoreError>;
-    /// When the next pending export is due, if any.
+    /// When the next pending export can be claimed (its due time, or the end of its lease while
+    /// it is being copied), if any.
     async fn next_export_due(&self) -> Result<Option<i64>, StoreError>;
     /// The exports of the owner's tasks `task_ids`, by task then image order.
     async fn task_exports(&self, owner: &str, task_ids: &[String]) -> Result<Vec<ExportRecord>, StoreError>;

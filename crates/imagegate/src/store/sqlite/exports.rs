@@ -90,7 +90,10 @@ pub fn record(conn: &Connection, image_id: &str, outcome: &ExportOutcome, now_ms
 
 pub fn next_due(conn: &Connection) -> Result<Option<i64>, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT MIN(next_attempt_at) FROM exports WHERE status = 'pending'")?
+        // A copy being made (leased) is not due before its lease runs out.
+        .prepare_cached(
+            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_expires_at, 0))) FROM exports WHERE status = 'pending'",
+        )?
         .query_row([], |r| r.get(0))?)
 }
 

@@ -120,6 +120,9 @@ pub fn list_attempts(
 
 pub fn next_due(conn: &Connection) -> Result<Option<i64>, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT MIN(next_attempt_at) FROM webhook_outbox WHERE status = 'pending'")?
+        // A message being delivered (leased) is not due before its lease runs out.
+        .prepare_cached(
+            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_expires_at, 0))) FROM webhook_outbox WHERE status = 'pending'",
+        )?
         .query_row([], |r| r.get(0))?)
 }
