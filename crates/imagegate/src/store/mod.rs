@@ -357,6 +357,15 @@ pub trait Store: Send + Sync {
     /// worker, as `claim_task` would leave it. A task's end settles the reservation: the cost of the images
     /// delivered is charged, the rest is given back.
     async fn create_task(&self, task: NewTask) -> Result<Created, StoreError>;
+    /// The owner's task made with this Idempotency-Key within the window (before `now_ms`),
+    /// with the hash of the body that made it: a retry is answered before any limit is checked.
+    /// `create_task` checks again atomically; this read only spares a retry the limits.
+    async fn find_idempotent(
+        &self,
+        owner: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<(TaskRecord, String)>, StoreError>;
     /// The owner's task; `None` for an unknown id or another owner's task.
     async fn get_task(&self, owner: &str, id: &str) -> Result<Option<TaskRecord>, StoreError>;
     /// The owner's tasks, newest first, with ids below `before` (cursor), at most `limit`.

@@ -71,7 +71,11 @@ async fn idempotency_keys_match_same_body_conflict_on_other_and_expire_after_a_d
     }
     assert_eq!(s.create_task(task("key_a", Some(("k", "h2")), 2000)).await.unwrap(), Created::Conflict);
     created(s.create_task(task("key_b", Some(("k", "h2")), 2000)).await.unwrap());
+    let (found, hash) = s.find_idempotent("key_a", "k", 3000).await.unwrap().expect("found before any write");
+    assert_eq!((found.id.as_str(), hash.as_str()), (t.id.as_str(), "h1"));
+    assert!(s.find_idempotent("key_c", "k", 3000).await.unwrap().is_none(), "scoped to the owner");
     let later = 1000 + imagegate::store::IDEMPOTENCY_WINDOW_MS + 1;
+    assert!(s.find_idempotent("key_a", "k", later).await.unwrap().is_none(), "forgotten after the window");
     let fresh = created(s.create_task(task("key_a", Some(("k", "h2")), later)).await.unwrap());
     assert_ne!(fresh.id, t.id);
     assert!(s.get_task("key_a", &t.id).await.unwrap().is_some(), "the old task keeps its record");

@@ -159,6 +159,32 @@ async fn submit<'a>(
     headers: &HeaderMap,
 ) -> Result<Submitted<'a>, ApiError> {
     let owner = key.id.as_str();
+    let idempotency = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters."),
+                )
+            })?;
+            // serde_json's maps are ordered by key, so this is a canonical form of the body.
+            let hash = Sha256::digest(body.to_string().as_bytes());
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            Some((key.to_string(), hex))
+        }
+    };
+    // A retry of a request already made (same key, same body) gets its task before any limit
+    // is checked: the client was told to retry after a dropped connection, and a retry must
+    // neither be refused nor spend a rate-limit token.
+    if let Some((k, hash)) = &idempotency
+        && let Some((task, stored_hash)) = app.store.find_idempotent(owner, k, now_millis()).await?
+    {
+        if &stored_hash != hash {
+            return Err(idempotency_conflict());
+        }
+        return Ok(Submitted { task, watch: None, queue_position: None });
+    }
     let policy = app.rt.policy_for(&key.policy);
     if !policy.allows_model(&req.model) {
         return Err(ApiError::new(
@@ -188,21 +214,6 @@ async fn submit<'a>(
         max_concurrency: policy.max_concurrency,
         daily_images: policy.daily_images,
         budget_usd: policy.budget_usd,
-    };
-    let idempotency = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let key = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_idempotency_key",
-                    format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters."),
-                )
-            })?;
-            // serde_json's maps are ordered by key, so this is a canonical form of the body.
-            let hash = Sha256::digest(body.to_string().as_bytes());
-            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-            Some((key.to_string(), hex))
-        }
     };
     let webhook = webhook_target(app, body).await?;
     let new = NewTask {
@@ -241,13 +252,17 @@ async fn submit<'a>(
             Ok(Submitted { task, watch, queue_position })
         }
         Created::Existing(task) => Ok(Submitted { task, watch: None, queue_position: None }),
-        Created::Conflict => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_key_reused",
-            "This Idempotency-Key was already used with a different request body.",
-        )),
+        Created::Conflict => Err(idempotency_conflict()),
         Created::OverLimit(hit) => Err(over_limit(hit)),
     }
+}
+
+fn idempotency_conflict() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_key_reused",
+        "This Idempotency-Key was already used with a different request body.",
+    )
 }
 
 /// A 429 that says which limit and when to come back.

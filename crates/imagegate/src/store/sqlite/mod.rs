@@ -105,6 +105,15 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn find_idempotent(
+        &self,
+        owner: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<(TaskRecord, String)>, StoreError> {
+        self.db.read(|c| tasks::find_idempotent(c, owner, key, now_ms))
+    }
+
     async fn get_task(&self, owner: &str, id: &str) -> Result<Option<TaskRecord>, StoreError> {
         self.db.read(|c| tasks::get(c, owner, id))
     }

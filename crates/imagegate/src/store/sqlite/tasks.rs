@@ -253,6 +253,25 @@ pub fn create(conn: &Connection, task: NewTask, batch: &mut BatchState) -> Resul
     Ok(Created::New { task, queue_position })
 }
 
+pub fn find_idempotent(
+    conn: &Connection,
+    owner: &str,
+    key: &str,
+    now_ms: i64,
+) -> Result<Option<(TaskRecord, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {TASK_COLUMNS}, request_hash FROM tasks WHERE owner = ? AND idempotency_key = ? AND created_at > ?"
+    ))?;
+    let mut rows = stmt.query(params![owner, key, now_ms - IDEMPOTENCY_WINDOW_MS])?;
+    match rows.next()? {
+        Some(r) => {
+            let hash: Option<String> = r.get("request_hash")?;
+            Ok(Some((row_to_task(r)?, hash.unwrap_or_default())))
+        }
+        None => Ok(None),
+    }
+}
+
 pub fn get(conn: &Connection, owner: &str, id: &str) -> Result<Option<TaskRecord>, StoreError> {
     let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ? AND owner = ?");
     Ok(one_task(conn, &sql, params![id, owner])?.map(|(t, _)| t))
