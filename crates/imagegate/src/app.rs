@@ -30,6 +30,8 @@ pub struct App {
     /// Key records for authentication, reused for a second (see `crate::keys`).
     pub keys: Arc<crate::keys::KeyCache>,
     pub variants: crate::delivery::variants::Variants,
+    /// Every image conversion runs here (variants, and the worker's output_format).
+    pub conversions: Arc<crate::imaging::Pool>,
     /// Stops background loops (the retention sweeper) at shutdown.
     pub background: CancellationToken,
     shutting_down: AtomicBool,
@@ -60,6 +62,7 @@ impl App {
         let sealer = open_sealer(&rt)?;
         let exporter =
             Exporter::new(store.clone(), blobs.clone(), sealer.clone(), rt.export_schedule.clone(), rt.export_timeout);
+        let conversions = Arc::new(crate::imaging::Pool::new(rt.conversion_concurrency, rt.conversion_queue));
         let rt = Arc::new(rt);
         let keys = Arc::new(crate::keys::KeyCache::default());
         let workers = WorkerPool::new(Deps {
@@ -70,6 +73,7 @@ impl App {
             providers: providers.clone(),
             deliverer: deliverer.clone(),
             exporter: exporter.clone(),
+            conversions: conversions.clone(),
         });
         Ok(Arc::new(App {
             rt,
@@ -83,9 +87,20 @@ impl App {
             key_rates: Default::default(),
             keys,
             variants: Default::default(),
+            conversions,
             background: CancellationToken::new(),
             shutting_down: AtomicBool::new(false),
         }))
+    }
+
+    /// What a variant conversion needs (it runs on its own task, past its request).
+    pub fn converter(&self) -> crate::delivery::variants::Converter {
+        crate::delivery::variants::Converter {
+            store: self.store.clone(),
+            blobs: self.blobs.clone(),
+            pool: self.conversions.clone(),
+            max_per_image: self.rt.max_variants_per_image,
+        }
     }
 
     pub fn shutting_down(&self) -> bool {

@@ -8,14 +8,13 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::error::ApiError;
 use crate::app::App;
-use crate::delivery::variants::VariantError;
+use crate::delivery::variants::{Variant, VariantError};
 use crate::domain::request::OutputFormat;
 use crate::domain::{ids, now_secs, variant};
 
@@ -67,8 +66,15 @@ pub async fn get_image(
     } else {
         q.format.as_deref()
     };
-    let spec = variant::parse(format, q.w.as_deref(), q.h.as_deref(), q.quality.as_deref(), original_format)
-        .map_err(|(param, message)| ApiError::bad_request("invalid_value", message).with_param(param))?;
+    let spec = variant::parse(
+        format,
+        q.w.as_deref(),
+        q.h.as_deref(),
+        q.quality.as_deref(),
+        original_format,
+        &app.rt.variant_rules,
+    )
+    .map_err(|(param, message)| ApiError::bad_request("invalid_value", message).with_param(param))?;
 
     let (etag, content_type) = match &spec {
         None => (img.etag.clone(), img.content_type.clone()),
@@ -80,11 +86,6 @@ pub async fn get_image(
     };
     let last_modified = UNIX_EPOCH + Duration::from_millis(img.created_at_ms.max(0) as u64);
     let mut out = HeaderMap::new();
-    let put = |h: &mut HeaderMap, name: header::HeaderName, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(name, v);
-        }
-    };
     put(&mut out, header::ETAG, etag.clone());
     put(&mut out, header::LAST_MODIFIED, httpdate::fmt_http_date(last_modified));
     put(&mut out, header::CACHE_CONTROL, format!("public, max-age={}, immutable", img.expires_at - now));
@@ -98,42 +99,24 @@ pub async fn get_image(
     put(&mut out, header::CONTENT_TYPE, content_type);
     out.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
 
-    let bytes: Bytes = match &spec {
-        None if method == Method::HEAD && !headers.contains_key(header::RANGE) => {
-            put(&mut out, header::CONTENT_LENGTH, img.bytes.to_string());
-            return Ok((StatusCode::OK, out).into_response());
-        }
-        None => app
-            .blobs
-            .get(&img.blob_key)
-            .await
-            .map_err(|e| if e.is_not_found() { gone() } else { ApiError::internal(&e) })?,
+    // What to send: a stored object (the original or a stored variant), streamed and read only
+    // as far as the range asks; or a variant just converted, in hand.
+    let content = match &spec {
+        None => Variant::Stored { blob_key: img.blob_key.clone(), len: img.bytes.max(0) as u64 },
         Some(s) => {
-            let (bytes, source) = app.variants.get(&app, &img, s).await.map_err(|e| match e {
-                VariantError::Gone => gone(),
-                VariantError::Failed(m) => {
-                    tracing::error!(image_id = img.id, error = m, "variant conversion failed");
-                    ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "conversion_failed",
-                        "The image could not be converted.",
-                    )
-                }
-            })?;
+            let cx = app.converter();
+            let (variant, source) = app.variants.get(&cx, &img, s).await.map_err(variant_error)?;
             out.insert("x-imagegate-variant", HeaderValue::from_static(source.as_str()));
-            bytes
+            variant
         }
     };
-    let total = bytes.len() as u64;
-    let body_for = |b: Bytes| if method == Method::HEAD { Body::empty() } else { Body::from(b) };
-    match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+    let total = match &content {
+        Variant::Bytes(b) => b.len() as u64,
+        Variant::Stored { len, .. } => *len,
+    };
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         Some(range) if if_range_ok(&headers, &etag) => match parse_range(range, total) {
-            Some((start, end)) => {
-                put(&mut out, header::CONTENT_RANGE, format!("bytes {start}-{end}/{total}"));
-                put(&mut out, header::CONTENT_LENGTH, (end - start + 1).to_string());
-                let slice = bytes.slice(start as usize..=end as usize);
-                Ok((StatusCode::PARTIAL_CONTENT, out, body_for(slice)).into_response())
-            }
+            Some(r) => Some(r),
             None => {
                 put(&mut out, header::CONTENT_RANGE, format!("bytes */{total}"));
                 let mut resp = ApiError::new(
@@ -143,12 +126,64 @@ pub async fn get_image(
                 )
                 .into_response();
                 resp.headers_mut().extend(out);
-                Ok(resp)
+                return Ok(resp);
             }
         },
-        _ => {
+        _ => None,
+    };
+    let status = match range {
+        Some((start, end)) => {
+            put(&mut out, header::CONTENT_RANGE, format!("bytes {start}-{end}/{total}"));
+            put(&mut out, header::CONTENT_LENGTH, (end - start + 1).to_string());
+            StatusCode::PARTIAL_CONTENT
+        }
+        None => {
             put(&mut out, header::CONTENT_LENGTH, total.to_string());
-            Ok((StatusCode::OK, out, body_for(bytes)).into_response())
+            StatusCode::OK
+        }
+    };
+    if method == Method::HEAD {
+        return Ok((status, out).into_response());
+    }
+    let body = match content {
+        Variant::Bytes(b) => Body::from(match range {
+            Some((start, end)) => b.slice(start as usize..=end as usize),
+            None => b,
+        }),
+        Variant::Stored { blob_key, .. } => {
+            let stream = app
+                .blobs
+                .stream(&blob_key, range.map(|(start, end)| start..end + 1))
+                .await
+                .map_err(|e| if e.is_not_found() { gone() } else { ApiError::internal(&e) })?;
+            Body::from_stream(stream)
+        }
+    };
+    Ok((status, out, body).into_response())
+}
+
+fn put(h: &mut HeaderMap, name: header::HeaderName, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert(name, v);
+    }
+}
+
+fn variant_error(e: VariantError) -> ApiError {
+    match e {
+        VariantError::Gone => gone(),
+        VariantError::Busy => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "conversions_busy",
+            "Every image conversion slot is busy; try again in a moment.",
+        )
+        .with_retry_after(1),
+        VariantError::TooMany(n) => ApiError::bad_request(
+            "variant_limit_reached",
+            format!("This image already has {n} converted variants, its limit; ask for one of those."),
+        ),
+        VariantError::Failed(m) => {
+            tracing::error!(error = m, "variant conversion failed");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "conversion_failed", "The image could not be converted.")
         }
     }
 }

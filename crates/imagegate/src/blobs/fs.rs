@@ -13,7 +13,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{BlobError, BlobStore, check_key};
+use super::{BlobError, BlobStore, ByteStream, STREAM_CHUNK, check_key};
 use crate::durability::Durability;
 
 pub struct FsBlobStore {
@@ -161,6 +161,20 @@ impl BlobStore for FsBlobStore {
         Ok(Bytes::from(tokio::fs::read(&path).await.map_err(io(key))?))
     }
 
+    async fn stream(&self, key: &str, range: Option<std::ops::Range<u64>>) -> Result<ByteStream, BlobError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let path = self.path(key)?;
+        let mut file = tokio::fs::File::open(&path).await.map_err(io(key))?;
+        let reader: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match range {
+            None => Box::new(file),
+            Some(r) => {
+                file.seek(std::io::SeekFrom::Start(r.start)).await.map_err(io(key))?;
+                Box::new(file.take(r.end.saturating_sub(r.start)))
+            }
+        };
+        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(reader, STREAM_CHUNK)))
+    }
+
     async fn head(&self, key: &str) -> Result<u64, BlobError> {
         let path = self.path(key)?;
         Ok(tokio::fs::metadata(&path).await.map_err(io(key))?.len())
@@ -197,6 +211,18 @@ mod tests {
         store.probe().await.unwrap();
         store.put("img_abc.png", Bytes::from_static(b"12345"), "image/png").await.unwrap();
         assert_eq!(&store.get("img_abc.png").await.unwrap()[..], b"12345");
+        let collect = |s: ByteStream| async move {
+            use futures_util::TryStreamExt;
+            s.try_fold(Vec::new(), |mut v, c| async move {
+                v.extend_from_slice(&c);
+                Ok(v)
+            })
+            .await
+            .unwrap()
+        };
+        assert_eq!(collect(store.stream("img_abc.png", None).await.unwrap()).await, b"12345");
+        assert_eq!(collect(store.stream("img_abc.png", Some(1..3)).await.unwrap()).await, b"23");
+        assert!(store.stream("img_nope.png", None).await.err().is_some_and(|e| e.is_not_found()));
         assert_eq!(store.head("img_abc.png").await.unwrap(), 5);
         store.delete("img_abc.png").await.unwrap();
         store.delete("img_abc.png").await.unwrap();

@@ -10,6 +10,8 @@ pub mod s3;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::ops::Range;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::durability::Durability;
@@ -55,6 +57,10 @@ pub trait BlobStore: Send + Sync {
     }
     /// The whole object.
     async fn get(&self, key: &str) -> Result<Bytes, BlobError>;
+    /// The bytes of `range` (the whole object when `None`) as a stream of chunks: memory stays
+    /// bounded whatever the object's size, and only the range asked for is read. `NotFound`
+    /// before the first chunk when the object is missing.
+    async fn stream(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream, BlobError>;
     /// Object size in bytes, or `NotFound`.
     async fn head(&self, key: &str) -> Result<u64, BlobError>;
     /// Deletes the object; deleting a missing object is not an error (idempotent).
@@ -69,6 +75,12 @@ pub trait BlobStore: Send + Sync {
         Ok(None)
     }
 }
+
+/// A stream of an object's bytes.
+pub type ByteStream = Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// Chunks read at a time when streaming.
+pub const STREAM_CHUNK: usize = 64 * 1024;
 
 /// Opens the blob store a storage URL names; `credentials` are for S3 (access key, secret).
 pub fn open(

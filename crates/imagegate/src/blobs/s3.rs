@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use opendal::{ErrorKind, Operator};
 
-use super::{BlobError, BlobStore, check_key};
+use super::{BlobError, BlobStore, ByteStream, check_key};
 
 pub struct S3BlobStore {
     op: Operator,
@@ -100,6 +100,29 @@ impl BlobStore for S3BlobStore {
     async fn get(&self, key: &str) -> Result<Bytes, BlobError> {
         check_key(key)?;
         Ok(self.op.read(key).await.map_err(|e| map(key, &self.bucket, e))?.to_bytes())
+    }
+
+    async fn stream(&self, key: &str, range: Option<std::ops::Range<u64>>) -> Result<ByteStream, BlobError> {
+        check_key(key)?;
+        let bucket = self.bucket.clone();
+        let reader = self.op.reader_with(key).chunk(super::STREAM_CHUNK).await.map_err(|e| map(key, &bucket, e))?;
+        let stream = match range {
+            Some(r) => reader.into_bytes_stream(r).await,
+            None => reader.into_bytes_stream(..).await,
+        }
+        .map_err(|e| map(key, &bucket, e))?;
+        // The first chunk is read now, so that a missing object is `NotFound` here rather than
+        // an error in the middle of a response already begun.
+        use futures_util::StreamExt;
+        let mut stream = Box::pin(stream);
+        let first = match stream.next().await {
+            None => return Ok(Box::pin(futures_util::stream::empty())),
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BlobError::NotFound(key.to_string()));
+            }
+            Some(first) => first,
+        };
+        Ok(Box::pin(futures_util::stream::once(async move { first }).chain(stream)))
     }
 
     async fn head(&self, key: &str) -> Result<u64, BlobError> {

@@ -23,6 +23,7 @@ pub const DEFAULT_TOML: &str = include_str!("../../config.default.toml");
 pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
+    pub conversions: ConversionsConfig,
     pub timeouts: TimeoutsConfig,
     pub worker: WorkerConfig,
     pub webhooks: WebhooksConfig,
@@ -126,6 +127,16 @@ pub struct StorageConfig {
     pub public_base_url: String,
     pub presign_ttl: String,
     pub durability: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversionsConfig {
+    pub concurrency: usize,
+    pub queue: usize,
+    pub sizes: Vec<u32>,
+    pub qualities: Vec<u8>,
+    pub max_variants_per_image: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -317,6 +328,20 @@ impl Config {
             "presigned" => UrlMode::Presigned(dur("storage.presign_ttl", &self.storage.presign_ttl)?),
             other => bail!("storage.url_mode {other:?} must be gateway, public or presigned"),
         };
+        let conv = &self.conversions;
+        let mut sizes = conv.sizes.clone();
+        sizes.sort_unstable();
+        sizes.dedup();
+        if sizes.is_empty() || sizes[0] == 0 || sizes.iter().any(|s| *s > crate::domain::variant::MAX_SIDE) {
+            bail!("conversions.sizes must list sizes from 1 to {}", crate::domain::variant::MAX_SIDE);
+        }
+        let mut qualities = conv.qualities.clone();
+        qualities.sort_unstable();
+        qualities.dedup();
+        if qualities.is_empty() || qualities.iter().any(|q| !(1..=100).contains(q)) {
+            bail!("conversions.qualities must list qualities from 1 to 100");
+        }
+        let variant_rules = crate::domain::variant::Rules { sizes, qualities };
         let durability = crate::durability::Durability::parse(&self.storage.durability).ok_or_else(|| {
             anyhow::anyhow!("storage.durability {:?} must be process or power", self.storage.durability)
         })?;
@@ -357,6 +382,10 @@ impl Config {
             sweep_interval: dur("storage.sweep_interval", &self.storage.sweep_interval)?,
             url_mode,
             durability,
+            variant_rules,
+            conversion_concurrency: conv.concurrency,
+            conversion_queue: conv.queue,
+            max_variants_per_image: conv.max_variants_per_image,
             deadline_1k: dur("timeouts.image_1k", &self.timeouts.image_1k)?,
             deadline_2k: dur("timeouts.image_2k", &self.timeouts.image_2k)?,
             deadline_4k: dur("timeouts.image_4k", &self.timeouts.image_4k)?,
@@ -425,6 +454,12 @@ pub struct Runtime {
     pub url_mode: UrlMode,
     /// What a finished task survives: a crash of the process, or a power cut too.
     pub durability: crate::durability::Durability,
+    /// How image URL variants are normalised (size and quality steps).
+    pub variant_rules: crate::domain::variant::Rules,
+    /// Conversions at once (0: one per core), and anonymous ones that may wait.
+    pub conversion_concurrency: usize,
+    pub conversion_queue: usize,
+    pub max_variants_per_image: u32,
     pub deadline_1k: Duration,
     pub deadline_2k: Duration,
     pub deadline_4k: Duration,

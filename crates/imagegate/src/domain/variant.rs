@@ -1,9 +1,31 @@
-//! `?format=&w=&h=&quality=` on image URLs: parsing, bounds, and the resulting size. Pure.
+//! `?format=&w=&h=&quality=` on image URLs: parsing, bounds, normalisation to a finite set of
+//! variants, and the resulting size. Pure.
 
 use super::request::OutputFormat;
 
 /// Largest width or height a client may ask for.
 pub const MAX_SIDE: u32 = 8192;
+
+/// How asked-for values are normalised, so that an image has a finite set of variants however
+/// many different URLs are asked for (`?w=1`, `?w=2`, … would otherwise each be one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    /// Sizes, ascending: a width or height is rounded up to the next one (a size above the
+    /// largest means "no limit": the original's).
+    pub sizes: Vec<u32>,
+    /// Qualities, ascending: a quality is rounded to the nearest.
+    pub qualities: Vec<u8>,
+}
+
+impl Rules {
+    fn snap_side(&self, n: u32) -> Option<u32> {
+        self.sizes.iter().copied().find(|s| *s >= n)
+    }
+
+    fn snap_quality(&self, q: u8) -> u8 {
+        self.qualities.iter().copied().min_by_key(|x| (x.abs_diff(q), std::cmp::Reverse(*x))).unwrap_or(q)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VariantSpec {
@@ -40,6 +62,7 @@ pub fn parse(
     h: Option<&str>,
     quality: Option<&str>,
     original: OutputFormat,
+    rules: &Rules,
 ) -> Result<Option<VariantSpec>, (&'static str, String)> {
     if format.is_none() && w.is_none() && h.is_none() && quality.is_none() {
         return Ok(None);
@@ -69,7 +92,12 @@ pub fn parse(
     if quality.is_some() && format == OutputFormat::Png {
         return Err(("quality", "'quality' applies to webp and jpeg.".into()));
     }
-    Ok(Some(VariantSpec { format, w: side("w", w)?, h: side("h", h)?, quality }))
+    Ok(Some(VariantSpec {
+        format,
+        w: side("w", w)?.and_then(|n| rules.snap_side(n)),
+        h: side("h", h)?.and_then(|n| rules.snap_side(n)),
+        quality: quality.map(|q| rules.snap_quality(q)),
+    }))
 }
 
 #[cfg(test)]
@@ -87,9 +115,30 @@ mod tests {
         assert_eq!(s.key("img_x", 2048, 1024), "img_x_2048x1024_qd.webp");
     }
 
+    fn rules() -> Rules {
+        Rules { sizes: vec![64, 128, 256, 320, 512, 1024, 2048], qualities: vec![50, 75, 90] }
+    }
+
+    #[test]
+    fn asked_values_are_snapped_to_a_finite_set() {
+        let p = |w: &str| parse(None, Some(w), None, None, OutputFormat::Jpeg, &rules()).unwrap().unwrap();
+        assert_eq!(p("1").w, Some(64));
+        assert_eq!(p("300").w, Some(320));
+        assert_eq!(p("320").w, Some(320));
+        assert_eq!(p("3000").w, None, "above the largest step: the original size");
+        let distinct: std::collections::BTreeSet<_> = (1..=8192).map(|w| p(&w.to_string()).w).collect();
+        assert_eq!(distinct.len(), rules().sizes.len() + 1);
+        let q = |q: &str| parse(Some("webp"), None, None, Some(q), OutputFormat::Jpeg, &rules()).unwrap().unwrap();
+        assert_eq!(q("1").quality, Some(50));
+        assert_eq!(q("80").quality, Some(75));
+        assert_eq!(q("83").quality, Some(90), "the nearest step");
+        assert_eq!(q("100").quality, Some(90));
+    }
+
     #[test]
     fn bad_values_name_their_param() {
-        let p = |f, w, h, q| parse(f, w, h, q, OutputFormat::Jpeg);
+        let r = rules();
+        let p = |f, w, h, q| parse(f, w, h, q, OutputFormat::Jpeg, &r);
         assert_eq!(p(None, None, None, None), Ok(None));
         assert_eq!(p(Some("gif"), None, None, None).unwrap_err().0, "format");
         assert_eq!(p(None, Some("0"), None, None).unwrap_err().0, "w");
@@ -97,8 +146,8 @@ mod tests {
         assert_eq!(p(None, None, Some("-5"), None).unwrap_err().0, "h");
         assert_eq!(p(Some("webp"), None, None, Some("101")).unwrap_err().0, "quality");
         assert_eq!(p(Some("png"), None, None, Some("80")).unwrap_err().0, "quality");
-        let ok = p(Some("webp"), Some("256"), None, Some("70")).unwrap().unwrap();
-        assert_eq!((ok.format, ok.w, ok.quality), (OutputFormat::Webp, Some(256), Some(70)));
+        let ok = p(Some("webp"), Some("256"), None, Some("75")).unwrap().unwrap();
+        assert_eq!((ok.format, ok.w, ok.quality), (OutputFormat::Webp, Some(256), Some(75)));
         assert_eq!(
             p(None, Some("10"), None, None).unwrap().unwrap().format,
             OutputFormat::Jpeg,

@@ -445,8 +445,8 @@ pub trait Store: Send + Sync {
 
     /// Records a stored variant of an image (idempotent).
     async fn add_variant(&self, image_id: &str, blob_key: &str, bytes: i64, now_ms: i64) -> Result<(), StoreError>;
-    /// Whether a variant is recorded.
-    async fn has_variant(&self, image_id: &str, blob_key: &str) -> Result<bool, StoreError>;
+    /// The image's stored variants: `(blob key, bytes)`.
+    async fn variants(&self, image_id: &str) -> Result<Vec<(String, i64)>, StoreError>;
     /// Up to `limit` images past their expiry and not yet swept, with their variants' blob keys.
     async fn expired_images(&self, now_secs: i64, limit: u32) -> Result<Vec<(ImageRecord, Vec<String>)>, StoreError>;
     /// Marks an image swept (its blobs are gone; its row stays for the task's record).

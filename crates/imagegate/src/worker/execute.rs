@@ -392,12 +392,15 @@ async fn store_image(
         }
         Some(to) => {
             let (source, quality) = (image.bytes.clone(), req.output_compression);
-            let converted = tokio::task::spawn_blocking(move || {
-                let bytes = imaging::transcode(source, to, quality)?;
-                let dims = imaging::dimensions(&bytes)?;
-                Ok::<_, imaging::ImagingError>((bytes, to, dims))
-            })
-            .await;
+            // Paid work: it waits for a slot of the bounded pool rather than being refused.
+            let converted = deps
+                .conversions
+                .run(move || {
+                    let bytes = imaging::transcode(source, to, quality)?;
+                    let dims = imaging::dimensions(&bytes)?;
+                    Ok::<_, imaging::ImagingError>((bytes, to, dims))
+                })
+                .await;
             match converted {
                 Ok(Ok(v)) => v,
                 Ok(Err(e)) => {

@@ -39,6 +39,8 @@ pub struct Deps {
     pub deliverer: Arc<Deliverer>,
     pub exporter: Arc<crate::delivery::export::Exporter>,
     pub keys: Arc<crate::keys::KeyCache>,
+    /// The bounded pool `output_format` transcoding runs on.
+    pub conversions: Arc<crate::imaging::Pool>,
 }
 
 /// Why a running task was aborted.

@@ -117,18 +117,18 @@ async fn images_convert_and_resize_once_then_come_from_storage() {
     assert_eq!(resp.headers()["content-type"], "image/jpeg", "keeps the original format");
     let img = image::load_from_memory(&resp.bytes().await.unwrap()).unwrap();
     assert_eq!((img.width(), img.height()), (256, 256));
-    let resp = app.get(&format!("{url}?format=png&w=300&h=100")).await;
+    let resp = app.get(&format!("{url}?format=png&w=320&h=128")).await;
     let img = image::load_from_memory(&resp.bytes().await.unwrap()).unwrap();
-    assert_eq!((img.width(), img.height()), (100, 100), "fits inside, keeps the aspect");
+    assert_eq!((img.width(), img.height()), (128, 128), "fits inside, keeps the aspect");
 
     // Concurrent first requests for one new variant convert it once.
-    let variant = format!("{url}?format=jpeg&w=512&quality=70");
+    let variant = format!("{url}?format=jpeg&w=512&quality=75");
     let all = futures_util::future::join_all((0..6).map(|_| app.get(&variant))).await;
     let sources: Vec<String> =
         all.iter().map(|r| r.headers()["x-imagegate-variant"].to_str().unwrap().to_string()).collect();
     assert_eq!(sources.iter().filter(|s| *s == "converted").count(), 1, "{sources:?}");
     let conversions = app.server.as_ref().unwrap().app.variants.conversions();
-    assert_eq!(conversions, 4, "webp, w=256, png 100x100, and the shared jpeg 512");
+    assert_eq!(conversions, 4, "webp, w=256, png 128x128, and the shared jpeg 512");
 
     for (query, param) in
         [("w=0", "w"), ("w=99999", "w"), ("format=gif", "format"), ("h=abc", "h"), ("format=png&quality=50", "quality")]
@@ -184,7 +184,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn format_auto_negotiates_webp_from_accept() {
     let app = spawn_app().await;
     let url = one_image(&app, pro("negotiated")).await;
-    let auto = format!("{url}?format=auto&w=300");
+    let auto = format!("{url}?format=auto&w=320");
     let webp = app.client.get(&auto).header("Accept", "image/avif,image/webp,*/*").send().await.unwrap();
     assert_eq!(webp.headers()["content-type"], "image/webp");
     assert_eq!(webp.headers()["vary"], "Accept");
@@ -193,5 +193,113 @@ async fn format_auto_negotiates_webp_from_accept() {
     assert_eq!(plain.headers()["vary"], "Accept");
     assert_ne!(webp.headers()["etag"], plain.headers()["etag"], "each variant has its own validator");
     let img = image::load_from_memory(&plain.bytes().await.unwrap()).unwrap();
-    assert_eq!(img.width(), 300);
+    assert_eq!(img.width(), 320);
+}
+
+/// A 4096×4096 image (the dearest to convert) on an app whose conversions are tightly bounded.
+async fn bounded_app(concurrency: usize, queue: usize, max_variants: u32) -> (TestApp, String) {
+    let app = spawn_with(
+        move |rt| {
+            rt.conversion_concurrency = concurrency;
+            rt.conversion_queue = queue;
+            rt.max_variants_per_image = max_variants;
+        },
+        false,
+    )
+    .await;
+    let url = one_image(&app, json!({"model": "nano-banana-pro", "prompt": "big", "size": "4096x4096"})).await;
+    (app, url)
+}
+
+/// Distinct variants after snapping: every size step × two formats.
+fn distinct_variants(url: &str) -> Vec<String> {
+    let sizes = [64, 96, 128, 160, 192, 256, 320, 384, 480, 512, 640, 768, 960, 1024, 1280, 1536, 1920, 2048];
+    sizes.iter().flat_map(|w| ["jpeg", "webp"].map(|f| format!("{url}?w={w}&format={f}"))).collect()
+}
+
+#[tokio::test]
+async fn a_flood_of_variants_from_clients_that_hang_up_stays_within_the_conversion_pool() {
+    let (app, url) = bounded_app(1, 2, 100).await;
+    let server = &app.server.as_ref().unwrap().app;
+    // Each client gives up after 20 ms: the conversions it started must still be bounded.
+    let impatient = reqwest::Client::builder().timeout(std::time::Duration::from_millis(20)).build().unwrap();
+    let flood = distinct_variants(&url);
+    futures_util::future::join_all(flood.iter().map(|u| impatient.get(u).send())).await;
+    // Wait for whatever was started to end.
+    for _ in 0..600 {
+        if server.conversions.running() == 0 && app.get(&format!("{url}?w=64&format=jpeg")).await.status() != 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.conversions.peak(), 1, "never more than the pool's one slot at once");
+    let started = server.variants.conversions() as usize;
+    assert!(started < flood.len() / 2, "{started} of {} conversions started: the queue bounds them", flood.len());
+    // What was converted for clients that left was kept, not wasted.
+    let kept = walk(&app.dir.path().join("images")).len() - 1;
+    assert!(kept >= 1 && kept <= started, "{kept} variants stored for {started} conversions");
+}
+
+#[tokio::test]
+async fn a_full_conversion_queue_answers_503_with_retry_after() {
+    let (app, url) = bounded_app(1, 1, 100).await;
+    let all = futures_util::future::join_all(distinct_variants(&url).iter().take(8).map(|u| app.get(u))).await;
+    let busy: Vec<_> = all.iter().filter(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE).collect();
+    assert!(all.iter().all(|r| r.status() == 200 || r.status() == 503), "only served or busy");
+    assert!(busy.len() >= 4, "one converting and one waiting; the rest refused ({} busy)", busy.len());
+    assert!(busy.iter().all(|r| r.headers().contains_key("retry-after")));
+    for r in busy {
+        assert_eq!(r.headers()["content-type"], "application/json");
+    }
+}
+
+#[tokio::test]
+async fn nearby_sizes_share_one_variant_and_an_image_has_a_bounded_number() {
+    let (app, url) = bounded_app(0, 16, 2).await;
+    let first = app.get(&format!("{url}?w=300")).await;
+    assert_eq!(first.headers()["x-imagegate-variant"], "converted");
+    let second = app.get(&format!("{url}?w=310")).await;
+    assert_eq!(second.headers()["x-imagegate-variant"], "stored", "300 and 310 both round up to 320");
+    assert_eq!(first.headers()["etag"], second.headers()["etag"]);
+    let img = image::load_from_memory(&second.bytes().await.unwrap()).unwrap();
+    assert_eq!(img.width(), 320);
+    assert_eq!(app.get(&format!("{url}?w=600")).await.status(), 200);
+    let err =
+        assert_error(app.get(&format!("{url}?w=1000")).await, StatusCode::BAD_REQUEST, "variant_limit_reached").await;
+    assert!(err["error"]["message"].as_str().unwrap().contains('2'), "{err}");
+    assert_eq!(app.get(&format!("{url}?w=320")).await.status(), 200, "the stored ones are still served");
+}
+
+#[tokio::test]
+async fn a_failed_conversion_is_not_remembered() {
+    let app = spawn_app().await;
+    let url = one_image(&app, pro("fragile")).await;
+    let file = walk(&app.dir.path().join("images")).pop().unwrap();
+    let good = std::fs::read(&file).unwrap();
+    std::fs::write(&file, b"\xff\xd8\xff garbage, not a jpeg").unwrap();
+    assert_error(app.get(&format!("{url}?w=256")).await, StatusCode::INTERNAL_SERVER_ERROR, "conversion_failed").await;
+    std::fs::write(&file, &good).unwrap();
+    let resp = app.get(&format!("{url}?w=256")).await;
+    assert_eq!(resp.status(), 200, "tried again, not answered from a cached failure");
+    assert_eq!(resp.headers()["x-imagegate-variant"], "converted");
+}
+
+#[tokio::test]
+async fn ranges_and_head_of_a_large_image_read_only_what_they_need() {
+    let app = spawn_app().await;
+    let url = one_image(&app, json!({"model": "nano-banana-pro", "prompt": "large", "size": "4096x4096"})).await;
+    let full = app.get(&url).await.bytes().await.unwrap();
+    let mid = full.len() / 2;
+    let resp = app.client.get(&url).header("Range", format!("bytes={mid}-{}", mid + 9)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(resp.bytes().await.unwrap(), full.slice(mid..mid + 10));
+    let resp = app.client.head(&url).header("Range", "bytes=0-0").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(resp.headers()["content-length"], "1");
+    // A variant served from storage streams too.
+    app.get(&format!("{url}?w=256&format=webp")).await.bytes().await.unwrap();
+    let stored = app.get(&format!("{url}?w=256&format=webp")).await;
+    assert_eq!(stored.headers()["x-imagegate-variant"], "stored");
+    let len: usize = stored.headers()["content-length"].to_str().unwrap().parse().unwrap();
+    assert_eq!(stored.bytes().await.unwrap().len(), len);
 }

@@ -292,3 +292,25 @@ async fn a_configured_fallback_model_serves_when_the_primary_keeps_failing() {
     }
     assert_error(plain.generate(pro("no fallback")).await, StatusCode::BAD_GATEWAY, "upstream_error").await;
 }
+
+/// A PNG whose header claims 60000×60000 pixels (10.8 GB decoded), with no pixel data.
+fn png_bomb() -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
+    png.extend_from_slice(&60_000u32.to_be_bytes());
+    png.extend_from_slice(&60_000u32.to_be_bytes());
+    png.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    png
+}
+
+#[tokio::test]
+async fn an_upstream_image_claiming_billions_of_pixels_is_refused_without_decoding() {
+    use base64::Engine;
+    let app = spawn_gemini_app().await;
+    let data = base64::engine::general_purpose::STANDARD.encode(png_bomb());
+    let answer = json!({"candidates": [{"content": {"role": "model", "parts": [
+        {"inlineData": {"mimeType": "image/png", "data": data}}]}, "finishReason": "STOP"}]});
+    app.gemini().script.push(Reply::Json { status: 200, body: answer });
+    let body = json!({"model": "nano-banana-pro", "prompt": "bomb", "output_format": "webp"});
+    assert_error(app.generate(body).await, StatusCode::BAD_GATEWAY, "upstream_error").await;
+    assert_eq!(app.generate(pro("the gateway is still fine")).await.status(), 200);
+}

@@ -70,12 +70,11 @@ pub fn add_variant(
     Ok(())
 }
 
-pub fn has_variant(conn: &Connection, image_id: &str, blob_key: &str) -> Result<bool, StoreError> {
-    let found: Option<i64> = conn
-        .prepare_cached("SELECT 1 FROM image_variants WHERE image_id = ? AND blob_key = ?")?
-        .query_row(params![image_id, blob_key], |r| r.get(0))
-        .optional()?;
-    Ok(found.is_some())
+pub fn variants(conn: &Connection, image_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT blob_key, bytes FROM image_variants WHERE image_id = ?")?
+        .query_map([image_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?)
 }
 
 pub fn expired(conn: &Connection, now_secs: i64, limit: u32) -> Result<Vec<(ImageRecord, Vec<String>)>, StoreError> {

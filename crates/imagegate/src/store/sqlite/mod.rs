@@ -223,8 +223,8 @@ impl Store for SqliteStore {
         self.db.write(|c| images::add_variant(c, image_id, blob_key, bytes, now_ms))
     }
 
-    async fn has_variant(&self, image_id: &str, blob_key: &str) -> Result<bool, StoreError> {
-        self.db.read(|c| images::has_variant(c, image_id, blob_key))
+    async fn variants(&self, image_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        self.db.read(|c| images::variants(c, image_id))
     }
 
     async fn expired_images(&self, now_secs: i64, limit: u32) -> Result<Vec<(ImageRecord, Vec<String>)>, StoreError> {

@@ -1,5 +1,8 @@
-//! Image bytes: reading dimensions, decoding with limits (inputs are untrusted), encoding to
-//! PNG, progressive JPEG and lossy WebP. CPU-heavy: call through `run_cpu`.
+//! Image bytes: reading dimensions, decoding with limits (inputs are untrusted: upstream
+//! answers, and later uploads), encoding to PNG, progressive JPEG and lossy WebP. CPU-heavy:
+//! conversions run on the bounded [`pool::Pool`].
+
+pub mod pool;
 
 use bytes::Bytes;
 use image::{DynamicImage, ImageReader, Limits, RgbImage};
@@ -7,8 +10,18 @@ use std::io::Cursor;
 
 use crate::domain::request::OutputFormat;
 
-/// Runs CPU-heavy image work on the blocking pool, at most one job per core at a time: more
-/// would only add memory (each job holds full-size pixel buffers) without adding throughput.
+pub use pool::{Pool, PoolError};
+
+/// The most pixels an image may have to be decoded (or accepted at all): Gemini's largest
+/// output is 6336×2688 (17 Mpx) and 4096² is 16.8 Mpx; this leaves room, and keeps one decode
+/// under ~200 MB. A header claiming more is refused before any pixel is decoded
+/// (decompression bombs).
+pub const MAX_PIXELS: u64 = 40_000_000;
+/// The longest side accepted.
+pub const MAX_SIDE: u32 = 16_384;
+
+/// Runs CPU-heavy work on the blocking pool, at most one job per core at a time (the simulated
+/// provider's rendering; conversions go through the app's [`Pool`] instead).
 pub async fn run_cpu<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, tokio::task::JoinError> {
     static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
     let slots = SLOTS.get_or_init(|| {
@@ -22,17 +35,27 @@ pub async fn run_cpu<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) 
 pub enum ImagingError {
     #[error("cannot read image: {0}")]
     Decode(#[from] image::ImageError),
+    #[error("image is {0}x{1}: more pixels than the {MAX_PIXELS} allowed")]
+    TooLarge(u32, u32),
     #[error("cannot encode image: {0}")]
     Encode(String),
 }
 
-/// The largest image we will decode (Gemini's biggest is 6336×2688).
+/// The decoder's own bounds: sides, and memory for one decode (RGBA of `MAX_PIXELS`, plus
+/// room for the decoder's buffers).
 fn limits() -> Limits {
     let mut l = Limits::default();
-    l.max_image_width = Some(12_000);
-    l.max_image_height = Some(12_000);
-    l.max_alloc = Some(768 * 1024 * 1024);
+    l.max_image_width = Some(MAX_SIDE);
+    l.max_image_height = Some(MAX_SIDE);
+    l.max_alloc = Some(MAX_PIXELS * 4 + 64 * 1024 * 1024);
     l
+}
+
+fn check_pixels((w, h): (u32, u32)) -> Result<(u32, u32), ImagingError> {
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        return Err(ImagingError::TooLarge(w, h));
+    }
+    Ok((w, h))
 }
 
 fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, ImagingError> {
@@ -41,9 +64,10 @@ fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, ImagingError> {
     Ok(r)
 }
 
-/// Width and height from the header, without decoding pixels.
+/// Width and height from the header, without decoding pixels; an image over the pixel limit is
+/// an error here already.
 pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ImagingError> {
-    Ok(reader(bytes)?.into_dimensions()?)
+    check_pixels(reader(bytes)?.into_dimensions()?)
 }
 
 /// The format the bytes are in, sniffed from their magic number.
@@ -56,7 +80,9 @@ pub fn sniff(bytes: &[u8]) -> Option<OutputFormat> {
     }
 }
 
+/// Decodes, after checking the header's size against the pixel limit.
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImagingError> {
+    dimensions(bytes)?;
     Ok(reader(bytes)?.decode()?)
 }
 
@@ -129,6 +155,19 @@ mod tests {
             let again = transcode(bytes.clone(), OutputFormat::Png, None).unwrap();
             assert_eq!(sniff(&again), Some(OutputFormat::Png));
         }
+    }
+
+    #[test]
+    fn a_header_claiming_too_many_pixels_is_refused_before_decoding() {
+        // A PNG signature and an IHDR chunk claiming 60000x60000 (its CRC is not checked before
+        // the size is read); no pixel data follows.
+        let mut png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
+        png.extend_from_slice(&60_000u32.to_be_bytes());
+        png.extend_from_slice(&60_000u32.to_be_bytes());
+        png.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(dimensions(&png).is_err());
+        assert!(decode(&png).is_err());
+        assert!(transcode(Bytes::from(png), OutputFormat::Jpeg, None).is_err());
     }
 
     #[test]
