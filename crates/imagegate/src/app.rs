@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::blobs::{self, BlobStore};
 use crate::config::Runtime;
 use crate::delivery::export::Exporter;
+use crate::delivery::urls::ImageUrls;
 use crate::providers::Registry;
 use crate::sealing::Sealer;
 use crate::store::{self, Store};
@@ -32,6 +33,8 @@ pub struct App {
     pub variants: crate::delivery::variants::Variants,
     /// Every image conversion runs here (variants, and the worker's output_format).
     pub conversions: Arc<crate::imaging::Pool>,
+    /// Image URLs per the configured mode (presigned ones signed afresh on every read).
+    pub urls: ImageUrls,
     /// Stops background loops (the retention sweeper) at shutdown.
     pub background: CancellationToken,
     shutting_down: AtomicBool,
@@ -57,8 +60,14 @@ impl App {
             anyhow::bail!("storage.url_mode = \"presigned\" needs S3 storage (IMAGEGATE_STORAGE_URL=s3://…)");
         }
         let providers = Registry::from_config(&rt)?;
-        let deliverer =
-            Deliverer::new(store.clone(), rt.webhook_schedule.clone(), rt.webhook_timeout, rt.webhook_allow_private)?;
+        let urls = ImageUrls::new(rt.url_mode.clone(), rt.public_url.clone(), blobs.clone());
+        let deliverer = Deliverer::new(
+            store.clone(),
+            urls.clone(),
+            rt.webhook_schedule.clone(),
+            rt.webhook_timeout,
+            rt.webhook_allow_private,
+        )?;
         let sealer = open_sealer(&rt)?;
         let exporter =
             Exporter::new(store.clone(), blobs.clone(), sealer.clone(), rt.export_schedule.clone(), rt.export_timeout);
@@ -74,6 +83,7 @@ impl App {
             deliverer: deliverer.clone(),
             exporter: exporter.clone(),
             conversions: conversions.clone(),
+            urls: urls.clone(),
         });
         Ok(Arc::new(App {
             rt,
@@ -88,6 +98,7 @@ impl App {
             keys,
             variants: Default::default(),
             conversions,
+            urls,
             background: CancellationToken::new(),
             shutting_down: AtomicBool::new(false),
         }))

@@ -49,6 +49,7 @@ async fn load(app: &App, owner: &str, id: &str) -> Result<TaskRecord, ApiError> 
 async fn render(app: &App, task: &TaskRecord) -> Result<Value, ApiError> {
     let position = if task.status == TaskStatus::Queued { Some(app.store.queue_position(task).await?) } else { None };
     let mut v = task_object(task, position);
+    app.urls.refresh_task(&mut v).await;
     if task.status == TaskStatus::Completed {
         let exports = app.store.task_exports(&task.owner, std::slice::from_ref(&task.id)).await?;
         with_exports(&mut v, &exports);
@@ -104,15 +105,14 @@ pub async fn list_tasks(
     tasks.truncate(limit as usize);
     let ids: Vec<String> = tasks.iter().filter(|t| t.status == TaskStatus::Completed).map(|t| t.id.clone()).collect();
     let exports = app.store.task_exports(&key.id, &ids).await?;
-    let data: Vec<Value> = tasks
-        .iter()
-        .map(|t| {
-            let mut v = task_object(t, None);
-            let mine: Vec<_> = exports.iter().filter(|e| e.task_id == t.id).cloned().collect();
-            with_exports(&mut v, &mine);
-            v
-        })
-        .collect();
+    let mut data = Vec::with_capacity(tasks.len());
+    for t in &tasks {
+        let mut v = task_object(t, None);
+        app.urls.refresh_task(&mut v).await;
+        let mine: Vec<_> = exports.iter().filter(|e| e.task_id == t.id).cloned().collect();
+        with_exports(&mut v, &mine);
+        data.push(v);
+    }
     Ok(axum::Json(json!({
         "object": "list",
         "data": data,
@@ -193,7 +193,7 @@ fn events(app: Arc<App>, owner: String, first: TaskRecord) -> impl Stream<Item =
         loop {
             if last != Some(task.status) {
                 last = Some(task.status);
-                if tx.send(sse_event(&task)).await.is_err() {
+                if tx.send(sse_event(&app, &task).await).await.is_err() {
                     return; // the client went away
                 }
                 if task.status.is_terminal() {
@@ -226,11 +226,10 @@ fn events(app: Arc<App>, owner: String, first: TaskRecord) -> impl Stream<Item =
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) })
 }
 
-fn sse_event(task: &TaskRecord) -> Event {
-    Event::default()
-        .event(format!("task.{}", task.status))
-        .id(task.status.as_str())
-        .data(task_object(task, None).to_string())
+async fn sse_event(app: &App, task: &TaskRecord) -> Event {
+    let mut v = task_object(task, None);
+    app.urls.refresh_task(&mut v).await;
+    Event::default().event(format!("task.{}", task.status)).id(task.status.as_str()).data(v.to_string())
 }
 
 /// Each webhook delivery attempt for the task: time, url, HTTP status or error, latency.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{schedule, sign};
+use crate::delivery::urls::ImageUrls;
 use crate::domain::{now_millis, now_secs};
 use crate::outbox::{self, Control, Outbox};
 use crate::store::{AttemptOutcome, DeliveryAttempt, Store, StoreError, WebhookMessage};
@@ -19,6 +20,9 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 pub struct Deliverer {
     id: String,
     store: Arc<dyn Store>,
+    /// Presigned image URLs in payloads are signed afresh at each attempt (a retry hours later
+    /// must not carry expired ones).
+    urls: ImageUrls,
     client: reqwest::Client,
     schedule: Vec<Duration>,
     lease: Duration,
@@ -29,6 +33,7 @@ pub struct Deliverer {
 impl Deliverer {
     pub fn new(
         store: Arc<dyn Store>,
+        urls: ImageUrls,
         schedule: Vec<Duration>,
         timeout: Duration,
         allow_private: bool,
@@ -36,6 +41,7 @@ impl Deliverer {
         Ok(Arc::new(Deliverer {
             id: format!("dlv_{}", ulid::Ulid::new()),
             store,
+            urls,
             client: super::client::build(timeout, allow_private)?,
             schedule,
             lease: timeout + LEASE_MARGIN,
@@ -93,6 +99,20 @@ impl Deliverer {
         }
     }
 
+    /// The payload to send now: as stored, with its task's image URLs signed afresh when they
+    /// are presigned ones.
+    async fn fresh_payload(&self, stored: &str) -> String {
+        if !self.urls.expire() {
+            return stored.to_string();
+        }
+        let Ok(mut event) = serde_json::from_str::<serde_json::Value>(stored) else { return stored.to_string() };
+        let before = event.clone();
+        if let Some(task) = event.get_mut("data") {
+            self.urls.refresh_task(task).await;
+        }
+        if event == before { stored.to_string() } else { event.to_string() }
+    }
+
     /// POSTs one signed attempt: the status and any `Retry-After`, or why it could not be sent.
     async fn send(&self, msg: &WebhookMessage) -> Result<(u16, Option<Duration>), String> {
         let secret = match self.store.webhook_secret(&msg.owner).await {
@@ -103,8 +123,9 @@ impl Deliverer {
         // Checked again at send time: IP literals never reach the resolver, and a URL stored
         // under an earlier, looser policy is not trusted blindly.
         super::guard::check_url(&msg.url, self.allow_private).map_err(|e| e.to_string())?;
+        let payload = self.fresh_payload(&msg.payload).await;
         let timestamp = now_secs();
-        let signature = sign::sign(&secret, &msg.id, timestamp, &msg.payload).map_err(|e| e.to_string())?;
+        let signature = sign::sign(&secret, &msg.id, timestamp, &payload).map_err(|e| e.to_string())?;
         let resp = self
             .client
             .post(&msg.url)
@@ -112,7 +133,7 @@ impl Deliverer {
             .header("webhook-id", &msg.id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
-            .body(msg.payload.clone())
+            .body(payload)
             .send()
             .await
             .map_err(|e| describe(&e))?;

@@ -423,7 +423,7 @@ async fn store_image(
         tracing::error!(task_id = task.id, error = %e, "storing an image failed");
         return Err(ProviderError::Malformed { message: "the image could not be stored".into() });
     }
-    let (url, url_expires_at) = image_url(&deps.rt, deps.blobs.as_ref(), &blob_key).await;
+    let (url, url_expires_at) = deps.urls.url_for(&blob_key).await;
     Ok(StoredImage {
         record: ImageRecord {
             id,
@@ -491,23 +491,4 @@ fn result_json(req: &ImageRequest, stored: &[StoredImage]) -> Value {
             "cost_usd": cost,
         }
     })
-}
-
-/// The URL of a stored image per the configured mode, and when it stops working if sooner than
-/// the image's expiry.
-pub async fn image_url(
-    rt: &crate::config::Runtime,
-    blobs: &dyn crate::blobs::BlobStore,
-    key: &str,
-) -> (String, Option<i64>) {
-    use crate::config::UrlMode;
-    match &rt.url_mode {
-        UrlMode::Gateway => (format!("{}/images/{key}", rt.public_url), None),
-        UrlMode::Public(base) => (format!("{base}/{key}"), None),
-        UrlMode::Presigned(ttl) => match blobs.presign(key, *ttl).await {
-            Ok(Some(url)) => (url, Some(now_secs() + ttl.as_secs() as i64)),
-            // Checked at boot; should a signature fail, the gateway can still serve it.
-            _ => (format!("{}/images/{key}", rt.public_url), None),
-        },
-    }
 }

@@ -20,7 +20,6 @@ use crate::providers::Registry;
 use crate::store::{Store, TaskRecord};
 use crate::webhooks::outbox::Deliverer;
 
-pub use execute::image_url;
 pub use signals::{Finished, Signals, Subscription};
 
 /// A task is given up after this many claims (each claim after a crash counts one).
@@ -41,6 +40,7 @@ pub struct Deps {
     pub keys: Arc<crate::keys::KeyCache>,
     /// The bounded pool `output_format` transcoding runs on.
     pub conversions: Arc<crate::imaging::Pool>,
+    pub urls: crate::delivery::urls::ImageUrls,
 }
 
 /// Why a running task was aborted.

@@ -16,6 +16,18 @@ async fn conformance(store: Arc<dyn BlobStore>) {
     store.put("img_conf1.jpeg", jpeg.clone(), "image/jpeg").await.unwrap();
     assert_eq!(store.get("img_conf1.jpeg").await.unwrap(), jpeg);
     assert_eq!(store.head("img_conf1.jpeg").await.unwrap(), 300_000);
+    let read = |range| {
+        let store = store.clone();
+        async move {
+            use futures_util::TryStreamExt;
+            let chunks: Vec<Bytes> = store.stream("img_conf1.jpeg", range).await.unwrap().try_collect().await.unwrap();
+            assert!(chunks.iter().all(|c| c.len() <= blobs::STREAM_CHUNK), "streamed in bounded chunks");
+            chunks.concat()
+        }
+    };
+    assert_eq!(read(None).await, jpeg, "the whole object, streamed");
+    assert_eq!(read(Some(150_000..150_010)).await, jpeg.slice(150_000..150_010), "only the range");
+    assert!(store.stream("img_missing.png", None).await.err().expect("missing").is_not_found());
     store.put("img_conf1.jpeg", Bytes::from_static(b"replaced"), "image/jpeg").await.unwrap();
     assert_eq!(&store.get("img_conf1.jpeg").await.unwrap()[..], b"replaced", "put replaces");
     store.delete("img_conf1.jpeg").await.unwrap();
@@ -173,4 +185,57 @@ async fn presigned_mode_without_s3_refuses_to_start() {
     rt.url_mode = imagegate::config::UrlMode::Presigned(std::time::Duration::from_secs(60));
     let err = imagegate::app::start(rt).await.err().expect("refused").to_string();
     assert!(err.contains("presigned") && err.contains("S3"), "{err}");
+}
+
+#[tokio::test]
+async fn presigned_urls_are_signed_afresh_wherever_a_task_is_handed_out_again() {
+    let server = s3::s3().await;
+    let url = server.storage_url();
+    let (a, s) = server.credentials();
+    let app = spawn_with(
+        move |rt| {
+            rt.storage_url = url;
+            rt.s3_access_key = Some(a);
+            rt.s3_secret_key = Some(imagegate::config::Secret::new(s));
+            rt.url_mode = imagegate::config::UrlMode::Presigned(std::time::Duration::from_secs(1));
+            rt.webhook_schedule = vec![std::time::Duration::from_millis(2500)];
+        },
+        false,
+    )
+    .await;
+    let sink = imagegate_fakes::WebhookSink::start().await.unwrap();
+    sink.reply_with(&[500]);
+    let task = app
+        .submit_async(
+            &app.key,
+            serde_json::json!({"model": "nano-banana-pro", "prompt": "short-lived urls",
+        "webhook_url": sink.url()}),
+        )
+        .await;
+    let id = task["id"].as_str().unwrap().to_string();
+    let done = app.wait_task(&id).await;
+    let first = done["result"]["data"][0]["url"].as_str().unwrap().to_string();
+    // Wait until the URL signed at completion has expired at the bucket.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while reqwest::get(&first).await.unwrap().status().is_success() {
+        assert!(std::time::Instant::now() < deadline, "a 1 s presigned URL never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let works = |u: String| async move { reqwest::get(&u).await.unwrap().status() == 200 };
+    let read = app.task(&id).await;
+    assert!(works(read["result"]["data"][0]["url"].as_str().unwrap().into()).await, "GET /v1/tasks/{{id}}");
+    let list = app.list_tasks("?limit=1").await;
+    assert!(works(list["data"][0]["result"]["data"][0]["url"].as_str().unwrap().into()).await, "GET /v1/tasks");
+    let sse = app.client.get(app.url(&format!("/v1/tasks/{id}/events"))).bearer_auth(&app.key).send();
+    let sse = sse.await.unwrap().text().await.unwrap();
+    let data = sse.lines().find_map(|l| l.strip_prefix("data:")).unwrap();
+    let event: Value = serde_json::from_str(data.trim()).unwrap();
+    assert!(works(event["result"]["data"][0]["url"].as_str().unwrap().into()).await, "SSE");
+    // The webhook's retry, 2.5 s after the first attempt, carries a URL signed for it.
+    let got = sink.wait_for(2, std::time::Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 2);
+    let retried: Value = serde_json::from_str(&got[1].body).unwrap();
+    let hook_url = retried["data"]["result"]["data"][0]["url"].as_str().unwrap().to_string();
+    assert_ne!(hook_url, first);
+    assert!(works(hook_url).await, "webhook retry");
 }

@@ -356,7 +356,7 @@ async fn respond_with_task(app: &App, ended: &Finished, req: &ImageRequest) -> R
                 let resp = ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
                 return Ok(with_task_header(resp, &task.id));
             }
-            refresh_urls(app, &mut result).await?;
+            app.urls.refresh(&mut result).await;
             Ok(with_task_header(axum::Json(result).into_response(), &task.id))
         }
         TaskStatus::Failed => {
@@ -370,24 +370,6 @@ async fn respond_with_task(app: &App, ended: &Finished, req: &ImageRequest) -> R
                 .with_task(&task.id))
         }
     }
-}
-
-/// In presigned mode, signs each image URL afresh (a task read hours later still gets working
-/// URLs); other modes' URLs do not expire before the image.
-pub async fn refresh_urls(app: &App, result: &mut Value) -> Result<(), ApiError> {
-    if !matches!(app.rt.url_mode, crate::config::UrlMode::Presigned(_)) {
-        return Ok(());
-    }
-    let Some(items) = result.get_mut("data").and_then(|d| d.as_array_mut()) else { return Ok(()) };
-    for item in items {
-        let Some(id) = item.get("id").and_then(|v| v.as_str()).map(str::to_string) else { continue };
-        if let Some(rec) = app.store.get_image(&id).await? {
-            let (url, expires) = crate::worker::image_url(&app.rt, app.blobs.as_ref(), &rec.blob_key).await;
-            item["url"] = json!(url);
-            item["url_expires_at"] = json!(expires);
-        }
-    }
-    Ok(())
 }
 
 /// The response body with each image inlined as `b64_json` instead of its `url`, as OpenAI's

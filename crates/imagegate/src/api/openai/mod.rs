@@ -1,7 +1,7 @@
 //! The OpenAI-compatible surface: `/v1/images/generations`, `/v1/models`.
 
 mod images;
-pub use images::{refresh_urls, with_task_header};
+pub use images::with_task_header;
 mod models;
 
 use axum::Router;
