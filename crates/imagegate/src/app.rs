@@ -67,6 +67,7 @@ impl App {
             rt.webhook_schedule.clone(),
             rt.webhook_timeout,
             rt.webhook_allow_private,
+            rt.resolver.0.clone(),
         )?;
         let sealer = open_sealer(&rt)?;
         let exporter =

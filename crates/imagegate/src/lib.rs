@@ -12,6 +12,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod durability;
+pub mod egress;
 pub mod http;
 pub mod imaging;
 pub mod keys;

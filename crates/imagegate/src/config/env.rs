@@ -36,6 +36,9 @@ pub fn apply(config: &mut Config, get: impl Fn(&str) -> Option<String>) -> Resul
     if let Some(v) = get("IMAGEGATE_OPENAI_BASE_URL") {
         config.providers.openai_compat.base_url = v;
     }
+    if let Some(v) = get("IMAGEGATE_UPSTREAM_PROXY") {
+        config.providers.proxy = v;
+    }
     if let Some(v) = get("IMAGEGATE_WEBHOOK_ALLOW_PRIVATE") {
         config.webhooks.allow_private = match v.as_str() {
             "1" | "true" => true,

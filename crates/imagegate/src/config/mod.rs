@@ -159,6 +159,8 @@ pub struct WorkerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProvidersConfig {
+    pub proxy: String,
+    pub max_answer_bytes: usize,
     pub gemini: GeminiConfig,
     pub openai_compat: OpenAiCompatConfig,
     pub simulated: SimulatedConfig,
@@ -402,6 +404,9 @@ impl Config {
             s3_secret_key: std::env::var("AWS_SECRET_ACCESS_KEY").ok().filter(|v| !v.is_empty()).map(Secret::new),
             webhook_timeout: dur("webhooks.timeout", &self.webhooks.timeout)?,
             webhook_allow_private: self.webhooks.allow_private,
+            resolver: Resolvers::system(),
+            upstream_proxy: Some(self.providers.proxy.trim().to_string()).filter(|p| !p.is_empty()),
+            upstream_max_answer_bytes: self.providers.max_answer_bytes.max(1024),
             secret_key,
             export_schedule,
             export_timeout: dur("export.timeout", &self.export.timeout)?,
@@ -477,6 +482,12 @@ pub struct Runtime {
     pub webhook_schedule: Vec<Duration>,
     pub webhook_timeout: Duration,
     pub webhook_allow_private: bool,
+    /// Resolves names for outbound connections that the SSRF guard checks.
+    pub resolver: Resolvers,
+    /// A proxy for upstream API calls, only when configured (`[providers] proxy`).
+    pub upstream_proxy: Option<String>,
+    /// Largest upstream answer read (bodies and image URLs).
+    pub upstream_max_answer_bytes: usize,
     /// Seals stored secrets (base64 of 32 bytes); `None`: the key file in the data folder.
     pub secret_key: Option<Secret>,
     pub export_schedule: Vec<Duration>,
@@ -521,6 +532,23 @@ impl Runtime {
     /// How long a key's images are kept.
     pub fn retention_for(&self, own: &crate::domain::policy::KeyPolicy) -> Duration {
         own.retention().unwrap_or(self.retention)
+    }
+}
+
+/// The resolver for guarded outbound connections (the system's, unless a test or an embedding
+/// program supplies one).
+#[derive(Clone)]
+pub struct Resolvers(pub std::sync::Arc<dyn crate::egress::Resolver>);
+
+impl Resolvers {
+    pub fn system() -> Resolvers {
+        Resolvers(std::sync::Arc::new(crate::egress::SystemResolver))
+    }
+}
+
+impl std::fmt::Debug for Resolvers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resolvers")
     }
 }
 

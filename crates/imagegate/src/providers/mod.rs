@@ -18,21 +18,36 @@ use crate::config::Runtime;
 use crate::domain::models::Family;
 use crate::domain::sizes::Resolution;
 
-/// Sends an upstream call and reads the whole answer. A non-2xx answer becomes an error through
-/// the adapter's `classify(status, body, retry_after)`; a 2xx one returns its body.
+/// Error bodies are read up to this much (they are small; more is not worth holding).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Sends an upstream call and reads the whole answer, up to `max_bytes`. A non-2xx answer
+/// becomes an error through the adapter's `classify(status, body, retry_after)`; a 2xx one
+/// returns its body.
 pub async fn send_call(
     req: reqwest::RequestBuilder,
+    max_bytes: usize,
     classify: fn(u16, &[u8], Option<&str>) -> ProviderError,
 ) -> Result<Bytes, ProviderError> {
     let resp = req.send().await.map_err(ProviderError::Network)?;
     let status = resp.status().as_u16();
     let retry_after =
         resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let body = resp.bytes().await.map_err(ProviderError::Network)?;
     if !(200..300).contains(&status) {
+        let body = crate::egress::read_capped(resp, MAX_ERROR_BODY).await.unwrap_or_default();
         return Err(classify(status, &body, retry_after.as_deref()));
     }
-    Ok(body)
+    read_answer(resp, max_bytes).await
+}
+
+/// Reads an upstream answer's body with the cap: an oversized answer is a malformed one.
+pub async fn read_answer(resp: reqwest::Response, max_bytes: usize) -> Result<Bytes, ProviderError> {
+    crate::egress::read_capped(resp, max_bytes).await.map_err(|e| match e {
+        crate::egress::ReadError::TooLarge(n) => {
+            ProviderError::Malformed { message: format!("the answer is larger than the {n}-byte cap") }
+        }
+        crate::egress::ReadError::Network(e) => ProviderError::Network(e),
+    })
 }
 
 /// Decodes an image sent as base64 (`what` names the field in the error). SIMD: a 4K PNG is

@@ -1,12 +1,10 @@
 //! SEAM webhooks: durable, signed, at-least-once delivery of task events to customer URLs.
 //!
 //! Its own seam because it has its own failure model (a customer down for hours: a retry
-//! schedule measured in hours), its own security boundary (SSRF: `guard`, `client`) and its own
-//! spec (Standard Webhooks: `sign`). Messages are written to the store's outbox in the same
+//! schedule measured in hours), its own security boundary (SSRF: the guarded client of
+//! `crate::egress`) and its own spec (Standard Webhooks: `sign`). Messages are written to the store's outbox in the same
 //! transaction as the task change they announce; the `outbox` loop delivers them.
 
-pub mod client;
-pub mod guard;
 pub mod outbox;
 pub mod schedule;
 pub mod sign;

@@ -37,12 +37,19 @@ impl Deliverer {
         schedule: Vec<Duration>,
         timeout: Duration,
         allow_private: bool,
+        resolver: Arc<dyn crate::egress::Resolver>,
     ) -> reqwest::Result<Arc<Deliverer>> {
         Ok(Arc::new(Deliverer {
             id: format!("dlv_{}", ulid::Ulid::new()),
             store,
             urls,
-            client: super::client::build(timeout, allow_private)?,
+            client: crate::egress::guarded(crate::egress::Guarded {
+                resolver,
+                allow_private,
+                timeout,
+                max_redirects: 0,
+                user_agent: concat!("imagegate-webhooks/", env!("CARGO_PKG_VERSION")),
+            })?,
             schedule,
             lease: timeout + LEASE_MARGIN,
             allow_private,
@@ -122,7 +129,7 @@ impl Deliverer {
         };
         // Checked again at send time: IP literals never reach the resolver, and a URL stored
         // under an earlier, looser policy is not trusted blindly.
-        super::guard::check_url(&msg.url, self.allow_private).map_err(|e| e.to_string())?;
+        crate::egress::guard::check_url(&msg.url, self.allow_private).map_err(|e| format!("webhook_url {e}"))?;
         let payload = self.fresh_payload(&msg.payload).await;
         let timestamp = now_secs();
         let signature = sign::sign(&secret, &msg.id, timestamp, &payload).map_err(|e| e.to_string())?;

@@ -148,3 +148,56 @@ async fn http2_prior_knowledge_speaks_h2c_to_an_http_upstream() {
     let versions: Vec<String> = fake.script.calls().iter().map(|c| c.http_version.clone()).collect();
     assert_eq!(versions, ["HTTP/1.1", "HTTP/2.0", "HTTP/2.0", "HTTP/2.0"], "default HTTP/1.1, then h2c");
 }
+
+/// A listener standing for an internal service: counts the connections it gets.
+async fn internal_service() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((_conn, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    (format!("http://{addr}"), hits)
+}
+
+#[tokio::test]
+async fn an_answer_pointing_at_an_internal_address_is_never_fetched() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    let app = app_with(&fake, &[]).await;
+    let (internal, hits) = internal_service().await;
+    // Three tries per request here: every try of both requests gets such an answer.
+    for target in [format!("{internal}/secret.png"), "http://169.254.169.254/latest/meta-data/".to_string()] {
+        for _ in 0..3 {
+            fake.script.push(Reply::Json { status: 200, body: json!({"created": 1, "data": [{"url": target}]}) });
+        }
+    }
+    for _ in 0..2 {
+        let resp = app.generate(gpt("1024x1024")).await;
+        assert!(resp.status().is_server_error(), "{}", resp.status());
+    }
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the internal service was never reached");
+}
+
+#[tokio::test]
+async fn an_answer_larger_than_the_cap_is_refused_not_buffered() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    let base = fake.base_url();
+    let app = spawn_with(
+        move |rt| {
+            rt.openai_keys = vec![Secret::new("sk-test-openai")];
+            rt.openai_base_url = base;
+            rt.upstream_max_answer_bytes = 4096;
+        },
+        false,
+    )
+    .await;
+    let resp = app.generate(gpt("1024x1024")).await;
+    assert_error(resp, StatusCode::BAD_GATEWAY, "upstream_error").await;
+    // The same cap holds for an image fetched from a url answer.
+    fake.answer_with_urls(true);
+    let resp = app.generate(gpt("1024x1024")).await;
+    assert_error(resp, StatusCode::BAD_GATEWAY, "upstream_error").await;
+}

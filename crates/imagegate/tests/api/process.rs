@@ -18,7 +18,8 @@ fn command() -> Command {
     let mut cmd = Command::new(BIN);
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy().to_string();
-        if name.starts_with("IMAGEGATE_") || name == "GEMINI_API_KEY" || name.starts_with("AWS_") {
+        let proxy = name.to_ascii_lowercase().ends_with("_proxy");
+        if name.starts_with("IMAGEGATE_") || name == "GEMINI_API_KEY" || name.starts_with("AWS_") || proxy {
             cmd.env_remove(&name);
         }
     }
@@ -465,4 +466,39 @@ async fn a_slow_webhook_receiver_costs_the_gateway_no_cpu_while_it_waits() {
     // Measured: ~10 ms (idle); ~250 ms (debug build) when the loop polled the leased message.
     assert!(used < Duration::from_millis(100), "{used:?} of CPU in 4 s while one webhook waited");
     assert_eq!(sink.deliveries().len(), 1, "and it was not sent twice");
+}
+
+#[tokio::test]
+async fn proxies_from_the_environment_are_not_used_for_webhooks_or_upstream_calls() {
+    // A "proxy" that counts the connections it is offered.
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let offered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = offered.clone();
+    tokio::spawn(async move {
+        while let Ok((_c, _)) = proxy.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let fake = imagegate_fakes::FakeGemini::start().await.unwrap();
+    let sink = imagegate_fakes::WebhookSink::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [
+        ("GEMINI_API_KEY", "test-key".to_string()),
+        ("IMAGEGATE_GEMINI_BASE_URL", fake.base_url()),
+        ("IMAGEGATE_WEBHOOK_ALLOW_PRIVATE", "1".to_string()),
+        ("HTTP_PROXY", proxy_url.clone()),
+        ("HTTPS_PROXY", proxy_url.clone()),
+        ("ALL_PROXY", proxy_url.clone()),
+        ("http_proxy", proxy_url.clone()),
+    ];
+    let key = new_key(dir.path());
+    let server = Proc::start_with(dir.path(), free_port(), None, &envs).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let body = json!({"model": "nano-banana-pro", "prompt": "direct", "webhook_url": sink.url()});
+    let resp = client.post(format!("{}/v1/images/generations/async", server.base)).bearer_auth(&key).json(&body);
+    assert_eq!(resp.send().await.unwrap().status(), 202);
+    assert_eq!(sink.wait_for(1, Duration::from_secs(20)).await.len(), 1, "delivered straight to the receiver");
+    assert_eq!(fake.script.call_count(), 1, "the upstream was called directly");
+    assert_eq!(offered.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing went through the proxy");
 }

@@ -208,3 +208,59 @@ async fn every_ssrf_form_is_refused_at_submit() {
         .unwrap();
     assert_error(resp, StatusCode::BAD_REQUEST, "invalid_value").await;
 }
+
+/// Answers like a DNS server that re-binds a name: a public address first, 127.0.0.1 after.
+struct Rebinding {
+    lookups: std::sync::atomic::AtomicUsize,
+}
+
+impl imagegate::egress::Resolver for Rebinding {
+    fn lookup(&self, _host: &str, port: u16) -> imagegate::egress::resolver::Lookup {
+        let n = self.lookups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let ip: std::net::IpAddr = if n == 0 { [93, 184, 216, 34].into() } else { [127, 0, 0, 1].into() };
+        Box::pin(async move { Ok(vec![std::net::SocketAddr::new(ip, port)]) })
+    }
+}
+
+#[tokio::test]
+async fn a_name_that_rebinds_to_loopback_after_the_submit_check_is_never_connected_to() {
+    let sink = WebhookSink::start().await.unwrap();
+    let app = spawn_with(
+        |rt| {
+            rt.webhook_allow_private = false;
+            rt.resolver = imagegate::config::Resolvers(std::sync::Arc::new(Rebinding {
+                lookups: std::sync::atomic::AtomicUsize::new(0),
+            }));
+        },
+        false,
+    )
+    .await;
+    // The sink listens on 127.0.0.1: reached only if the connect-time check is missing.
+    let url = format!("http://rebind.example:{}/hooks", sink.addr.port());
+    let task = app.submit_async(&app.key, json!({"model": "nano-banana-pro", "prompt": "x", "webhook_url": url})).await;
+    let id = task["id"].as_str().unwrap();
+    app.wait_task(id).await;
+    let attempts = loop {
+        let resp = app.client.get(app.url(&format!("/v1/tasks/{id}/webhook-deliveries"))).bearer_auth(&app.key);
+        let log: Value = resp.send().await.unwrap().json().await.unwrap();
+        if !log["data"].as_array().unwrap().is_empty() {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let error = attempts["data"][0]["error"].as_str().unwrap();
+    assert!(error.contains("non-public"), "{error}");
+    assert!(!error.contains("127.0.0.1"), "the log does not say where the name pointed: {error}");
+    assert!(sink.deliveries().is_empty(), "the connection never reached the loopback listener");
+}
+
+#[tokio::test]
+async fn a_refused_name_does_not_reveal_the_address_it_resolves_to() {
+    let app = spawn_with(|rt| rt.webhook_allow_private = false, false).await;
+    let mut body = pro("x");
+    body["webhook_url"] = json!(format!("http://{}:9/hook", loopback_hostname()));
+    let resp = app.client.post(app.url("/v1/images/generations/async")).bearer_auth(&app.key).json(&body);
+    let err = assert_error(resp.send().await.unwrap(), StatusCode::BAD_REQUEST, "invalid_webhook_url").await;
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.contains("non-public") && !message.contains("127."), "{message}");
+}

@@ -127,9 +127,11 @@ async fn webhook_target(app: &App, body: &Value) -> Result<Option<WebhookTarget>
             .with_param("webhook_events"));
         }
     };
-    let checked = webhooks::guard::check_target(url, app.rt.webhook_allow_private)
+    let checked = crate::egress::guard::check_target(app.rt.resolver.0.as_ref(), url, app.rt.webhook_allow_private)
         .await
-        .map_err(|e| ApiError::bad_request("invalid_webhook_url", format!("{e}.")).with_param("webhook_url"))?;
+        .map_err(|e| {
+            ApiError::bad_request("invalid_webhook_url", format!("webhook_url {e}.")).with_param("webhook_url")
+        })?;
     Ok(Some(WebhookTarget { url: checked.to_string(), events }))
 }
 

@@ -16,18 +16,14 @@ pub struct GeminiProvider {
     client: reqwest::Client,
     base_url: String,
     key: Secret,
+    max_answer: usize,
 }
 
 impl GeminiProvider {
     pub fn new(rt: &Runtime, key: Secret, base_url: String) -> anyhow::Result<GeminiProvider> {
-        crate::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .connect_timeout(rt.connect_timeout)
-            .tcp_keepalive(rt.keepalive)
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .user_agent(concat!("imagegate/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(GeminiProvider { client, base_url, key })
+        let client =
+            crate::egress::upstream(rt.connect_timeout, rt.keepalive, rt.upstream_proxy.as_deref())?.build()?;
+        Ok(GeminiProvider { client, base_url, key, max_answer: rt.upstream_max_answer_bytes })
     }
 }
 
@@ -42,7 +38,7 @@ impl Provider for GeminiProvider {
         let body = build_request(req);
         let call = async {
             let req = self.client.post(&url).header("x-goog-api-key", self.key.expose()).json(&body);
-            let bytes = send_call(req, classify).await?;
+            let bytes = send_call(req, self.max_answer, classify).await?;
             let image = parse_response(&bytes)?;
             Ok(GeneratedImage {
                 bytes: decode_image(&image.data, "image data")?,

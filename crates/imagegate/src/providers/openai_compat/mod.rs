@@ -1,6 +1,8 @@
 //! OpenAI-compatible image upstreams: `POST {base}/v1/images/generations` (OpenAI's
 //! `gpt-image-1`, other gateways, resellers). Answers may carry `b64_json` or a `url`, which is
-//! fetched into our storage with a size cap.
+//! fetched into our storage with a size cap: from the upstream's own origin with its client,
+//! from anywhere else through the SSRF-guarded client (public addresses only, redirects
+//! re-checked), as the answer is the upstream's word, not the operator's.
 
 mod errors;
 mod wire;
@@ -14,56 +16,61 @@ use crate::config::{Runtime, Secret};
 pub use errors::classify;
 pub use wire::{build_request, parse_response};
 
-/// Largest image accepted from a `url` answer.
-pub const MAX_DOWNLOAD_BYTES: usize = 64 * 1024 * 1024;
-
 pub struct OpenAiCompatProvider {
     client: reqwest::Client,
+    /// For image URLs outside the upstream's own origin.
+    guarded: reqwest::Client,
     base_url: String,
+    origin: Option<url::Origin>,
     key: Secret,
+    max_answer: usize,
 }
 
 impl OpenAiCompatProvider {
     pub fn new(rt: &Runtime, key: Secret, base_url: String) -> anyhow::Result<OpenAiCompatProvider> {
-        crate::install_crypto_provider();
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(rt.connect_timeout)
-            .tcp_keepalive(rt.keepalive)
-            .user_agent(concat!("imagegate/", env!("CARGO_PKG_VERSION")));
+        let mut builder = crate::egress::upstream(rt.connect_timeout, rt.keepalive, rt.upstream_proxy.as_deref())?;
         if rt.openai_http2_prior_knowledge {
             builder = builder.http2_prior_knowledge();
         }
-        let client = builder.build()?;
-        Ok(OpenAiCompatProvider { client, base_url, key })
+        let guarded = crate::egress::guarded(crate::egress::Guarded {
+            resolver: rt.resolver.0.clone(),
+            allow_private: false,
+            timeout: std::time::Duration::from_secs(120),
+            max_redirects: 3,
+            user_agent: concat!("imagegate/", env!("CARGO_PKG_VERSION")),
+        })?;
+        let origin = url::Url::parse(&base_url).ok().map(|u| u.origin());
+        Ok(OpenAiCompatProvider {
+            client: builder.build()?,
+            guarded,
+            base_url,
+            origin,
+            key,
+            max_answer: rt.upstream_max_answer_bytes,
+        })
     }
 
     /// Fetches a `url` answer, refusing anything larger than the cap.
     async fn download(&self, url: &str) -> Result<(Bytes, Option<String>), ProviderError> {
         let parsed =
             url::Url::parse(url).map_err(|_| ProviderError::Malformed { message: "image url is not a URL".into() })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(ProviderError::Malformed { message: "image url must be http(s)".into() });
-        }
-        let resp = self.client.get(parsed).send().await.map_err(ProviderError::Network)?;
+        let own = self.origin.as_ref().is_some_and(|o| *o == parsed.origin());
+        let client = if own {
+            &self.client
+        } else {
+            crate::egress::guard::check_url(url, false)
+                .map_err(|e| ProviderError::Malformed { message: format!("image url {e}") })?;
+            &self.guarded
+        };
+        let resp = client.get(parsed).send().await.map_err(ProviderError::Network)?;
         if !resp.status().is_success() {
             return Err(ProviderError::Overloaded {
                 status: resp.status().as_u16(),
                 message: "fetching the image url failed".into(),
             });
         }
-        if resp.content_length().is_some_and(|n| n as usize > MAX_DOWNLOAD_BYTES) {
-            return Err(ProviderError::Malformed { message: "image at url is larger than the cap".into() });
-        }
         let mime = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let mut resp = resp;
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(ProviderError::Network)? {
-            if body.len() + chunk.len() > MAX_DOWNLOAD_BYTES {
-                return Err(ProviderError::Malformed { message: "image at url is larger than the cap".into() });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((Bytes::from(body), mime))
+        Ok((super::read_answer(resp, self.max_answer).await?, mime))
     }
 }
 
@@ -78,7 +85,7 @@ impl Provider for OpenAiCompatProvider {
         let body = build_request(req);
         let call = async {
             let req = self.client.post(&url).bearer_auth(self.key.expose()).json(&body);
-            let bytes = send_call(req, classify).await?;
+            let bytes = send_call(req, self.max_answer, classify).await?;
             let answer = parse_response(&bytes)?;
             let (bytes, mime) = match (answer.b64_json, answer.url) {
                 (Some(b64), _) => (decode_image(&b64, "b64_json")?, None),

@@ -1,23 +1,38 @@
-//! SSRF guard: which webhook targets are allowed. Pure address rules plus a DNS check.
-//! A webhook URL must be http(s) and resolve only to public addresses; loopback, private,
-//! link-local, CGNAT, multicast, unspecified, reserved and documentation ranges are refused,
-//! as are IPv4-mapped/compatible/NAT64/6to4 IPv6 forms that embed such an IPv4 address.
+//! SSRF guard: which outbound targets are allowed (webhooks, image URLs from upstream answers).
+//! Pure address rules plus a DNS check. A URL must be http(s) and resolve only to public
+//! addresses; loopback, private, link-local, CGNAT, multicast, unspecified, reserved and
+//! documentation ranges are refused, as are IPv4-mapped/compatible/NAT64/6to4 IPv6 forms that
+//! embed such an IPv4 address.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 use url::{Host, Url};
 
+use super::resolver::Resolver;
+
+/// How long a lookup may take before the target is refused.
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Messages name what the caller sent, never what a name resolved to: a client must not learn
+/// the gateway's internal addresses by probing names.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GuardError {
-    #[error("webhook_url is not a valid URL")]
+    #[error("is not a valid URL")]
     NotAUrl,
-    #[error("webhook_url must use http or https")]
+    #[error("must use http or https")]
     Scheme,
-    #[error("webhook_url must not contain credentials")]
+    #[error("must not contain credentials")]
     Credentials,
-    #[error("webhook_url points to a non-public address ({0})")]
+    /// An address given literally (it is the caller's own text).
+    #[error("points to a non-public address ({0})")]
     NotPublic(String),
-    #[error("webhook_url host {0:?} could not be resolved")]
+    /// A name that resolves to a non-public address (which one is not told).
+    #[error("host {0:?} resolves to a non-public address")]
+    ResolvesPrivate(String),
+    #[error("host {0:?} could not be resolved")]
     Unresolvable(String),
+    #[error("host {0:?} did not resolve within {secs} s", secs = DNS_TIMEOUT.as_secs())]
+    SlowDns(String),
 }
 
 /// Checks a URL's shape and, for IP literals and `localhost` names, its address.
@@ -36,7 +51,7 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<Url, GuardError> {
         Some(Host::Domain(name)) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
             if !allow_private && (name == "localhost" || name.ends_with(".localhost")) {
-                return Err(GuardError::NotPublic(name));
+                return Err(GuardError::ResolvesPrivate(name));
             }
         }
     }
@@ -47,26 +62,34 @@ pub fn check_ip(ip: IpAddr, allow_private: bool) -> Result<(), GuardError> {
     if allow_private || is_public(ip) { Ok(()) } else { Err(GuardError::NotPublic(ip.to_string())) }
 }
 
-/// Resolves `host` and requires every address to be public (a name that mixes public and
-/// private addresses is refused: the connection could go to either).
-pub async fn resolve_public(host: &str, port: u16, allow_private: bool) -> Result<Vec<SocketAddr>, GuardError> {
-    let addrs: Vec<SocketAddr> =
-        tokio::net::lookup_host((host, port)).await.map_err(|_| GuardError::Unresolvable(host.to_string()))?.collect();
+/// Resolves `host` (within [`DNS_TIMEOUT`]) and requires every address to be public (a name
+/// that mixes public and private addresses is refused: the connection could go to either).
+pub async fn resolve_public(
+    resolver: &dyn Resolver,
+    host: &str,
+    port: u16,
+    allow_private: bool,
+) -> Result<Vec<SocketAddr>, GuardError> {
+    let addrs = match tokio::time::timeout(DNS_TIMEOUT, resolver.lookup(host, port)).await {
+        Err(_) => return Err(GuardError::SlowDns(host.to_string())),
+        Ok(Err(_)) => return Err(GuardError::Unresolvable(host.to_string())),
+        Ok(Ok(a)) => a,
+    };
     if addrs.is_empty() {
         return Err(GuardError::Unresolvable(host.to_string()));
     }
-    for a in &addrs {
-        check_ip(a.ip(), allow_private)?;
+    if addrs.iter().any(|a| check_ip(a.ip(), allow_private).is_err()) {
+        return Err(GuardError::ResolvesPrivate(host.to_string()));
     }
     Ok(addrs)
 }
 
-/// Full check at submit time: shape, then DNS for names.
-pub async fn check_target(raw: &str, allow_private: bool) -> Result<Url, GuardError> {
+/// Full check before a URL is accepted: shape, then DNS for names.
+pub async fn check_target(resolver: &dyn Resolver, raw: &str, allow_private: bool) -> Result<Url, GuardError> {
     let url = check_url(raw, allow_private)?;
     if let Some(Host::Domain(name)) = url.host() {
         let port = url.port_or_known_default().unwrap_or(443);
-        resolve_public(name, port, allow_private).await?;
+        resolve_public(resolver, name, port, allow_private).await?;
     }
     Ok(url)
 }
@@ -155,7 +178,10 @@ mod tests {
             "http://0x7f.0.0.1/",
             "http://017700000001/",
         ] {
-            assert!(matches!(check_url(url, false), Err(GuardError::NotPublic(_))), "{url}");
+            assert!(
+                matches!(check_url(url, false), Err(GuardError::NotPublic(_) | GuardError::ResolvesPrivate(_))),
+                "{url}"
+            );
         }
     }
 
@@ -177,8 +203,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn names_that_resolve_to_loopback_are_refused() {
-        assert!(matches!(resolve_public("localhost", 80, false).await, Err(GuardError::NotPublic(_))));
-        assert!(resolve_public("localhost", 80, true).await.is_ok());
+    async fn names_that_resolve_to_loopback_are_refused_without_saying_where_they_point() {
+        let r = super::super::resolver::SystemResolver;
+        let err = resolve_public(&r, "localhost", 80, false).await.unwrap_err();
+        assert_eq!(err, GuardError::ResolvesPrivate("localhost".into()));
+        assert!(!err.to_string().contains("127.0.0.1"), "{err}");
+        assert!(resolve_public(&r, "localhost", 80, true).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_lookup_that_hangs_is_refused_in_bounded_time() {
+        struct Hangs;
+        impl Resolver for Hangs {
+            fn lookup(&self, _: &str, _: u16) -> super::super::resolver::Lookup {
+                Box::pin(std::future::pending())
+            }
+        }
+        tokio::time::pause();
+        let err = resolve_public(&Hangs, "slow.example", 443, false).await.unwrap_err();
+        assert_eq!(err, GuardError::SlowDns("slow.example".into()));
     }
 }
