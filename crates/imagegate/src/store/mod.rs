@@ -381,7 +381,9 @@ pub trait Store: Send + Sync {
     /// counted up to `QUEUE_POSITION_CAP` (a submit must not cost more as the queue grows).
     async fn queue_position(&self, task: &TaskRecord) -> Result<i64, StoreError>;
 
-    /// Claims a task for `worker` until `lease_until_ms` and counts one attempt. Running tasks
+    /// Claims a task for `worker` until `lease_until_ms` and counts one attempt. `worker` is the
+    /// claim's fencing token (one per claim, never reused): every later write about the task
+    /// (renewal, end, release) must carry it, and fails once another claim holds the task. Running tasks
     /// whose lease expired come first; then queued tasks, round-robin across owners (the owner
     /// whose last claim is oldest), oldest first within an owner. Atomic: one worker per task.
     async fn claim_task(
@@ -435,7 +437,8 @@ pub trait Store: Send + Sync {
         now_ms: i64,
         webhook: WebhookFor,
     ) -> Result<CancelOutcome, StoreError>;
-    /// Puts a task `worker` holds back in the queue (graceful shutdown). The attempt is not refunded.
+    /// Puts a task `worker` holds back in the queue (graceful shutdown); the claim's attempt is
+    /// given back (a drain is not a failure). `false` when `worker` no longer holds it.
     async fn release_task(&self, task_id: &str, worker: &str, now_ms: i64) -> Result<bool, StoreError>;
     /// Count of tasks that are queued or running (for start-up logging and `/readyz`).
     async fn count_unfinished(&self) -> Result<i64, StoreError>;

@@ -88,8 +88,9 @@ struct StoredImage {
 pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> Option<Finished> {
     let deps = &pool.deps;
     let task_id = task.id.clone();
+    let claim = control.claim.as_str();
     if task.cancel_requested {
-        return finish_cancelled(pool, &task_id).await;
+        return finish_cancelled(pool, &task_id, claim).await;
     }
     if let Some(msg) = webhooks::event_for(&task) {
         match deps.store.enqueue_webhook(&task, &msg, now_millis()).await {
@@ -104,14 +105,14 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> 
             "attempts_exhausted",
             "The task was interrupted too many times and was given up.",
         );
-        return finish_failed(pool, &task_id, &err, 0).await;
+        return finish_failed(pool, &task_id, claim, &err, 0).await;
     }
     let req: ImageRequest = match serde_json::from_value(task.request.clone()) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(task_id, error = %e, "stored request is unreadable");
             let err = error_json(500, "api_error", "internal_error", "The stored request could not be read.");
-            return finish_failed(pool, &task_id, &err, 0).await;
+            return finish_failed(pool, &task_id, claim, &err, 0).await;
         }
     };
 
@@ -124,7 +125,7 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> 
         loop {
             tokio::time::sleep(lease / 3).await;
             let until = now_millis() + lease.as_millis() as i64;
-            match deps.store.renew_lease(&task_id, &pool.id, until).await {
+            match deps.store.renew_lease(&task_id, &control.claim, until).await {
                 Ok(Lease::Held) => {}
                 Ok(Lease::CancelRequested) => return Abort::Cancel,
                 Ok(Lease::Lost) => return Abort::LeaseLost,
@@ -141,9 +142,16 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> 
     };
     let Some((stored, errors, tries)) = outcome else {
         match control.reason() {
-            Some(Abort::Cancel) => return finish_cancelled(pool, &task_id).await,
-            Some(Abort::LeaseLost) => tracing::warn!(task_id, "lease lost; another worker has the task"),
-            Some(Abort::Shutdown) | None => {}
+            Some(Abort::Cancel) => return finish_cancelled(pool, &task_id, claim).await,
+            Some(Abort::LeaseLost) => tracing::warn!(task_id, "lease lost; another claim has the task"),
+            Some(Abort::Shutdown) => match deps.store.release_task(&task_id, claim, now_millis()).await {
+                Ok(true) => tracing::warn!(task_id, "shutdown: task put back in the queue"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(task_id, error = %e, "shutdown: could not release the task; its lease will expire")
+                }
+            },
+            None => {}
         }
         return None;
     };
@@ -153,15 +161,11 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> 
             .first()
             .map(provider_error_json)
             .unwrap_or_else(|| error_json(502, "upstream_error", "upstream_error", "No image was produced."));
-        return finish_failed(pool, &task_id, &err, tries).await;
+        return finish_failed(pool, &task_id, claim, &err, tries).await;
     }
     let result = result_json(&req, &stored);
     let records: Vec<ImageRecord> = stored.iter().map(|s| s.record.clone()).collect();
-    match deps
-        .store
-        .complete_task(&task_id, &pool.id, &result, &records, tries, now_millis(), webhooks::event_for)
-        .await
-    {
+    match deps.store.complete_task(&task_id, claim, &result, &records, tries, now_millis(), webhooks::event_for).await {
         Ok(Some(ended)) => {
             tracing::info!(task_id, images = records.len(), failed = errors.len(), "task completed");
             let images = stored.into_iter().filter_map(|s| Some((s.record.id, s.inline?))).collect();
@@ -193,9 +197,9 @@ fn woke_for(pool: &WorkerPool, ended: Ended) -> TaskRecord {
     ended.task
 }
 
-async fn finish_failed(pool: &WorkerPool, task_id: &str, err: &Value, tries: u32) -> Option<Finished> {
+async fn finish_failed(pool: &WorkerPool, task_id: &str, claim: &str, err: &Value, tries: u32) -> Option<Finished> {
     let store = &pool.deps.store;
-    match store.fail_task(task_id, &pool.id, err, tries, now_millis(), webhooks::event_for).await {
+    match store.fail_task(task_id, claim, err, tries, now_millis(), webhooks::event_for).await {
         Ok(ended) => {
             tracing::info!(task_id, code = %err["code"], "task failed");
             ended.map(|e| woke_for(pool, e).into())
@@ -207,9 +211,9 @@ async fn finish_failed(pool: &WorkerPool, task_id: &str, err: &Value, tries: u32
     }
 }
 
-async fn finish_cancelled(pool: &WorkerPool, task_id: &str) -> Option<Finished> {
+async fn finish_cancelled(pool: &WorkerPool, task_id: &str, claim: &str) -> Option<Finished> {
     let store = &pool.deps.store;
-    match store.finish_cancelled(task_id, &pool.id, now_millis(), webhooks::event_for).await {
+    match store.finish_cancelled(task_id, claim, now_millis(), webhooks::event_for).await {
         Ok(ended) => {
             tracing::info!(task_id, "task cancelled while running; upstream calls aborted");
             ended.map(|e| woke_for(pool, e).into())

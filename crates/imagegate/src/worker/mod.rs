@@ -25,6 +25,10 @@ pub use signals::{Finished, Signals, Subscription};
 /// A task is given up after this many claims (each claim after a crash counts one).
 pub const MAX_ATTEMPTS: i64 = 3;
 
+/// After the grace period, how long aborted tasks get to put themselves back in the queue and
+/// finished ones to record their end.
+const DRAIN_FINISH: Duration = Duration::from_secs(5);
+
 /// How often an idle dispatcher looks for expired leases without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -56,13 +60,16 @@ pub enum Abort {
 
 /// Handle on one running task.
 pub struct TaskControl {
+    /// The claim's fencing token: the store accepts this run's renewals and its end only while
+    /// the task's lease is still this claim's (not an earlier or later claim of this process).
+    pub claim: String,
     token: CancellationToken,
     reason: Mutex<Option<Abort>>,
 }
 
 impl TaskControl {
-    fn new() -> TaskControl {
-        TaskControl { token: CancellationToken::new(), reason: Mutex::new(None) }
+    fn new(claim: String) -> TaskControl {
+        TaskControl { claim, token: CancellationToken::new(), reason: Mutex::new(None) }
     }
 
     /// Aborts the task; the first reason given wins.
@@ -80,16 +87,22 @@ impl TaskControl {
     }
 }
 
-/// A reserved worker slot, and the lease a task claimed into it gets.
+/// A reserved worker slot, and the claim (fencing token and lease) a task taken into it gets.
 pub struct Slot {
     /// Held while the task runs; dropping it frees the slot.
     _permit: tokio::sync::OwnedSemaphorePermit,
+    claim: String,
     lease_until_ms: i64,
 }
 
 impl Slot {
     pub fn lease_until_ms(&self) -> i64 {
         self.lease_until_ms
+    }
+
+    /// The fencing token the task is (to be) claimed with.
+    pub fn claim(&self) -> &str {
+        &self.claim
     }
 }
 
@@ -130,6 +143,12 @@ impl WorkerPool {
         tokio::spawn(async move { pool.dispatch().await })
     }
 
+    /// A new fencing token: one per claim, so that two claims of one task by this process (a
+    /// lease that ran out while its heartbeats failed) are told apart by the store.
+    fn new_claim(&self) -> String {
+        format!("{}/clm_{}", self.id, ulid::Ulid::new())
+    }
+
     async fn dispatch(self: Arc<Self>) {
         loop {
             let permit = tokio::select! {
@@ -138,11 +157,12 @@ impl WorkerPool {
             };
             let now = now_millis();
             let lease_until = now + self.deps.rt.lease.as_millis() as i64;
-            match self.deps.store.claim_task(&self.id, now, lease_until).await {
+            let claim = self.new_claim();
+            match self.deps.store.claim_task(&claim, now, lease_until).await {
                 Ok(Some(task)) => {
                     // queued → running: wake its watchers (a task written claimed never was queued).
                     self.signals.notify(&task.id);
-                    self.launch(task, Slot { _permit: permit, lease_until_ms: lease_until })
+                    self.launch(task, Slot { _permit: permit, claim, lease_until_ms: lease_until })
                 }
                 Ok(None) => {
                     drop(permit);
@@ -170,20 +190,27 @@ impl WorkerPool {
             return None;
         }
         let permit = Arc::clone(&self.slots).try_acquire_owned().ok()?;
-        Some(Slot { _permit: permit, lease_until_ms: now_millis() + self.deps.rt.lease.as_millis() as i64 })
+        let lease_until_ms = now_millis() + self.deps.rt.lease.as_millis() as i64;
+        Some(Slot { _permit: permit, claim: self.new_claim(), lease_until_ms })
     }
 
     /// Runs a task this worker holds (claimed from the queue, or written claimed) in `slot`.
     pub fn launch(self: &Arc<Self>, task: TaskRecord, slot: Slot) {
-        let control = Arc::new(TaskControl::new());
-        if let Ok(mut m) = self.in_flight.lock() {
-            m.insert(task.id.clone(), control.clone());
+        let control = Arc::new(TaskControl::new(slot.claim.clone()));
+        if let Ok(mut m) = self.in_flight.lock()
+            && let Some(earlier) = m.insert(task.id.clone(), control.clone())
+        {
+            // This process claimed the task again (its earlier run's lease ran out): that run
+            // is fenced off in the store; stop it here too.
+            earlier.abort(Abort::LeaseLost);
         }
         let pool = Arc::clone(self);
         tokio::spawn(async move {
             let id = task.id.clone();
             let ended = execute::run(&pool, task, &control).await;
-            if let Ok(mut m) = pool.in_flight.lock() {
+            if let Ok(mut m) = pool.in_flight.lock()
+                && m.get(&id).is_some_and(|c| Arc::ptr_eq(c, &control))
+            {
                 m.remove(&id);
             }
             pool.signals.finish(&id, ended);
@@ -214,23 +241,24 @@ impl WorkerPool {
         self.stop.cancel();
     }
 
-    /// Waits up to `grace` for running tasks to end. Tasks still running after that are
-    /// aborted and put back in the queue, so the next process picks them up at once.
+    /// Waits up to `grace` for running tasks to end. Tasks still generating after that are
+    /// aborted, and each puts itself back in the queue (so the next process picks it up at once,
+    /// without counting an attempt); a task whose images are already made is not aborted but
+    /// finishes recording them (a drain never loses a paid result). Waits a little more for
+    /// those steps, which are quick.
     pub async fn drain(&self, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
         while self.in_flight() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let left: Vec<(String, Arc<TaskControl>)> =
-            self.in_flight.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-        for (task_id, control) in left {
+        let left: Vec<Arc<TaskControl>> =
+            self.in_flight.lock().map(|m| m.values().cloned().collect()).unwrap_or_default();
+        for control in left {
             control.abort(Abort::Shutdown);
-            match self.deps.store.release_task(&task_id, &self.id, now_millis()).await {
-                Ok(_) => tracing::warn!(task_id, "shutdown: task put back in the queue"),
-                Err(e) => {
-                    tracing::error!(task_id, error = %e, "shutdown: could not release task; its lease will expire")
-                }
-            }
+        }
+        let deadline = tokio::time::Instant::now() + DRAIN_FINISH;
+        while self.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

@@ -502,3 +502,46 @@ async fn proxies_from_the_environment_are_not_used_for_webhooks_or_upstream_call
     assert_eq!(fake.script.call_count(), 1, "the upstream was called directly");
     assert_eq!(offered.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing went through the proxy");
 }
+
+#[tokio::test]
+async fn rolling_restarts_put_a_long_task_back_without_using_up_its_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("imagegate.toml");
+    std::fs::write(&config, "[server]\nshutdown_grace = \"200ms\"\n").unwrap();
+    let key = new_key(dir.path());
+    let port = free_port();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let mut server = Proc::start(dir.path(), port, Some(&config)).await;
+    let body = json!({"model": "nano-banana-pro", "prompt": "a long 4K render [sim:delay:2s]"});
+    let resp = client.post(format!("{}/v1/images/generations/async", server.base)).bearer_auth(&key).json(&body);
+    let task: Value = resp.send().await.unwrap().json().await.unwrap();
+    let id = task["id"].as_str().unwrap().to_string();
+    // More restarts than a task has attempts, each in the middle of the generation.
+    for _ in 0..4 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.task(&client, &key, &id).await["status"] != "running" {
+            assert!(Instant::now() < deadline, "the task never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server.signal("-TERM");
+        let status = tokio::task::spawn_blocking(move || {
+            let s = server.wait_exit(Duration::from_secs(15));
+            (s, server)
+        })
+        .await
+        .unwrap();
+        assert!(status.0.success());
+        drop(status.1);
+        server = Proc::start(dir.path(), port, Some(&config)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let task = loop {
+        let t = server.task(&client, &key, &id).await;
+        if matches!(t["status"].as_str(), Some("completed" | "failed")) {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "{t}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(task["status"], "completed", "drained four times, still finished: {task}");
+}

@@ -156,12 +156,35 @@ async fn claims_take_the_oldest_task_and_released_tasks_come_back() {
     let (s, _d) = sqlite().await;
     let first = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
     let second = created(s.create_task(task("key_a", None, 2000)).await.unwrap());
-    let c = s.claim_task("w1", 3000, 4000).await.unwrap().unwrap();
+    let c = s.claim_task("w1/c1", 3000, 4000).await.unwrap().unwrap();
     assert_eq!(c.id, first.id);
-    assert!(s.release_task(&first.id, "w1", 3100).await.unwrap());
-    assert_eq!(s.claim_task("w1", 3200, 4000).await.unwrap().unwrap().id, first.id);
-    assert_eq!(s.claim_task("w1", 3200, 4000).await.unwrap().unwrap().id, second.id);
-    assert!(s.claim_task("w1", 3200, 4000).await.unwrap().is_none());
+    assert!(!s.release_task(&first.id, "w1/other", 3100).await.unwrap(), "only its claim releases it");
+    assert!(s.release_task(&first.id, "w1/c1", 3100).await.unwrap());
+    assert!(!s.release_task(&first.id, "w1/c1", 3150).await.unwrap(), "once");
+    let again = s.claim_task("w1/c2", 3200, 4000).await.unwrap().unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.attempts, 1, "a release gives its attempt back: draining is not failing");
+    assert_eq!(s.claim_task("w1/c3", 3200, 4000).await.unwrap().unwrap().id, second.id);
+    assert!(s.claim_task("w1/c4", 3200, 4000).await.unwrap().is_none());
+    // A completed task is not released by a late drain, and its end stands.
+    let ended = s.complete_task(&first.id, "w1/c2", &json!({}), &[], 1, 3300, no_webhook).await.unwrap();
+    assert!(ended.is_some());
+    assert!(!s.release_task(&first.id, "w1/c2", 3400).await.unwrap());
+    assert_eq!(s.get_task("key_a", &first.id).await.unwrap().unwrap().status, TaskStatus::Completed);
+}
+
+#[tokio::test]
+async fn two_claims_of_one_task_by_the_same_process_are_fenced_apart() {
+    let (s, _d) = sqlite().await;
+    let t = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
+    // One process, two claims: its heartbeats failed past the lease and it claimed the task again.
+    s.claim_task("wrk_1/clm_a", 2000, 3000).await.unwrap().unwrap();
+    let second = s.claim_task("wrk_1/clm_b", 3500, 6000).await.unwrap().unwrap();
+    assert_eq!(second.id, t.id);
+    assert_eq!(s.renew_lease(&t.id, "wrk_1/clm_a", 7000).await.unwrap(), Lease::Lost);
+    assert!(s.complete_task(&t.id, "wrk_1/clm_a", &json!({}), &[], 1, 4000, no_webhook).await.unwrap().is_none());
+    assert!(!s.release_task(&t.id, "wrk_1/clm_a", 4000).await.unwrap());
+    assert!(s.complete_task(&t.id, "wrk_1/clm_b", &json!({}), &[], 1, 4000, no_webhook).await.unwrap().is_some());
 }
 
 #[tokio::test]

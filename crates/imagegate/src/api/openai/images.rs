@@ -235,7 +235,7 @@ async fn submit<'a>(
     // run by this process without a round trip through the queue.
     let slot = if mode == TaskMode::Sync { app.workers.try_slot() } else { None };
     let new = match &slot {
-        Some(s) => NewTask { claimed: Some((app.workers.id.clone(), s.lease_until_ms())), ..new },
+        Some(s) => NewTask { claimed: Some((s.claim().to_string(), s.lease_until_ms())), ..new },
         None => new,
     };
     match app.store.create_task(new).await? {

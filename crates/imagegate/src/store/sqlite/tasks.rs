@@ -502,9 +502,11 @@ pub fn request_cancel(
 }
 
 pub fn release(conn: &Connection, task_id: &str, worker: &str, now_ms: i64) -> Result<bool, StoreError> {
+    // A release is not a failed attempt: the claim's count is given back.
     let n = conn
         .prepare_cached(
-            "UPDATE tasks SET status = 'queued', updated_at = ?, lease_owner = NULL, lease_expires_at = NULL
+            "UPDATE tasks SET status = 'queued', updated_at = ?, lease_owner = NULL, lease_expires_at = NULL,
+                    attempts = MAX(0, attempts - 1)
              WHERE id = ? AND lease_owner = ? AND status = 'running'",
         )?
         .execute(params![now_ms, task_id, worker])?;
