@@ -545,3 +545,33 @@ async fn rolling_restarts_put_a_long_task_back_without_using_up_its_attempts() {
     };
     assert_eq!(task["status"], "completed", "drained four times, still finished: {task}");
 }
+
+#[tokio::test]
+async fn a_database_locked_by_another_process_does_not_stall_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key(dir.path());
+    let server = Proc::start(dir.path(), free_port(), None).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    // Another process (a backup, the CLI) holds SQLite's write lock for a while.
+    let db = dir.path().join("imagegate.db");
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // More waiting writes than the server has worker threads.
+    let rotate = format!("{}/v1/webhooks/secret/rotate", server.base);
+    let writes: Vec<_> = (0..16).map(|_| tokio::spawn(client.post(&rotate).bearer_auth(&key).send())).collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let health = client.get(format!("{}/healthz", server.base)).send().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(health.status(), 200);
+    assert!(took < Duration::from_millis(1000), "/healthz took {took:?} while writes waited for the lock");
+    for w in writes {
+        assert_eq!(w.await.unwrap().unwrap().status(), 200, "every write went through once the lock was free");
+    }
+    holder.join().unwrap();
+}

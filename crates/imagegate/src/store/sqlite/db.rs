@@ -11,6 +11,12 @@
 //! - a small stack of read-only connections (WAL readers never wait for the writer);
 //! - checkpoints (PASSIVE) on their own connection, called by the flush loop
 //!   (`crate::durability`) after the images it flushed, never inside a request's commit.
+//!
+//! A write can wait: for the writer mutex while another write runs, and for SQLite's lock
+//! (up to the busy timeout) while another process writes (the CLI, a backup). Such a wait must
+//! not hold a runtime worker thread (two would stall a 2-core runtime), so writes run in
+//! `tokio::task::block_in_place`, which hands the thread's other tasks to another worker first.
+//! Reads stay in place: WAL readers never wait for the writer.
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -21,6 +27,16 @@ use crate::durability::Durability;
 use crate::store::StoreError;
 
 const READERS_KEPT: usize = 8;
+
+/// Runs blocking work so that it holds no runtime worker: on a multi-threaded runtime the
+/// worker's other tasks move to another thread first; elsewhere (a current-thread runtime, a
+/// plain thread) it just runs.
+fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Db {
@@ -75,13 +91,16 @@ impl Db {
         Ok(conn)
     }
 
-    /// Runs `f` in a write transaction (committed when `f` returns `Ok`, rolled back otherwise).
+    /// Runs `f` in a write transaction (committed when `f` returns `Ok`, rolled back otherwise),
+    /// off the runtime's worker threads.
     pub fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        let mut conn = self.writer.lock().map_err(|_| StoreError::Unavailable("writer lock poisoned".into()))?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        off_runtime(|| {
+            let mut conn = self.writer.lock().map_err(|_| StoreError::Unavailable("writer lock poisoned".into()))?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
     }
 
     /// Runs `f` on a read-only connection (a consistent snapshot for its duration when it reads
@@ -103,8 +122,10 @@ impl Db {
 
     /// Runs `f` on the writer connection outside any transaction (migrations manage their own).
     pub fn with_writer<R>(&self, f: impl FnOnce(&mut Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        let mut conn = self.writer.lock().map_err(|_| StoreError::Unavailable("writer lock poisoned".into()))?;
-        f(&mut conn)
+        off_runtime(|| {
+            let mut conn = self.writer.lock().map_err(|_| StoreError::Unavailable("writer lock poisoned".into()))?;
+            f(&mut conn)
+        })
     }
 
     /// Copies the log's committed pages into the database file (PASSIVE: it never waits for
