@@ -178,6 +178,13 @@ pub async fn start(mut rt: Runtime) -> Result<Server> {
         app.rt.sweep_interval,
         app.background.clone(),
     );
+    crate::delivery::orphans::start(
+        app.store.clone(),
+        app.blobs.clone(),
+        app.rt.sweep_interval,
+        app.rt.orphan_grace,
+        app.background.clone(),
+    );
     let stop = CancellationToken::new();
     let router = crate::api::router(app.clone());
     let done = tokio::spawn(crate::http::serve(listener, router, app.clone(), stop.clone()));

@@ -175,6 +175,45 @@ impl BlobStore for FsBlobStore {
         Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(reader, STREAM_CHUNK)))
     }
 
+    /// A page is one shard folder; the cursor names the next one.
+    async fn list_page(&self, cursor: Option<String>) -> Result<(Vec<(String, i64)>, Option<String>), BlobError> {
+        let root = self.root.clone();
+        let listed = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            let mut shards: Vec<String> = match std::fs::read_dir(&root) {
+                Ok(entries) => entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect(),
+                Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            shards.sort();
+            let at = match &cursor {
+                Some(c) => shards.partition_point(|s| s < c),
+                None => 0,
+            };
+            let Some(shard) = shards.get(at) else { return Ok((Vec::new(), None)) };
+            let mut page = Vec::new();
+            for entry in std::fs::read_dir(root.join(shard))?.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs() as i64);
+                page.push((entry.file_name().to_string_lossy().into_owned(), modified));
+            }
+            Ok((page, shards.get(at + 1).cloned()))
+        })
+        .await
+        .map_err(|e| BlobError::Io { key: String::new(), source: std::io::Error::other(e) })?;
+        listed.map_err(|source| BlobError::Io { key: String::new(), source })
+    }
+
     async fn head(&self, key: &str) -> Result<u64, BlobError> {
         let path = self.path(key)?;
         Ok(tokio::fs::metadata(&path).await.map_err(io(key))?.len())

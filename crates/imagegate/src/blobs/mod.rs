@@ -65,6 +65,10 @@ pub trait BlobStore: Send + Sync {
     async fn head(&self, key: &str) -> Result<u64, BlobError>;
     /// Deletes the object; deleting a missing object is not an error (idempotent).
     async fn delete(&self, key: &str) -> Result<(), BlobError>;
+    /// One page of the stored objects, for the orphan sweep: `(key, last modified, Unix
+    /// seconds)`, and the cursor of the next page (`None` after the last). Pages follow an
+    /// order of the store's choosing; a full pass visits every object once.
+    async fn list_page(&self, cursor: Option<String>) -> Result<(Vec<(String, i64)>, Option<String>), BlobError>;
     /// Writes, reads back and deletes a small object: fails fast at boot on a wrong
     /// location or permission rather than on the first paid image.
     async fn probe(&self) -> Result<(), BlobError>;

@@ -125,6 +125,28 @@ impl BlobStore for S3BlobStore {
         Ok(Box::pin(futures_util::stream::once(async move { first }).chain(stream)))
     }
 
+    /// Pages of up to 1000 keys in key order; the cursor is the last key seen.
+    async fn list_page(&self, cursor: Option<String>) -> Result<(Vec<(String, i64)>, Option<String>), BlobError> {
+        use futures_util::TryStreamExt;
+        const PAGE: usize = 1000;
+        let mut lister = self.op.lister_with("").recursive(true).limit(PAGE);
+        if let Some(c) = &cursor {
+            lister = lister.start_after(c);
+        }
+        let mut lister = lister.await.map_err(|e| map("", &self.bucket, e))?;
+        let mut page = Vec::new();
+        while page.len() < PAGE {
+            let Some(entry) = lister.try_next().await.map_err(|e| map("", &self.bucket, e))? else { break };
+            if entry.metadata().is_dir() {
+                continue;
+            }
+            let modified = entry.metadata().last_modified().map_or(0, |t| t.into_inner().as_second());
+            page.push((entry.path().to_string(), modified));
+        }
+        let next = if page.len() == PAGE { page.last().map(|(k, _)| k.clone()) } else { None };
+        Ok((page, next))
+    }
+
     async fn head(&self, key: &str) -> Result<u64, BlobError> {
         check_key(key)?;
         Ok(self.op.stat(key).await.map_err(|e| map(key, &self.bucket, e))?.content_length())

@@ -123,6 +123,7 @@ pub struct StorageConfig {
     pub storage_url: String,
     pub retention: String,
     pub sweep_interval: String,
+    pub orphan_grace: String,
     pub url_mode: String,
     pub public_base_url: String,
     pub presign_ttl: String,
@@ -382,6 +383,7 @@ impl Config {
             storage_url,
             retention: dur("storage.retention", &self.storage.retention)?,
             sweep_interval: dur("storage.sweep_interval", &self.storage.sweep_interval)?,
+            orphan_grace: dur("storage.orphan_grace", &self.storage.orphan_grace)?,
             url_mode,
             durability,
             variant_rules,
@@ -456,6 +458,8 @@ pub struct Runtime {
     pub storage_url: String,
     pub retention: Duration,
     pub sweep_interval: Duration,
+    /// Stored objects no image record wants are deleted once this old.
+    pub orphan_grace: Duration,
     pub url_mode: UrlMode,
     /// What a finished task survives: a crash of the process, or a power cut too.
     pub durability: crate::durability::Durability,

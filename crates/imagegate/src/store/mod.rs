@@ -448,6 +448,9 @@ pub trait Store: Send + Sync {
 
     /// Records a stored variant of an image (idempotent).
     async fn add_variant(&self, image_id: &str, blob_key: &str, bytes: i64, now_ms: i64) -> Result<(), StoreError>;
+    /// Which of `ids` are images whose blobs are still wanted (recorded and not swept): the
+    /// orphan sweep deletes stored objects of any other id.
+    async fn live_images(&self, ids: &[String]) -> Result<std::collections::HashSet<String>, StoreError>;
     /// The image's stored variants: `(blob key, bytes)`.
     async fn variants(&self, image_id: &str) -> Result<Vec<(String, i64)>, StoreError>;
     /// Up to `limit` images past their expiry and not yet swept, with their variants' blob keys.

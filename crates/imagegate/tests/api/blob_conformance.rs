@@ -30,6 +30,23 @@ async fn conformance(store: Arc<dyn BlobStore>) {
     assert!(store.stream("img_missing.png", None).await.err().expect("missing").is_not_found());
     store.put("img_conf1.jpeg", Bytes::from_static(b"replaced"), "image/jpeg").await.unwrap();
     assert_eq!(&store.get("img_conf1.jpeg").await.unwrap()[..], b"replaced", "put replaces");
+    store.put("img_conf3.png", Bytes::from_static(b"y"), "image/png").await.unwrap();
+    let mut listed = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (page, next) = store.list_page(cursor).await.unwrap();
+        listed.extend(page);
+        cursor = next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let now = imagegate::domain::now_secs();
+    for key in ["img_conf1.jpeg", "img_conf3.png"] {
+        let (_, modified) = listed.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("{key} listed"));
+        assert!((now - 120..=now + 120).contains(modified), "{key} modified at {modified}");
+    }
+    store.delete("img_conf3.png").await.unwrap();
     store.delete("img_conf1.jpeg").await.unwrap();
     store.delete("img_conf1.jpeg").await.expect("deleting a missing object is not an error");
     assert!(store.get("img_conf1.jpeg").await.unwrap_err().is_not_found());

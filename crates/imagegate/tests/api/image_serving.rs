@@ -303,3 +303,53 @@ async fn ranges_and_head_of_a_large_image_read_only_what_they_need() {
     let len: usize = stored.headers()["content-length"].to_str().unwrap().parse().unwrap();
     assert_eq!(stored.bytes().await.unwrap().len(), len);
 }
+
+#[tokio::test]
+async fn images_stored_for_a_task_that_was_then_cancelled_are_swept_as_orphans() {
+    let app = spawn_with(
+        |rt| {
+            rt.sweep_interval = std::time::Duration::from_millis(200);
+            rt.orphan_grace = std::time::Duration::from_secs(1);
+        },
+        true,
+    )
+    .await;
+    let images_dir = app.dir.path().join("images");
+    let kept = one_image(&app, pro("kept")).await;
+    // Two images: one comes back at once and is stored, the other takes its time.
+    app.gemini().script.push(imagegate_fakes::Reply::Success);
+    app.gemini().script.push(imagegate_fakes::Reply::Delay(
+        std::time::Duration::from_secs(30),
+        Box::new(imagegate_fakes::Reply::Success),
+    ));
+    let task = app.submit_async(&app.key, json!({"model": "nano-banana-pro", "prompt": "cut short", "n": 2})).await;
+    let id = task["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while walk(&images_dir).len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the first image was never stored");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.cancel(&app.key, id).await.status(), 200);
+    assert_eq!(app.wait_task(id).await["status"], "cancelled");
+    // Not the gateway's: never touched. A temporary file from a crash mid-write: swept.
+    let shard = images_dir.join("zz");
+    std::fs::create_dir_all(&shard).unwrap();
+    std::fs::write(shard.join("notes.txt"), b"someone else's").unwrap();
+    let stray = imagegate::domain::ids::image_id();
+    let own_shard = images_dir.join(&stray[stray.len() - 2..]);
+    std::fs::create_dir_all(&own_shard).unwrap();
+    std::fs::write(own_shard.join(format!("{stray}.tmp4242")), b"half an image").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let names: Vec<String> =
+            walk(&images_dir).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        if names.len() == 2 {
+            assert!(names.contains(&"notes.txt".to_string()), "{names:?}");
+            assert!(kept.ends_with(names.iter().find(|n| n.starts_with("img_")).unwrap()), "{names:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "orphans left: {names:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.get(&kept).await.status(), 200, "the recorded image stays");
+}

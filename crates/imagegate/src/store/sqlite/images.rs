@@ -70,6 +70,18 @@ pub fn add_variant(
     Ok(())
 }
 
+pub fn live(conn: &Connection, ids: &[String]) -> Result<std::collections::HashSet<String>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    // The ids travel as one JSON array: one statement whatever their number.
+    let list = serde_json::to_string(ids).map_err(|source| StoreError::Corrupt { what: "image ids", source })?;
+    Ok(conn
+        .prepare_cached("SELECT id FROM images WHERE deleted_at IS NULL AND id IN (SELECT value FROM json_each(?))")?
+        .query_map([list], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}
+
 pub fn variants(conn: &Connection, image_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
     Ok(conn
         .prepare_cached("SELECT blob_key, bytes FROM image_variants WHERE image_id = ?")?

@@ -223,6 +223,10 @@ impl Store for SqliteStore {
         self.db.write(|c| images::add_variant(c, image_id, blob_key, bytes, now_ms))
     }
 
+    async fn live_images(&self, ids: &[String]) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.db.read(|c| images::live(c, ids))
+    }
+
     async fn variants(&self, image_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
         self.db.read(|c| images::variants(c, image_id))
     }
