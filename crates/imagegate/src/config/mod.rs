@@ -174,11 +174,9 @@ pub struct OpenAiCompatConfig {
     pub base_url: String,
     pub max_concurrency: usize,
     pub rpm: u32,
-    #[serde(default)]
     pub ipm: u32,
     pub models: Vec<String>,
     pub channels: Vec<ChannelConfig>,
-    #[serde(default)]
     pub http2_prior_knowledge: bool,
 }
 
@@ -189,7 +187,6 @@ pub struct GeminiConfig {
     pub base_url: String,
     pub max_concurrency: usize,
     pub rpm: u32,
-    #[serde(default)]
     pub ipm: u32,
     pub channels: Vec<ChannelConfig>,
 }
@@ -656,6 +653,27 @@ mod tests {
         assert_eq!(r.deadline_4k, Duration::from_secs(600));
         assert_eq!(r.retention, Duration::from_secs(7 * 86400));
         assert_eq!(r.durability, crate::durability::Durability::Process);
+    }
+
+    /// The defaults live in config.default.toml alone; these are the published ones (API.md).
+    #[test]
+    fn the_embedded_defaults_are_the_published_ones() {
+        let r = Config::defaults().unwrap().runtime().unwrap();
+        use crate::domain::models::Family;
+        use crate::domain::sizes::Resolution;
+        assert_eq!(r.prices.cost(Family::Pro, Resolution::K2, 1), 0.134);
+        assert_eq!(r.prices.cost(Family::Pro, Resolution::K4, 1), 0.24);
+        assert_eq!(r.prices.cost(Family::Flash, Resolution::K1, 1), 0.039);
+        assert_eq!(r.prices.batch_factor, 0.5);
+        let secs: Vec<u64> = r.webhook_schedule.iter().map(|d| d.as_secs()).collect();
+        assert_eq!(secs, [5, 300, 1800, 7200, 18000, 36000, 36000]);
+        assert_eq!(r.webhook_timeout, Duration::from_secs(15));
+        assert_eq!(r.retry.max_attempts, 4);
+        assert_eq!(r.retry.max_hint, Duration::from_secs(60));
+        assert_eq!((r.deadline_1k, r.deadline_2k), (Duration::from_secs(300), Duration::from_secs(300)));
+        assert_eq!(r.breaker.cooldown, Duration::from_secs(30));
+        assert!(!r.webhook_allow_private);
+        assert_eq!(r.max_body_bytes, 1024 * 1024);
     }
 
     #[test]

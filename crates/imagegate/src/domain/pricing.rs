@@ -14,16 +14,9 @@ pub struct PriceTable {
     /// Nano Banana (Flash).
     pub flash: f64,
     /// OpenAI image models (gpt-image-1 at medium quality, 1024x1024).
-    #[serde(default = "default_openai")]
     pub openai: f64,
     /// Multiplier for batch jobs (0.5: half price).
     pub batch_factor: f64,
-}
-
-impl Default for PriceTable {
-    fn default() -> Self {
-        PriceTable { pro_1k_2k: 0.134, pro_4k: 0.24, flash: 0.039, openai: default_openai(), batch_factor: 0.5 }
-    }
 }
 
 impl PriceTable {
@@ -42,10 +35,6 @@ impl PriceTable {
     }
 }
 
-fn default_openai() -> f64 {
-    0.042
-}
-
 pub fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
@@ -55,8 +44,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_prices_match_the_published_ones() {
-        let p = PriceTable::default();
+    fn costs_are_per_image_by_family_and_resolution() {
+        let p = PriceTable { pro_1k_2k: 0.134, pro_4k: 0.24, flash: 0.039, openai: 0.042, batch_factor: 0.5 };
         assert_eq!(p.cost(Family::Pro, Resolution::K2, 1), 0.134);
         assert_eq!(p.cost(Family::Pro, Resolution::K4, 2), 0.48);
         assert_eq!(p.cost(Family::Flash, Resolution::K1, 3), 0.117);

@@ -17,18 +17,6 @@ pub struct RetryPolicy {
     pub try_timeout: Option<Duration>,
 }
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 4,
-            base: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(20),
-            max_hint: Duration::from_secs(60),
-            try_timeout: None,
-        }
-    }
-}
-
 /// What to do after a failed try.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Decision {
@@ -77,6 +65,19 @@ mod tests {
     use super::*;
 
     const DL: Duration = Duration::from_secs(300);
+
+    /// A policy for the tests (the default one lives in config.default.toml alone).
+    impl Default for RetryPolicy {
+        fn default() -> Self {
+            RetryPolicy {
+                max_attempts: 4,
+                base: Duration::from_millis(500),
+                max_backoff: Duration::from_secs(20),
+                max_hint: Duration::from_secs(60),
+                try_timeout: None,
+            }
+        }
+    }
 
     #[test]
     fn never_retries_what_cannot_succeed() {

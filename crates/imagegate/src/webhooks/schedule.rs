@@ -21,14 +21,14 @@ pub fn next_delay(
     Some(planned.mul_f64(factor))
 }
 
-/// The default schedule of API.md: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
-pub fn default_schedule() -> Vec<Duration> {
-    [5, 300, 1800, 7200, 18000, 36000, 36000].into_iter().map(Duration::from_secs).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A schedule for the tests (the default one lives in config.default.toml alone).
+    fn default_schedule() -> Vec<Duration> {
+        [5, 300, 1800, 7200, 18000, 36000, 36000].into_iter().map(Duration::from_secs).collect()
+    }
 
     #[test]
     fn follows_the_schedule_then_gives_up() {

@@ -13,7 +13,7 @@ async fn submit_returns_at_once_while_the_upstream_takes_5s_and_polling_sees_eac
     let started = Instant::now();
     let task = app.submit_async(&app.key, pro("slow but durable")).await;
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(100), "submit took {took:?}");
+    assert!(took < Duration::from_secs(2), "submit took {took:?}, not the upstream's 5 s");
     assert_eq!(task["status"], "queued");
     assert_eq!(task["mode"], "async");
     assert_eq!(task["object"], "image.task");
@@ -70,14 +70,17 @@ async fn sse_shows_each_transition_in_order_then_closes() {
 #[tokio::test]
 async fn cancel_while_queued_ends_the_task_at_once_and_never_runs_it() {
     let app = one_worker_app().await;
-    app.submit_async(&app.key, pro("blocker [sim:delay:800ms]")).await;
+    let blocker = app.submit_async(&app.key, pro("blocker [sim:delay:800ms]")).await;
     let task = app.submit_async(&app.key, pro("never mind")).await;
     let id = task["id"].as_str().unwrap();
     let resp = app.cancel(&app.key, id).await;
     assert_eq!(resp.status(), 200);
     let t: Value = resp.json().await.unwrap();
     assert_eq!(t["status"], "cancelled");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Once the only worker is free again, the cancelled task is still not run.
+    app.wait_task(blocker["id"].as_str().unwrap()).await;
+    let after = app.submit_async(&app.key, pro("after")).await;
+    app.wait_task(after["id"].as_str().unwrap()).await;
     let t = app.task(id).await;
     assert_eq!(t["status"], "cancelled");
     assert_eq!(t["attempts"], 0, "it never ran");
@@ -102,7 +105,11 @@ async fn cancel_while_running_aborts_the_upstream_call() {
     assert_eq!(resp.status(), 200);
     let t: Value = resp.json().await.unwrap();
     assert_eq!(t["status"], "cancelled", "{t}");
-    assert!(started.elapsed() < Duration::from_secs(2), "cancel answered in {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cancel answered in {:?}, before the upstream's 5 s",
+        started.elapsed()
+    );
     let deadline = Instant::now() + Duration::from_secs(3);
     while app.gemini().script.dropped() == 0 {
         assert!(Instant::now() < deadline, "the fake never saw the connection drop");

@@ -64,8 +64,19 @@ async fn an_expired_image_answers_410() {
     let body: Value = app.generate(pro("short-lived")).await.json().await.unwrap();
     let url = body["data"][0]["url"].as_str().unwrap().to_string();
     assert_eq!(app.get(&url).await.status(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
-    assert_error(app.get(&url).await, StatusCode::GONE, "image_expired").await;
+    assert_error(until_not_200(&app, &url).await, StatusCode::GONE, "image_expired").await;
+}
+
+/// GETs `url` until it stops answering 200 (at most 20 s), and returns that answer.
+pub async fn until_not_200(app: &TestApp, url: &str) -> reqwest::Response {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let resp = app.get(url).await;
+        if resp.status() != 200 || std::time::Instant::now() > deadline {
+            return resp;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 async fn one_image(app: &TestApp, body: serde_json::Value) -> String {
@@ -159,8 +170,11 @@ async fn the_sweeper_deletes_expired_images_and_their_variants() {
     };
     let images_dir = app.dir.path().join("images");
     assert_eq!(files(&images_dir), 2, "original and variant stored");
-    tokio::time::sleep(std::time::Duration::from_millis(3300)).await;
-    assert_eq!(files(&images_dir), 0, "both deleted");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while files(&images_dir) > 0 {
+        assert!(std::time::Instant::now() < deadline, "{} files left", files(&images_dir));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert_error(app.get(&url).await, StatusCode::GONE, "image_expired").await;
     assert_eq!(app.task(&task_id).await["status"], "completed", "the task keeps its record");
 }

@@ -24,7 +24,7 @@ async fn a_429_with_retry_delay_is_waited_out_then_succeeds() {
     let resp = app.generate(pro("patience")).await;
     let took = started.elapsed();
     assert_eq!(resp.status(), 200);
-    assert!(took >= Duration::from_millis(950) && took < Duration::from_secs(4), "waited {took:?}");
+    assert!(took >= Duration::from_millis(950) && took < Duration::from_secs(10), "waited {took:?}");
     assert_eq!(app.upstream_calls(), 2);
     let id = resp.headers()["imagegate-task-id"].to_str().unwrap().to_string();
     assert_eq!(app.task(&id).await["attempts"], 2, "each try is counted");

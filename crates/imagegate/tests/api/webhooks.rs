@@ -47,8 +47,12 @@ async fn a_completed_task_sends_a_webhook_that_verifies_under_the_standard() {
     assert_eq!(payload["data"]["status"], "completed");
     assert!(payload["data"]["result"]["data"][0]["url"].as_str().is_some());
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(sink.deliveries().len(), 1, "started is not sent unless asked for");
+    // A `started` event would have been written when the task was claimed, before this one.
+    let log = app.client.get(app.url(&format!("/v1/tasks/{}/webhook-deliveries", task["id"].as_str().unwrap())));
+    let log: Value = log.bearer_auth(&app.key).send().await.unwrap().json().await.unwrap();
+    let events: Vec<&str> = log["data"].as_array().unwrap().iter().map(|a| a["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["task.completed"], "started is not sent unless asked for");
+    assert_eq!(sink.deliveries().len(), 1);
 
     // Rotation: later deliveries are signed with the new secret.
     let rotated: Value = app

@@ -73,7 +73,8 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Runtime), gemini: bool) -> TestA
     let (_, key) = imagegate::keys::issue(server.app.store.as_ref(), "test").await.expect("key");
     TestApp {
         base: format!("http://{}", server.addr),
-        client: reqwest::Client::new(),
+        // Bounded: a request that hangs fails its test instead of holding the run.
+        client: reqwest::Client::builder().timeout(Duration::from_secs(90)).build().expect("client"),
         key,
         server: Some(server),
         gemini: fake,
