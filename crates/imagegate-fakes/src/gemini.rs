@@ -150,6 +150,7 @@ async fn answer(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Va
             Response::new(axum::body::Body::from_stream(broken))
         }
         Reply::Success => success(s, model_action, api_key, body),
+        Reply::Truncated => crate::script::truncated(success(s, model_action, api_key, body)).await,
     }
 }
 

@@ -121,6 +121,7 @@ async fn generate(
             Response::new(axum::body::Body::from_stream(broken))
         }
         Reply::Success => success(&s, auth.as_deref(), &body),
+        Reply::Truncated => crate::script::truncated(success(&s, auth.as_deref(), &body)).await,
     };
     guard.finish();
     resp

@@ -19,6 +19,8 @@ pub enum Reply {
     Delay(Duration, Box<Reply>),
     /// Send the status line, then break the connection mid-body.
     Reset,
+    /// The normal success answer, cut off partway through its body.
+    Truncated,
 }
 
 /// A recorded request.
@@ -41,6 +43,8 @@ pub struct Script {
 struct Inner {
     queue: Mutex<VecDeque<Reply>>,
     default_delay: Mutex<Duration>,
+    /// When set, each call's delay is drawn uniformly from this range instead.
+    delay_range: Mutex<Option<(Duration, Duration, u64)>>,
     calls: Mutex<Vec<Recorded>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -65,8 +69,10 @@ impl Script {
         self.random_fault().unwrap_or(Reply::Success)
     }
 
-    /// After the queue runs out, answer with a random fault (429, 500, 503, reset or a garbage
-    /// 200) with probability `p`, from a seeded generator so a run can be repeated.
+    /// After the queue runs out, answer with a random fault with probability `p`, from a seeded
+    /// generator so a run can be repeated. The faults, equally likely: 429 with a `retryDelay`
+    /// hint, 429 without, 500, 503, a connection reset mid-body, a success answer cut short,
+    /// and a 200 that is not JSON.
     pub fn set_fault_rate(&self, p: f64, seed: u64) {
         if let Ok(mut f) = self.inner.faults.lock() {
             *f = Some((p, seed.max(1)));
@@ -84,12 +90,19 @@ impl Script {
         if next() >= *p {
             return None;
         }
-        let pick = (next() * 5.0) as u32;
+        let pick = (next() * 7.0) as u32;
         Some(match pick {
             0 => Reply::Json {
                 status: 429,
                 body: serde_json::json!({"error": {"code": 429, "message": "Resource exhausted.", "status": "RESOURCE_EXHAUSTED"}}),
             },
+            5 => Reply::Json {
+                status: 429,
+                body: serde_json::json!({"error": {"code": 429, "message": "Quota exceeded; retry in 1s.",
+                    "status": "RESOURCE_EXHAUSTED", "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": "1s"}]}}),
+            },
+            6 => Reply::Truncated,
             1 => Reply::Json {
                 status: 503,
                 body: serde_json::json!({"error": {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}}),
@@ -115,7 +128,22 @@ impl Script {
         }
     }
 
+    /// Latency drawn for each call uniformly from `min..=max` (seeded, repeatable).
+    pub fn set_delay_range(&self, min: Duration, max: Duration, seed: u64) {
+        if let Ok(mut r) = self.inner.delay_range.lock() {
+            *r = Some((min, max.max(min), seed.max(1)));
+        }
+    }
+
+    /// The latency for the next call.
     pub fn delay(&self) -> Duration {
+        if let Ok(mut r) = self.inner.delay_range.lock()
+            && let Some((min, max, state)) = r.as_mut()
+        {
+            *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let u = (*state >> 11) as f64 / (1u64 << 53) as f64;
+            return *min + (*max - *min).mul_f64(u);
+        }
         self.inner.default_delay.lock().map(|d| *d).unwrap_or_default()
     }
 
@@ -179,4 +207,13 @@ impl Drop for CallGuard {
             inner.dropped.fetch_add(1, Ordering::SeqCst);
         }
     }
+}
+
+/// A success answer cut off halfway, as a proxy that gave up would leave it: the status and the
+/// first half of the body, then a clean end (so the client sees a complete, unusable body).
+pub async fn truncated(full: axum::response::Response) -> axum::response::Response {
+    let (mut parts, body) = full.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes.slice(..bytes.len() / 2)))
 }

@@ -34,9 +34,14 @@ pub struct WebhookSink {
 
 impl WebhookSink {
     pub async fn start() -> anyhow::Result<WebhookSink> {
+        WebhookSink::start_on("127.0.0.1:0".parse()?).await
+    }
+
+    /// Starts on a given address (a receiver that comes back on the port it had).
+    pub async fn start_on(addr: SocketAddr) -> anyhow::Result<WebhookSink> {
         let shared = Arc::new(Shared::default());
         let app = Router::new().fallback(receive).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

@@ -105,8 +105,11 @@ async fn run<O: Outbox>(outbox: Arc<O>) {
             let Ok(permit) = Arc::clone(&control.slots).acquire_owned().await else { return };
             let me = Arc::clone(&outbox);
             tokio::spawn(async move {
-                me.run(job).await;
+                Arc::clone(&me).run(job).await;
                 drop(permit);
+                // Its outcome changed what is due next (a retry soon, a freed slot): look again
+                // now rather than at the next idle poll.
+                me.control().notify();
             });
         }
     }

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod proc;
 pub mod s3;
 
 use imagegate::app::{Server, start};
