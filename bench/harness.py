@@ -39,6 +39,9 @@ WRK_LUA = os.path.join(ROOT, "bench", "wrk_report.lua")
 RESULTS = os.path.join(ROOT, "bench", "RESULTS.md")
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
+# An earlier imagegate binary to run side by side with this one (overhead, payload, async,
+# serve): a change's effect measured in one run, not against figures from another day.
+BASELINE = os.environ.get("BENCH_BASELINE")
 ROUNDS = 1 if QUICK else int(os.environ.get("ROUNDS", "3"))
 DURATION = 1 if QUICK else int(os.environ.get("DURATION", "5"))
 GATEWAY_CPU, LOAD_CPU = "0", "1"
@@ -211,7 +214,8 @@ def start_fake(size=64, delay_ms=0, image=None):
     return p
 
 
-def start_imagegate(fake, extra_toml="", env=None, name="imagegate", openai_extra=""):
+def start_imagegate(fake, extra_toml="", env=None, name="imagegate", openai_extra="", binary=None):
+    binary = binary or IMAGEGATE
     port = free_port()
     d = tempfile.mkdtemp(prefix="imagegate-", dir=WORK)
     toml = f"""
@@ -224,9 +228,9 @@ base_url = "{fake.base if fake else 'http://127.0.0.1:9'}"
     with open(os.path.join(d, "imagegate.toml"), "w") as f:
         f.write(toml)
     args = ["--config", os.path.join(d, "imagegate.toml"), "--data-dir", os.path.join(d, "data")]
-    p = Proc(name, [IMAGEGATE] + args + ["serve", "--listen", f"127.0.0.1:{port}"], GATEWAY_CPU, env=env)
+    p = Proc(name, [binary] + args + ["serve", "--listen", f"127.0.0.1:{port}"], GATEWAY_CPU, env=env)
     wait_http(f"http://127.0.0.1:{port}/healthz", p)
-    key = subprocess.run([IMAGEGATE] + args + ["keys", "create", "--quiet"], capture_output=True, text=True,
+    key = subprocess.run([binary] + args + ["keys", "create", "--quiet"], capture_output=True, text=True,
                          check=True).stdout.strip()
     p.base, p.key, p.dir = f"http://127.0.0.1:{port}", key, d
     return p
@@ -266,7 +270,11 @@ general_settings:
     return p
 
 
-def targets_for(fake, gateway, litellm):
+def start_baseline(fake, extra_toml=""):
+    return start_imagegate(fake, extra_toml, name="baseline", binary=BASELINE) if BASELINE else None
+
+
+def targets_for(fake, gateway, litellm, baseline=None):
     """name -> (url, body, token, process whose CPU is charged)."""
     url_body = dict(PROMPT_BODY, response_format="url")
     b64_body = dict(PROMPT_BODY, response_format="b64_json")
@@ -275,6 +283,9 @@ def targets_for(fake, gateway, litellm):
         "imagegate url": (f"{gateway.base}/v1/images/generations", url_body, gateway.key, gateway),
         "imagegate b64": (f"{gateway.base}/v1/images/generations", b64_body, gateway.key, gateway),
     }
+    if baseline:
+        t["baseline url"] = (f"{baseline.base}/v1/images/generations", url_body, baseline.key, baseline)
+        t["baseline b64"] = (f"{baseline.base}/v1/images/generations", b64_body, baseline.key, baseline)
     if litellm:
         t["LiteLLM"] = (f"{litellm.base}/v1/images/generations", PROMPT_BODY, litellm.key, litellm)
     return t
@@ -339,10 +350,11 @@ def scenario_overhead():
     out("### 1. Overhead, 64×64 image (instant fake upstream)")
     fake = start_fake(size=64)
     gw = start_imagegate(fake)
+    base = start_baseline(fake)
     lite = None if os.environ.get("BENCH_NO_LITELLM") else start_litellm(fake)
     conns = [1, 16, 64]
-    med = interleaved(targets_for(fake, gw, lite), conns, DURATION)
-    table(med, ["direct", "imagegate url", "imagegate b64", "LiteLLM"], conns)
+    med = interleaved(targets_for(fake, gw, lite, base), conns, DURATION)
+    table(med, ["direct", "imagegate url", "imagegate b64", "baseline url", "baseline b64", "LiteLLM"], conns)
     d, g = med[("direct", 1)], med[("imagegate url", 1)]
     out()
     out(f"Added latency at concurrency 1 (imagegate url − direct): p50 +{ms(g['p50_us'] - d['p50_us'])} ms, "
@@ -351,7 +363,7 @@ def scenario_overhead():
         l1 = med[("LiteLLM", 1)]
         out(f"LiteLLM − direct: p50 +{ms(l1['p50_us'] - d['p50_us'])} ms, p99 +{ms(l1['p99_us'] - d['p99_us'])} ms.")
     out()
-    for p in (gw, lite, fake):
+    for p in (gw, base, lite, fake):
         if p:
             p.stop()
 
@@ -361,12 +373,14 @@ def scenario_payload():
     fake = start_fake(size=1024)
     # Images are written to disk (fsync) per request: keep the run's data bounded.
     gw = start_imagegate(fake, '[storage]\nretention = "15s"\nsweep_interval = "3s"\n')
+    base = start_baseline(fake, '[storage]\nretention = "15s"\nsweep_interval = "3s"\n')
     lite = None if os.environ.get("BENCH_NO_LITELLM") else start_litellm(fake)
     conns = [1, 16]
-    med = interleaved(targets_for(fake, gw, lite), conns, DURATION)
-    table(med, ["direct", "imagegate url", "imagegate b64", "LiteLLM"], conns, mb_per_image=3.1)
+    med = interleaved(targets_for(fake, gw, lite, base), conns, DURATION)
+    table(med, ["direct", "imagegate url", "imagegate b64", "baseline url", "baseline b64", "LiteLLM"], conns,
+          mb_per_image=3.1)
     out()
-    for p in (gw, lite, fake):
+    for p in (gw, base, lite, fake):
         if p:
             p.stop()
 
@@ -459,15 +473,16 @@ def scenario_async():
     out("|---|---|")
     # Durable submits alone: the upstream holds every call for a minute, so workers stay busy
     # with their first 64 tasks and the rest of the burst waits in the queue.
-    fake = start_fake(size=64, delay_ms=120000)
-    gw = start_imagegate(fake)
-    r = wrk(f"{gw.base}/v1/images/generations/async", 64, burst, "POST", body, gw.key)
-    accepted = r["requests"] - r["non2xx"]
-    out(f"| {burst} s burst of async submits, concurrency 64, workers busy (submit path alone) | "
-        f"{accepted / (r['duration_us'] / 1e6):.0f} accepted/s, p50 {ms(r['p50_us'])} ms, p99 {ms(r['p99_us'])} ms, "
-        f"{r['errors'] + r['non2xx']} errors |")
-    gw.stop()
-    fake.stop()
+    for label, binary in [("", IMAGEGATE)] + ([(" (baseline)", BASELINE)] if BASELINE else []):
+        fake = start_fake(size=64, delay_ms=120000)
+        gw = start_imagegate(fake, binary=binary)
+        r = wrk(f"{gw.base}/v1/images/generations/async", 64, burst, "POST", body, gw.key)
+        accepted = r["requests"] - r["non2xx"]
+        out(f"| {burst} s burst of async submits, concurrency 64, workers busy (submit path alone){label} | "
+            f"{accepted / (r['duration_us'] / 1e6):.0f} accepted/s, p50 {ms(r['p50_us'])} ms, "
+            f"p99 {ms(r['p99_us'])} ms, {r['errors'] + r['non2xx']} errors |")
+        gw.stop()
+        fake.stop()
     # The same burst with an instant upstream: every accepted task also runs to completion.
     fake = start_fake(size=64)
     gw = start_imagegate(fake)
@@ -568,6 +583,11 @@ http {{
     nginx = Proc("nginx", ["nginx", "-c", conf, "-p", WORK], GATEWAY_CPU)
     wait_http(f"http://127.0.0.1:{port}/{name}", nginx)
     targets = {"nginx": (f"http://127.0.0.1:{port}/{name}", nginx), "imagegate": (url, gw)}
+    base = start_baseline(fake)
+    if base:
+        status, body = http("POST", f"{base.base}/v1/images/generations", dict(PROMPT_BODY, response_format="url"),
+                            base.key)
+        targets["baseline"] = (json.loads(body)["data"][0]["url"], base)
     runs = {}
     for _ in range(ROUNDS):
         for tname, (u, p) in targets.items():
@@ -579,13 +599,16 @@ http {{
     out("| server | req/s | MB/s | p50 ms | p99 ms | CPU µs/req | × nginx |")
     out("|---|---|---|---|---|---|---|")
     med = {k: sorted(v, key=lambda r: r["rps"])[len(v) // 2] for k, v in runs.items()}
-    for tname in ("nginx", "imagegate"):
+    for tname in ("nginx", "imagegate", "baseline"):
+        if tname not in med:
+            continue
         r = med[tname]
         out(f"| {tname} | {r['rps']:.0f} | {r['rps'] * size_mb:.0f} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | "
             f"{r['cpu_us']:.0f} | {r['rps'] / med['nginx']['rps']:.2f} |")
     out(f"\nThe file: {size_mb:.2f} MB PNG.\n")
-    for p in (nginx, gw, fake):
-        p.stop()
+    for p in (nginx, gw, base, fake):
+        if p:
+            p.stop()
 
 
 def scenario_convert():
@@ -650,6 +673,9 @@ def main():
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out(f"## {now} — bench/run.sh {' '.join(sys.argv[1:])}".rstrip())
     out()
+    if BASELINE:
+        out(f"Side by side with the baseline binary {BASELINE}.")
+        out()
     out(f"Commit {commit}{' (with uncommitted changes)' if dirty else ''}; `nproc` = {os.cpu_count()}, {cpu}; "
         f"load average at start {load}; {ROUNDS} interleaved round(s) of {DURATION} s; target on CPU {GATEWAY_CPU}, "
         f"wrk and the fake upstream on CPU {LOAD_CPU}.{' QUICK smoke run: figures are not comparable.' if QUICK else ''}")

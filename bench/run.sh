@@ -5,7 +5,8 @@
 # bench/.work/litellm-venv), builds release binaries, starts everything on 127.0.0.1 pinned with
 # taskset, runs bounded loads, stops what it started and appends the figures to bench/RESULTS.md.
 # Knobs: ROUNDS=3 DURATION=5 (seconds per measurement), HOLD_CONNECTIONS=10000,
-# BENCH_NO_LITELLM=1 (skip the peer), BENCH_QUICK=1 (a few-second smoke of each scenario; not recorded).
+# BENCH_NO_LITELLM=1 (skip the peer), BENCH_QUICK=1 (a few-second smoke of each scenario; not recorded),
+# BENCH_BASELINE=/path/to/an/earlier/imagegate (run it side by side: overhead, payload, async, serve).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/imagegate-target}"
