@@ -155,6 +155,7 @@ pub struct TimeoutsConfig {
 pub struct WorkerConfig {
     pub concurrency: usize,
     pub lease: String,
+    pub max_claims: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -394,6 +395,7 @@ impl Config {
             keepalive: dur("timeouts.keepalive", &self.timeouts.keepalive)?,
             worker_concurrency: self.worker.concurrency,
             lease,
+            max_claims: self.worker.max_claims.max(1),
             gemini_keys,
             gemini_base_url: self.providers.gemini.base_url.trim_end_matches('/').to_string(),
             simulated_latency: dur("providers.simulated.latency", &self.providers.simulated.latency)?,
@@ -473,6 +475,8 @@ pub struct Runtime {
     pub keepalive: Duration,
     pub worker_concurrency: usize,
     pub lease: Duration,
+    /// Claims a task may have (runs cut off by a crash or a lost lease) before it is given up.
+    pub max_claims: u32,
     pub gemini_keys: Vec<Secret>,
     pub gemini_base_url: String,
     pub simulated_latency: Duration,

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use super::{Abort, Finished, MAX_ATTEMPTS, TaskControl, WorkerPool};
+use super::{Abort, Finished, TaskControl, WorkerPool};
 use crate::domain::request::{ImageRequest, OutputFormat, ResponseFormat};
 use crate::domain::retry::Decision;
 use crate::domain::{ids, now_millis, now_secs};
@@ -98,7 +98,9 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> 
             Err(e) => tracing::warn!(task_id, error = %e, "could not queue the task.started webhook"),
         }
     }
-    if task.attempts > MAX_ATTEMPTS {
+    // Each claim after a crash or a lost lease counts one (a drain gives its claim back): a task
+    // that takes its process down every time is given up rather than crashing it forever.
+    if task.attempts > i64::from(deps.rt.max_claims) {
         let err = error_json(
             502,
             "upstream_error",

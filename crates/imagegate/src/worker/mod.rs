@@ -22,9 +22,6 @@ use crate::webhooks::outbox::Deliverer;
 
 pub use signals::{Finished, Signals, Subscription};
 
-/// A task is given up after this many claims (each claim after a crash counts one).
-pub const MAX_ATTEMPTS: i64 = 3;
-
 /// After the grace period, how long aborted tasks get to put themselves back in the queue and
 /// finished ones to record their end.
 const DRAIN_FINISH: Duration = Duration::from_secs(5);

@@ -487,3 +487,34 @@ async fn a_database_locked_by_another_process_does_not_stall_the_server() {
     }
     holder.join().unwrap();
 }
+
+#[tokio::test]
+async fn a_task_cut_off_more_times_than_allowed_is_given_up_and_refunded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("imagegate.toml");
+    std::fs::write(&config, "[worker]\nlease = \"1s\"\nmax_claims = 1\n").unwrap();
+    let key = new_key(dir.path());
+    let port = free_port();
+    let server = Proc::start(dir.path(), port, Some(&config)).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let body = json!({"model": "nano-banana-pro", "prompt": "brings its process down [sim:delay:3s]"});
+    let resp = client.post(format!("{}/v1/images/generations/async", server.base)).bearer_auth(&key).json(&body);
+    let task: Value = resp.send().await.unwrap().json().await.unwrap();
+    let id = task["id"].as_str().unwrap().to_string();
+    wait_running(&client, &server.base, &key).await;
+    server.signal("-KILL");
+    drop(server);
+    let server = Proc::start(dir.path(), port, Some(&config)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let task = loop {
+        let t = server.task(&client, &key, &id).await;
+        if t["status"] == "failed" || t["status"] == "completed" {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "{t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(task["status"], "failed", "{task}");
+    assert_eq!(task["error"]["code"], "attempts_exhausted");
+    assert_eq!(task["cost_usd"], 0.0, "refunded");
+}

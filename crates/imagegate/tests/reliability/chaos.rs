@@ -83,11 +83,16 @@ async fn thirty_percent_upstream_faults_on_three_channels_are_retried_to_success
         outcomes.iter().filter(|(k, _)| k.as_str() != "200").map(|(k, v)| format!("{v} × {k}")).collect();
     crate::report(
         "chaos",
-        &format!("Upstream chaos: {requests} sync requests (concurrency {concurrency}), 3 channels each failing 30 % of calls"),
+        &format!(
+            "Upstream chaos: {requests} sync requests (concurrency {concurrency}), 3 channels each failing 30 % of calls"
+        ),
         &[
             ("succeeded", format!("{ok} of {requests} ({rate:.2} %)")),
             ("failed, by status and code", if failures.is_empty() { "none".into() } else { failures.join(", ") }),
-            ("charged", format!("${spent:.3} = {ok} images × ${PRICE} (failures refunded; ${reserved:.3} still reserved)")),
+            (
+                "charged",
+                format!("${spent:.3} = {ok} images × ${PRICE} (failures refunded; ${reserved:.3} still reserved)"),
+            ),
             ("upstream calls", format!("{calls} ({:.2} per image)", calls as f64 / requests as f64)),
             ("retry policy", "max_attempts = 6, backoff 50 ms–500 ms, breaker 5 failures / 2 s".into()),
             ("ran in", format!("{:.1} s", took.as_secs_f64())),

@@ -91,7 +91,9 @@ async fn a_conversion_flood_from_clients_that_hang_up_stays_bounded() {
     let stored = count();
     crate::report(
         "flood",
-        &format!("Conversion flood: {requests} distinct variant URLs of a 4096×4096 image, {clients} clients hanging up after 50 ms"),
+        &format!(
+            "Conversion flood: {requests} distinct variant URLs of a 4096×4096 image, {clients} clients hanging up after 50 ms"
+        ),
         &[
             ("gateway RSS before the flood", format!("{before:.0} MB")),
             ("peak RSS during the flood (sampled every 25 ms)", format!("{peak:.0} MB (+{:.0} MB)", peak - before)),

@@ -15,8 +15,11 @@ const PRICE: f64 = 0.134;
 async fn tasks_survive_repeated_kill_9_without_loss_or_double_charge() {
     let full = crate::full();
     let (tasks, kills) = if full { (1000, 5) } else { (100, 2) };
-    let (min_latency, max_latency) =
-        if full { (Duration::from_secs(1), Duration::from_secs(5)) } else { (Duration::from_millis(200), Duration::from_secs(1)) };
+    let (min_latency, max_latency) = if full {
+        (Duration::from_secs(1), Duration::from_secs(5))
+    } else {
+        (Duration::from_millis(200), Duration::from_secs(1))
+    };
     let fake = FakeGemini::start().await.unwrap();
     fake.script.set_delay_range(min_latency, max_latency, 7);
     let sink = WebhookSink::start().await.unwrap();
@@ -72,15 +75,8 @@ async fn tasks_survive_repeated_kill_9_without_loss_or_double_charge() {
     let lost = ids.len() - ended.len();
     let rerun = ended.values().filter(|t| t["attempts"].as_i64().unwrap_or(0) > 1).count();
     let overcharged = ended.values().filter(|t| t["cost_usd"].as_f64().unwrap_or(0.0) > PRICE + 1e-9).count();
-    let usage: Value = client
-        .get(format!("{}/v1/usage", server.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let usage: Value =
+        client.get(format!("{}/v1/usage", server.base)).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
     let spent = usage["spent_usd"].as_f64().unwrap();
     let double_charges = ((spent - completed as f64 * PRICE) / PRICE).round() as i64;
     // Every completion's webhook arrives (at least once).
@@ -101,15 +97,23 @@ async fn tasks_survive_repeated_kill_9_without_loss_or_double_charge() {
     };
     crate::report(
         "kill_soak",
-        &format!("kill -9 soak: {tasks} async tasks with webhooks, upstream latency {min_latency:?}–{max_latency:?}, killed {kills} times at random"),
+        &format!(
+            "kill -9 soak: {tasks} async tasks with webhooks, upstream latency {min_latency:?}–{max_latency:?}, killed {kills} times at random"
+        ),
         &[
             ("completed", format!("{completed} of {tasks}")),
             ("failed (cut off by more kills than a task has attempts; refunded)", failed.to_string()),
             ("lost", lost.to_string()),
             ("tasks run more than once (cut off by a kill)", rerun.to_string()),
             ("upstream calls", format!("{} for {tasks} images", fake.script.call_count())),
-            ("double charges", format!("{double_charges} (spent ${spent:.3}; tasks charged above the price: {overcharged})")),
-            ("completion webhooks delivered", format!("{delivered} of {completed} ({duplicates} duplicates: at least once)")),
+            (
+                "double charges",
+                format!("{double_charges} (spent ${spent:.3}; tasks charged above the price: {overcharged})"),
+            ),
+            (
+                "completion webhooks delivered",
+                format!("{delivered} of {completed} ({duplicates} duplicates: at least once)"),
+            ),
             ("all tasks ended within", format!("{:.1} s of the first submit", ran_in.as_secs_f64())),
         ],
     );

@@ -96,13 +96,22 @@ async fn every_webhook_is_delivered_after_a_receiver_outage() {
     );
     crate::report(
         "receiver_down",
-        &format!("Webhook receiver down for a compressed 10 minutes (schedule and outage scaled 1/{scale:.0}), {tasks} tasks"),
+        &format!(
+            "Webhook receiver down for a compressed 10 minutes (schedule and outage scaled 1/{scale:.0}), {tasks} tasks"
+        ),
         &[
             ("outage", format!("{:.1} s (= 10 min)", outage.as_secs_f64())),
-            ("completion webhooks delivered after the receiver returned", format!("{} of {}", delivered.len(), ids.len())),
+            (
+                "completion webhooks delivered after the receiver returned",
+                format!("{} of {}", delivered.len(), ids.len()),
+            ),
             (
                 "last one delivered",
-                format!("{:.1} s after its return (= {:.0} min)", drained.as_secs_f64(), drained.as_secs_f64() * scale / 60.0),
+                format!(
+                    "{:.1} s after its return (= {:.0} min)",
+                    drained.as_secs_f64(),
+                    drained.as_secs_f64() * scale / 60.0
+                ),
             ),
             ("webhooks refused while it was down, then delivered", format!("{refused_first} of {}", ids.len())),
             ("attempts per webhook, as logged", format!("min {min:.0}, median {median:.0}, max {max:.0}")),

@@ -122,7 +122,6 @@ impl Drop for Proc {
     }
 }
 
-
 /// Resident memory of a process now, and its peak so far (MB), from `/proc/{pid}/status`.
 pub fn rss_mb(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
