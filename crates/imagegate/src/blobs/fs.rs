@@ -161,18 +161,34 @@ impl BlobStore for FsBlobStore {
         Ok(Bytes::from(tokio::fs::read(&path).await.map_err(io(key))?))
     }
 
+    /// The first chunk (the whole of an image up to `STREAM_CHUNK`, which is nearly every one)
+    /// is read in one trip to the blocking pool, exactly the bytes asked for; a larger object
+    /// streams the rest a chunk at a time.
     async fn stream(&self, key: &str, range: Option<std::ops::Range<u64>>) -> Result<ByteStream, BlobError> {
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        use std::io::{Read, Seek};
         let path = self.path(key)?;
-        let mut file = tokio::fs::File::open(&path).await.map_err(io(key))?;
-        let reader: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match range {
-            None => Box::new(file),
-            Some(r) => {
-                file.seek(std::io::SeekFrom::Start(r.start)).await.map_err(io(key))?;
-                Box::new(file.take(r.end.saturating_sub(r.start)))
-            }
-        };
-        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(reader, STREAM_CHUNK)))
+        let first = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            let mut file = std::fs::File::open(&path)?;
+            let total = file.metadata()?.len();
+            let range = range.unwrap_or(0..total);
+            let end = range.end.min(total);
+            file.seek(std::io::SeekFrom::Start(range.start))?;
+            let first_len = end.saturating_sub(range.start).min(STREAM_CHUNK as u64);
+            let mut buf = vec![0u8; first_len as usize];
+            file.read_exact(&mut buf)?;
+            Ok((Bytes::from(buf), file, end.saturating_sub(range.start + first_len)))
+        })
+        .await
+        .map_err(|e| BlobError::Io { key: key.to_string(), source: std::io::Error::other(e) })?;
+        let (first, file, rest) = first.map_err(io(key))?;
+        let head = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) });
+        if rest == 0 {
+            return Ok(Box::pin(head));
+        }
+        use futures_util::StreamExt;
+        use tokio::io::AsyncReadExt;
+        let tail = tokio::fs::File::from_std(file).take(rest);
+        Ok(Box::pin(head.chain(tokio_util::io::ReaderStream::with_capacity(tail, STREAM_CHUNK))))
     }
 
     /// A page is one shard folder; the cursor names the next one.
@@ -267,6 +283,21 @@ mod tests {
         store.delete("img_abc.png").await.unwrap();
         assert!(store.get("img_abc.png").await.unwrap_err().is_not_found());
         assert!(store.head("img_abc.png").await.unwrap_err().is_not_found());
+    }
+
+    #[tokio::test]
+    async fn objects_larger_than_a_chunk_stream_in_chunks() {
+        use futures_util::TryStreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::new(dir.path(), Durability::Process);
+        let big: Vec<u8> = (0..STREAM_CHUNK + 1_000_000).map(|i| (i % 251) as u8).collect();
+        store.put("img_big.png", Bytes::from(big.clone()), "image/png").await.unwrap();
+        let chunks: Vec<Bytes> = store.stream("img_big.png", None).await.unwrap().try_collect().await.unwrap();
+        assert!(chunks.len() >= 2 && chunks.iter().all(|c| c.len() <= STREAM_CHUNK));
+        assert_eq!(chunks.concat(), big);
+        let (a, b) = (STREAM_CHUNK as u64 - 10, STREAM_CHUNK as u64 + 10);
+        let part: Vec<Bytes> = store.stream("img_big.png", Some(a..b)).await.unwrap().try_collect().await.unwrap();
+        assert_eq!(part.concat(), big[a as usize..b as usize]);
     }
 
     #[tokio::test]

@@ -209,3 +209,25 @@ async fn bad_destinations_are_refused_with_the_reason() {
     let resp = app.admin(Method::PUT, "/admin/v1/keys/key_00000000000000000000000000/export", Some(json!({}))).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_long_error_in_any_language_from_the_destination_is_a_clear_400() {
+    // A destination whose every answer is a 500 with a long, non-ASCII body.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let router = axum::Router::new().fallback(|| async {
+        (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "内部エラーが発生しました。後でもう一度お試しください。".repeat(40),
+        )
+    });
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let app = spawn_app().await;
+    let (key_id, _) = app.admin_key("faraway").await;
+    let resp = app
+        .admin(Method::PUT, &format!("/admin/v1/keys/{key_id}/export"), Some(destination(&endpoint, &prefix(), SECRET)))
+        .await;
+    let body = assert_error(resp, StatusCode::BAD_REQUEST, "export_destination_unreachable").await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.len() < 1000, "{} bytes", message.len());
+}
