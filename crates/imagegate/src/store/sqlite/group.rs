@@ -1,9 +1,10 @@
 //! Group commit for the hottest writes (submits, claims, completions): operations that arrive
 //! together share one transaction (one WAL append, one set of touched pages), each inside its
 //! own savepoint so one failing operation never takes the others with it. A caller queues its
-//! operation and waits; the first caller to find no batch running starts one on the blocking
-//! pool (so a client going away cannot strand the batch, and no runtime worker waits on the
-//! database), which commits them all and answers each. The operations of one batch share a
+//! operation and waits; the first caller to find no batch running starts one on a spawned task
+//! (so a client going away cannot strand the batch), which yields once to let concurrent
+//! operations join, then commits them all and answers each (a commit that must wait for the
+//! database leaves the runtime's thread first: see `db.rs`). The operations of one batch share a
 //! scratch state `S` (fresh per transaction) to reuse what an earlier one worked out.
 
 use rusqlite::Connection;
@@ -35,12 +36,12 @@ impl<J: Send + 'static, R: Send + 'static, S: Default + 'static> Batcher<J, R, S
         let (tx, rx) = oneshot::channel();
         self.pending.lock().map_err(|_| StoreError::Unavailable("write queue poisoned".into()))?.push((job, tx));
         if !self.running.swap(true, Ordering::AcqRel) {
-            // The batch commits on the blocking pool, never on a runtime worker (a commit can
-            // wait for SQLite's lock); the time a blocking thread takes to pick it up lets
-            // concurrent operations join the batch.
             let me = Arc::clone(self);
             let db = Arc::clone(db);
-            tokio::task::spawn_blocking(move || me.drain(&db));
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                me.drain(&db);
+            });
         }
         rx.await.map_err(|_| StoreError::Unavailable("the write was dropped before it was committed".into()))?
     }
