@@ -139,6 +139,10 @@ class Proc:
                 self.p.wait()
         if self in _procs:
             _procs.remove(self)
+        # A gateway's data folder goes with it: a full run stores tens of GB of images.
+        data = getattr(self, "dir", None)
+        if data and os.path.isdir(data):
+            shutil.rmtree(data, ignore_errors=True)
 
     def tail(self, n=20):
         try:
