@@ -168,7 +168,7 @@ pub async fn start(mut rt: Runtime) -> Result<Server> {
     if unfinished > 0 {
         tracing::info!(unfinished, "resuming unfinished tasks from before the last stop");
     }
-    crate::durability::start(app.store.clone(), app.blobs.clone());
+    crate::flush::start(app.store.clone(), app.blobs.clone());
     app.workers.start();
     app.deliverer.start();
     app.exporter.start();

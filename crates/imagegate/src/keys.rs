@@ -89,7 +89,7 @@ impl KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::durability::Durability;
+    use crate::domain::durability::Durability;
 
     #[tokio::test]
     async fn cached_keys_are_reused_until_forgotten_or_stale() {

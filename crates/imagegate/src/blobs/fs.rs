@@ -2,7 +2,7 @@
 //! needs no client library, and this keeps the default build free of object-store machinery.
 //!
 //! Every image is written under a temporary name and renamed, so a reader never sees half a
-//! file. How it reaches the disk follows the durability level (see `crate::durability`):
+//! file. How it reaches the disk follows the durability level (see `crate::domain::durability`; the flush loop is `crate::flush`):
 //! `power` fsyncs each file (and its folder) before `put` returns; `process` leaves that to
 //! `flush`, which the flush loop calls for all recent images at once, before each database
 //! checkpoint.
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::{BlobError, BlobStore, ByteStream, STREAM_CHUNK, check_key};
-use crate::durability::Durability;
+use crate::domain::durability::Durability;
 
 pub struct FsBlobStore {
     root: PathBuf,

@@ -2,7 +2,7 @@
 //!
 //! The store is addressed by opaque keys the gateway chooses (`img_….jpeg`); it knows nothing
 //! of tasks or owners. `put` has stored the object when it returns (how far toward the disk
-//! follows the durability level, see `crate::durability`): a task is only marked completed
+//! follows the durability level, see `crate::domain::durability`): a task is only marked completed
 //! after its images are stored, so a crash in between regenerates rather than loses.
 
 pub mod fs;
@@ -14,7 +14,7 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::durability::Durability;
+use crate::domain::durability::Durability;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {

@@ -343,7 +343,7 @@ impl Config {
             bail!("conversions.qualities must list qualities from 1 to 100");
         }
         let variant_rules = crate::domain::variant::Rules { sizes, qualities };
-        let durability = crate::durability::Durability::parse(&self.storage.durability).ok_or_else(|| {
+        let durability = crate::domain::durability::Durability::parse(&self.storage.durability).ok_or_else(|| {
             anyhow::anyhow!("storage.durability {:?} must be process or power", self.storage.durability)
         })?;
         let data_dir = self.storage.data_dir.clone();
@@ -461,7 +461,7 @@ pub struct Runtime {
     pub orphan_grace: Duration,
     pub url_mode: UrlMode,
     /// What a finished task survives: a crash of the process, or a power cut too.
-    pub durability: crate::durability::Durability,
+    pub durability: crate::domain::durability::Durability,
     /// How image URL variants are normalised (size and quality steps).
     pub variant_rules: crate::domain::variant::Rules,
     /// Conversions at once (0: one per core), and anonymous ones that may wait.
@@ -656,7 +656,7 @@ mod tests {
         assert_eq!(r.public_url, "http://127.0.0.1:8080");
         assert_eq!(r.deadline_4k, Duration::from_secs(600));
         assert_eq!(r.retention, Duration::from_secs(7 * 86400));
-        assert_eq!(r.durability, crate::durability::Durability::Process);
+        assert_eq!(r.durability, crate::domain::durability::Durability::Process);
     }
 
     /// The defaults live in config.default.toml alone; these are the published ones (API.md).
@@ -684,7 +684,7 @@ mod tests {
     fn durability_is_process_or_power() {
         let mut c: Config = toml::from_str(DEFAULT_TOML).unwrap();
         c.storage.durability = "power".into();
-        assert_eq!(c.runtime().unwrap().durability, crate::durability::Durability::Power);
+        assert_eq!(c.runtime().unwrap().durability, crate::domain::durability::Durability::Power);
         c.storage.durability = "always".into();
         let err = c.runtime().unwrap_err().to_string();
         assert!(err.contains("storage.durability") && err.contains("process or power"), "{err}");

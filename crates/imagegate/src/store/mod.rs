@@ -318,7 +318,7 @@ pub const QUEUE_POSITION_CAP: i64 = 1000;
 /// How long an Idempotency-Key is remembered.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
-use crate::durability::Durability;
+use crate::domain::durability::Durability;
 
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -498,7 +498,7 @@ pub trait Store: Send + Sync {
 }
 
 /// Opens the store a database URL names and runs its migrations; commits survive what
-/// `durability` says (see `crate::durability`).
+/// `durability` says (see `crate::domain::durability`).
 pub async fn open(url: &str, durability: Durability) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url, durability).await?))

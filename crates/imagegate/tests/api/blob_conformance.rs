@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use imagegate::blobs::{self, BlobError, BlobStore};
-use imagegate::durability::Durability;
+use imagegate::domain::durability::Durability;
 use serde_json::Value;
 use std::sync::Arc;
 

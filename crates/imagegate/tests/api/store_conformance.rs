@@ -12,7 +12,7 @@ use std::sync::Arc;
 async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("s.db").display());
-    (imagegate::store::open(&url, imagegate::durability::Durability::Process).await.unwrap(), dir)
+    (imagegate::store::open(&url, imagegate::domain::durability::Durability::Process).await.unwrap(), dir)
 }
 
 fn task(owner: &str, idem: Option<(&str, &str)>, at: i64) -> NewTask {

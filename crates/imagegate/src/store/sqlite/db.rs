@@ -10,7 +10,7 @@
 //!   checkpoint) or `FULL` on `power` durability (every commit fsyncs the log);
 //! - a small stack of read-only connections (WAL readers never wait for the writer);
 //! - checkpoints (PASSIVE) on their own connection, called by the flush loop
-//!   (`crate::durability`) after the images it flushed, never inside a request's commit.
+//!   (`crate::flush`) after the images it flushed, never inside a request's commit.
 //!
 //! A write can wait: for the writer mutex while another write runs, and for SQLite's lock
 //! (up to the busy timeout) while another process writes (the CLI, a backup). Such a wait must
@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::durability::Durability;
+use crate::domain::durability::Durability;
 use crate::store::StoreError;
 
 const READERS_KEPT: usize = 8;

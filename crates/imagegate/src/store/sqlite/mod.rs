@@ -16,9 +16,9 @@ use group::Batcher;
 use serde_json::Value;
 use std::sync::Arc;
 
+use crate::domain::durability::Durability;
 use crate::domain::export::ExportDestination;
 use crate::domain::policy::KeyPolicy;
-use crate::durability::Durability;
 
 use super::{
     AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, Ended, ExportJob, ExportOutcome, ExportRecord,

@@ -111,7 +111,7 @@ async fn ready_within(endpoint: &str, limit: Duration) -> bool {
         if let Ok(store) = imagegate::blobs::open(
             &url,
             Some((ACCESS.into(), SECRET.into())),
-            imagegate::durability::Durability::Process,
+            imagegate::domain::durability::Durability::Process,
         ) && store.probe().await.is_ok()
         {
             return true;

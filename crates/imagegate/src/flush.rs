@@ -1,13 +1,7 @@
-//! What a finished task survives, and the loop that makes recent work durable.
-//!
-//! Two levels (`[storage] durability`):
-//! - `process` (default): a task's row and its image are written before the client hears of
-//!   them, so a crash, `kill -9` or restart of the gateway at any point loses nothing. They
-//!   reach the disk together at the next flush (every [`FLUSH_EVERY`]): first the images
-//!   written since the last flush, then the database checkpoint. A power cut or kernel crash
-//!   may lose the work of the last moments, as SQLite's `synchronous = NORMAL` does.
-//! - `power`: every image is fsynced, and every commit too (`synchronous = FULL`), before the
-//!   client is answered: also survives a power cut, for a device flush per request.
+//! The flush loop of the embedded deployment (SQLite and a local folder): on `process`
+//! durability (see `domain::durability`), recent images and the database's log reach the disk
+//! together, images first. The one place that joins the two seams, wired by `app`: the store
+//! and the blob store each only offer their half (`Store::checkpoint`, `BlobStore::flush`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,25 +12,6 @@ use crate::store::Store;
 /// How often recent images and commits are flushed to disk in `process` mode (and the WAL is
 /// checkpointed in both modes).
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// Survives any crash of the process; flushed to disk every [`FLUSH_EVERY`].
-    #[default]
-    Process,
-    /// Also survives a power cut: fsync before every answer.
-    Power,
-}
-
-impl Durability {
-    pub fn parse(s: &str) -> Option<Durability> {
-        match s {
-            "process" => Some(Durability::Process),
-            "power" => Some(Durability::Power),
-            _ => None,
-        }
-    }
-}
 
 /// Starts the flush loop on its own thread (flushing blocks on the disk). It holds the store
 /// weakly and ends once the store is dropped.
