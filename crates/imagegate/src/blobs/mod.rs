@@ -83,9 +83,9 @@ pub trait BlobStore: Send + Sync {
 /// A stream of an object's bytes.
 pub type ByteStream = Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
-/// The most read at a time when streaming (and so held per response): a whole image nearly
-/// always, in one read; larger objects and ranges go a chunk at a time.
-pub const STREAM_CHUNK: usize = 8 * 1024 * 1024;
+/// The most read at a time when streaming, and so about what one response holds however slowly
+/// its client reads: most images whole, in one read; larger objects and ranges a chunk at a time.
+pub const STREAM_CHUNK: usize = 4 * 1024 * 1024;
 
 /// Opens the blob store a storage URL names; `credentials` are for S3 (access key, secret).
 pub fn open(

@@ -108,6 +108,11 @@ pub fn start(
     tokio::spawn(async move {
         let mut cursor = None;
         loop {
+            // Waits first: a pass at start-up would list the store while the server warms up.
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.cancelled() => return,
+            }
             let (mut deleted, mut seen) = (0, 0);
             loop {
                 let (d, n, next) = sweep_page(store.as_ref(), blobs.as_ref(), cursor.take(), grace).await;
@@ -120,10 +125,6 @@ pub fn start(
             }
             if deleted > 0 {
                 tracing::info!(deleted, "orphan sweep deleted objects no image record wants");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = stop.cancelled() => return,
             }
         }
     });

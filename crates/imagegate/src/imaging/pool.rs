@@ -80,12 +80,17 @@ impl Pool {
     /// A place in the queue, or `Busy` when no slot is free and the queue is full. Taking the
     /// place first lets a caller refuse a request before starting anything for it.
     pub fn reserve(&self) -> Result<Ticket, PoolError> {
-        let before = self.load.fetch_add(1, Ordering::AcqRel);
-        let ticket = Ticket { load: Arc::clone(&self.load) };
+        let (ticket, before) = self.ticket();
         if before >= self.size + self.max_queue {
             return Err(PoolError::Busy);
         }
         Ok(ticket)
+    }
+
+    /// A ticket counted in the load, and the load before it.
+    fn ticket(&self) -> (Ticket, usize) {
+        let before = self.load.fetch_add(1, Ordering::AcqRel);
+        (Ticket { load: Arc::clone(&self.load) }, before)
     }
 
     /// Jobs admitted and waiting for a slot.
@@ -114,8 +119,7 @@ impl Pool {
 
     /// Runs `f` when a slot is free, however long that takes (paid work).
     pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, PoolError> {
-        self.load.fetch_add(1, Ordering::AcqRel);
-        let ticket = Ticket { load: Arc::clone(&self.load) };
+        let (ticket, _) = self.ticket();
         self.run_reserved(ticket, f).await
     }
 

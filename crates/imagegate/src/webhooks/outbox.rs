@@ -113,11 +113,13 @@ impl Deliverer {
             return stored.to_string();
         }
         let Ok(mut event) = serde_json::from_str::<serde_json::Value>(stored) else { return stored.to_string() };
-        let before = event.clone();
-        if let Some(task) = event.get_mut("data") {
-            self.urls.refresh_task(task).await;
+        match event.get_mut("data") {
+            Some(task) if !task["result"].is_null() => {
+                self.urls.refresh_task(task).await;
+                event.to_string()
+            }
+            _ => stored.to_string(),
         }
-        if event == before { stored.to_string() } else { event.to_string() }
     }
 
     /// POSTs one signed attempt: the status and any `Retry-After`, or why it could not be sent.

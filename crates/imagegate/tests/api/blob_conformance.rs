@@ -160,20 +160,28 @@ async fn public_url_mode_points_at_the_cdn() {
     assert_eq!(app.get(&app.url(&format!("/images/{key}"))).await.status(), 200);
 }
 
-#[tokio::test]
-async fn presigned_urls_read_straight_from_the_bucket() {
-    let server = s3::s3().await;
+/// The gateway on S3 storage under a fresh prefix, with `tweak` on top.
+async fn on_s3(server: &s3::S3Server, tweak: impl FnOnce(&mut imagegate::config::Runtime)) -> TestApp {
     let url = server.storage_url();
     let (a, s) = server.credentials();
-    let app = spawn_with(
+    spawn_with(
         move |rt| {
             rt.storage_url = url;
             rt.s3_access_key = Some(a);
             rt.s3_secret_key = Some(imagegate::config::Secret::new(s));
-            rt.url_mode = imagegate::config::UrlMode::Presigned(std::time::Duration::from_secs(600));
+            tweak(rt);
         },
         false,
     )
+    .await
+}
+
+#[tokio::test]
+async fn presigned_urls_read_straight_from_the_bucket() {
+    let server = s3::s3().await;
+    let app = on_s3(&server, |rt| {
+        rt.url_mode = imagegate::config::UrlMode::Presigned(std::time::Duration::from_secs(600));
+    })
     .await;
     let resp = app.generate(pro("presigned")).await;
     let task_id = resp.headers()["imagegate-task-id"].to_str().unwrap().to_string();
@@ -207,18 +215,10 @@ async fn presigned_mode_without_s3_refuses_to_start() {
 #[tokio::test]
 async fn presigned_urls_are_signed_afresh_wherever_a_task_is_handed_out_again() {
     let server = s3::s3().await;
-    let url = server.storage_url();
-    let (a, s) = server.credentials();
-    let app = spawn_with(
-        move |rt| {
-            rt.storage_url = url;
-            rt.s3_access_key = Some(a);
-            rt.s3_secret_key = Some(imagegate::config::Secret::new(s));
-            rt.url_mode = imagegate::config::UrlMode::Presigned(std::time::Duration::from_secs(1));
-            rt.webhook_schedule = vec![std::time::Duration::from_millis(2500)];
-        },
-        false,
-    )
+    let app = on_s3(&server, |rt| {
+        rt.url_mode = imagegate::config::UrlMode::Presigned(std::time::Duration::from_secs(1));
+        rt.webhook_schedule = vec![std::time::Duration::from_millis(2500)];
+    })
     .await;
     let sink = imagegate_fakes::WebhookSink::start().await.unwrap();
     sink.reply_with(&[500]);

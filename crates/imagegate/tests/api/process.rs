@@ -9,15 +9,7 @@ use crate::support::proc::*;
 async fn wait_running(client: &reqwest::Client, base: &str, key: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let page: Value = client
-            .get(format!("{base}/v1/tasks?status=running&limit=1"))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = get_json(client, &format!("{base}/v1/tasks?status=running&limit=1"), key).await;
         if !page["data"].as_array().unwrap().is_empty() {
             return;
         }

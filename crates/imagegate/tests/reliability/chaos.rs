@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::proc::{Proc, free_port, new_key};
+use crate::proc::{Proc, free_port, get_json, new_key};
 
 const PRICE: f64 = 0.134;
 
@@ -73,8 +73,7 @@ async fn thirty_percent_upstream_faults_on_three_channels_are_retried_to_success
     }
     let took = started.elapsed();
     let ok = outcomes.get("200").copied().unwrap_or(0);
-    let usage: Value =
-        client.get(format!("{}/v1/usage", server.base)).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let usage = get_json(&client, &format!("{}/v1/usage", server.base), &key).await;
     let spent = usage["spent_usd"].as_f64().unwrap();
     let reserved = usage["reserved_usd"].as_f64().unwrap();
     let calls: usize = fakes.iter().map(|f| f.script.call_count()).sum();

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::proc::{Proc, free_port, new_key};
+use crate::proc::{Proc, free_port, get_json, new_key};
 
 const PRICE: f64 = 0.134;
 
@@ -75,8 +75,7 @@ async fn tasks_survive_repeated_kill_9_without_loss_or_double_charge() {
     let lost = ids.len() - ended.len();
     let rerun = ended.values().filter(|t| t["attempts"].as_i64().unwrap_or(0) > 1).count();
     let overcharged = ended.values().filter(|t| t["cost_usd"].as_f64().unwrap_or(0.0) > PRICE + 1e-9).count();
-    let usage: Value =
-        client.get(format!("{}/v1/usage", server.base)).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let usage = get_json(&client, &format!("{}/v1/usage", server.base), &key).await;
     let spent = usage["spent_usd"].as_f64().unwrap();
     let double_charges = ((spent - completed as f64 * PRICE) / PRICE).round() as i64;
     // Every completion's webhook arrives (at least once).

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use crate::proc::{Proc, free_port, new_key};
+use crate::proc::{Proc, free_port, get_json, new_key};
 
 #[tokio::test]
 async fn every_webhook_is_delivered_after_a_receiver_outage() {
@@ -41,15 +41,7 @@ async fn every_webhook_is_delivered_after_a_receiver_outage() {
     loop {
         let mut open = 0;
         for status in ["queued", "running"] {
-            let page: Value = client
-                .get(format!("{}/v1/tasks?status={status}&limit=1", server.base))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let page = get_json(&client, &format!("{}/v1/tasks?status={status}&limit=1", server.base), &key).await;
             open += page["data"].as_array().unwrap().len();
         }
         if open == 0 || Instant::now() > deadline {
@@ -77,15 +69,7 @@ async fn every_webhook_is_delivered_after_a_receiver_outage() {
     let drained = back.elapsed();
     let mut attempts = Vec::new();
     for id in &ids {
-        let log: Value = client
-            .get(format!("{}/v1/tasks/{id}/webhook-deliveries", server.base))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let log = get_json(&client, &format!("{}/v1/tasks/{id}/webhook-deliveries", server.base), &key).await;
         attempts.push(log["data"].as_array().map_or(0, |a| a.len()) as f64);
     }
     let refused_first = attempts.iter().filter(|a| **a > 1.0).count();

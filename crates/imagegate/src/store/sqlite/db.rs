@@ -31,6 +31,34 @@ use crate::store::StoreError;
 
 const READERS_KEPT: usize = 8;
 
+/// Why a write transaction did not happen.
+enum Transact<F> {
+    /// Another process holds SQLite's lock; `f` was not run and is handed back.
+    Busy(F),
+    Failed(StoreError),
+}
+
+impl<F> Transact<F> {
+    fn into_error(self) -> StoreError {
+        match self {
+            Transact::Busy(_) => StoreError::Unavailable("the database stayed locked by another process".into()),
+            Transact::Failed(e) => e,
+        }
+    }
+}
+
+/// `BEGIN IMMEDIATE`, `f`, `COMMIT` (rolled back when `f` fails).
+fn transact<R, F: FnOnce(&Connection) -> Result<R, StoreError>>(conn: &mut Connection, f: F) -> Result<R, Transact<F>> {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) if is_busy(&e) => return Err(Transact::Busy(f)),
+        Err(e) => return Err(Transact::Failed(e.into())),
+    };
+    let out = f(&tx).map_err(Transact::Failed)?;
+    tx.commit().map_err(|e| Transact::Failed(e.into()))?;
+    Ok(out)
+}
+
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
@@ -104,35 +132,22 @@ impl Db {
     /// Runs `f` in a write transaction (committed when `f` returns `Ok`, rolled back otherwise);
     /// any waiting happens off the runtime's worker threads.
     pub fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        let mut f = Some(f);
         // Without waiting: the writer connection has no busy timeout, so a lock held by another
-        // process answers BUSY at once instead of blocking here.
-        match self.writer.try_lock() {
-            Ok(mut conn) => match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-                Ok(tx) => {
-                    let f = f.take().ok_or_else(|| StoreError::Unavailable("write ran twice".into()))?;
-                    let out = f(&tx)?;
-                    tx.commit()?;
-                    return Ok(out);
-                }
-                Err(e) if is_busy(&e) => {}
-                Err(e) => return Err(e.into()),
+        // process answers BUSY at once instead of blocking here; `f` has not run then.
+        let f = match self.writer.try_lock() {
+            Ok(mut conn) => match transact(&mut conn, f) {
+                Err(Transact::Busy(f)) => f,
+                done => return done.map_err(Transact::into_error),
             },
-            Err(std::sync::TryLockError::WouldBlock) => {}
+            Err(std::sync::TryLockError::WouldBlock) => f,
             Err(std::sync::TryLockError::Poisoned(_)) => {
                 return Err(StoreError::Unavailable("writer lock poisoned".into()));
             }
-        }
+        };
         off_runtime(|| {
             let mut conn = self.writer.lock().map_err(|_| StoreError::Unavailable("writer lock poisoned".into()))?;
             conn.busy_timeout(BUSY_TIMEOUT)?;
-            let done = (|| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let f = f.take().ok_or_else(|| StoreError::Unavailable("write ran twice".into()))?;
-                let out = f(&tx)?;
-                tx.commit()?;
-                Ok(out)
-            })();
+            let done = transact(&mut conn, f).map_err(Transact::into_error);
             conn.busy_timeout(Duration::ZERO)?;
             done
         })

@@ -122,6 +122,11 @@ impl Drop for Proc {
     }
 }
 
+/// `GET url` with a bearer key, as JSON.
+pub async fn get_json(client: &reqwest::Client, url: &str, key: &str) -> Value {
+    client.get(url).bearer_auth(key).send().await.unwrap().json().await.unwrap()
+}
+
 /// Resident memory of a process now, and its peak so far (MB), from `/proc/{pid}/status`.
 pub fn rss_mb(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
