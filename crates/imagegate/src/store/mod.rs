@@ -2,9 +2,11 @@
 //!
 //! Everything a request promises lives here before any upstream call, so a dropped connection
 //! or a killed process never loses a paid image. Reads of customer data take the owner, so a
-//! handler cannot forget tenant isolation. Backends: SQLite (embedded default); PostgreSQL
-//! arrives behind the same trait, with the same conformance tests.
+//! handler cannot forget tenant isolation. Backends: SQLite (the embedded default, one process)
+//! and PostgreSQL (several replicas sharing one database), behind the same trait and held to
+//! the same conformance tests.
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -18,12 +20,16 @@ use crate::domain::task::{TaskMode, TaskStatus};
 pub enum StoreError {
     #[error("database error")]
     Database(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
     #[error("migration {version} failed")]
     Migration {
         version: i64,
         #[source]
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("the database schema is at version {found}, newer than this build knows ({known}): run a newer imagegate")]
+    SchemaTooNew { found: i64, known: i64 },
     #[error("stored {what} has an unknown value {value:?}")]
     BadValue { what: &'static str, value: String },
     #[error("the database is unavailable: {0}")]
@@ -34,7 +40,7 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("unsupported database URL {0:?}: use sqlite://PATH")]
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
 }
 
@@ -497,12 +503,52 @@ pub trait Store: Send + Sync {
     async fn task_exports(&self, owner: &str, task_ids: &[String]) -> Result<Vec<ExportRecord>, StoreError>;
 }
 
-/// Opens the store a database URL names and runs its migrations; commits survive what
-/// `durability` says (see `crate::domain::durability`).
-pub async fn open(url: &str, durability: Durability) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+/// How to reach the database: its URL and, for PostgreSQL, the pool's settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub url: String,
+    /// Commits survive what this says (see `crate::domain::durability`).
+    pub durability: Durability,
+    /// PostgreSQL: connections per replica.
+    pub pool_size: usize,
+    /// PostgreSQL: a statement running longer is cancelled by the server.
+    pub statement_timeout: std::time::Duration,
+}
+
+impl Options {
+    /// A URL with the default settings (tests, one-off CLI commands).
+    pub fn url(url: &str, durability: Durability) -> Options {
+        Options {
+            url: url.to_string(),
+            durability,
+            pool_size: 16,
+            statement_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// Which backend a database URL names.
+pub fn backend(url: &str) -> Option<&'static str> {
     if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url, durability).await?))
+        Some("sqlite")
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Some("postgres")
     } else {
-        Err(StoreError::UnsupportedUrl(url.to_string()))
+        None
+    }
+}
+
+/// Opens the store a database URL names and runs its migrations (see `open_with`).
+pub async fn open(url: &str, durability: Durability) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    open_with(&Options::url(url, durability)).await
+}
+
+/// Opens the store the options name and runs its migrations (on PostgreSQL under a lock, so
+/// that replicas starting together migrate once; a schema newer than this build is refused).
+pub async fn open_with(options: &Options) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    match backend(&options.url) {
+        Some("sqlite") => Ok(std::sync::Arc::new(sqlite::SqliteStore::open(&options.url, options.durability).await?)),
+        Some("postgres") => Ok(std::sync::Arc::new(postgres::PgStore::open(options).await?)),
+        _ => Err(StoreError::UnsupportedUrl(options.url.to_string())),
     }
 }

@@ -1,5 +1,6 @@
-//! The Store seam's contract, written once and run against every backend (SQLite today;
-//! PostgreSQL joins with the same tests).
+//! The Store seam's contract, written once and run against every backend: each scenario runs
+//! on SQLite (a fresh file) and on PostgreSQL (a fresh schema), as `sqlite::NAME` and
+//! `postgres::NAME`.
 
 use imagegate::domain::task::{TaskMode, TaskStatus};
 use imagegate::store::{
@@ -14,6 +15,51 @@ async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
     let url = format!("sqlite://{}", dir.path().join("s.db").display());
     (imagegate::store::open(&url, imagegate::domain::durability::Durability::Process).await.unwrap(), dir)
 }
+
+async fn postgres() -> (Arc<dyn Store>, crate::support::pg::Schema) {
+    let schema = crate::support::pg::Schema::new().await;
+    let store = imagegate::store::open(&schema.url, imagegate::domain::durability::Durability::Process).await;
+    (store.expect("the store opens on a fresh schema"), schema)
+}
+
+/// Each scenario, once per backend.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (store, _dir) = super::sqlite().await;
+                super::$name(store).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (store, _schema) = super::postgres().await;
+                super::$name(store).await;
+            })*
+        }
+    };
+}
+
+on_every_backend!(
+    reads_are_scoped_to_the_owner,
+    idempotency_keys_match_same_body_conflict_on_other_and_expire_after_a_day,
+    a_task_is_claimed_by_one_worker_and_fenced_by_its_lease,
+    a_task_written_claimed_is_held_by_its_worker_and_reclaimed_when_its_lease_runs_out,
+    claims_take_the_oldest_task_and_released_tasks_come_back,
+    two_claims_of_one_task_by_the_same_process_are_fenced_apart,
+    keys_are_found_by_hash_and_revocation_sticks,
+    claims_are_fair_across_owners,
+    cancelling_a_queued_task_ends_it_and_owes_its_webhook_in_the_same_step,
+    cancelling_a_running_task_asks_its_worker_through_the_lease,
+    the_outbox_redelivers_on_schedule_and_logs_every_attempt,
+    reservations_are_charged_for_delivered_images_and_refunded_otherwise,
+    limits_are_checked_when_the_task_is_created,
+    concurrent_submits_committed_together_each_see_the_ones_before,
+    concurrent_completions_committed_together_keep_their_own_fencing,
+    queued_tasks_learn_their_place_in_the_queue_when_written,
+);
 
 fn task(owner: &str, idem: Option<(&str, &str)>, at: i64) -> NewTask {
     NewTask {
@@ -52,18 +98,14 @@ fn created(c: Created) -> imagegate::store::TaskRecord {
     }
 }
 
-#[tokio::test]
-async fn reads_are_scoped_to_the_owner() {
-    let (s, _d) = sqlite().await;
+async fn reads_are_scoped_to_the_owner(s: Arc<dyn Store>) {
     let t = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
     assert_eq!(s.get_task("key_a", &t.id).await.unwrap().unwrap().status, TaskStatus::Queued);
     assert!(s.get_task("key_b", &t.id).await.unwrap().is_none());
     assert!(s.list_tasks("key_b", None, None, 10).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn idempotency_keys_match_same_body_conflict_on_other_and_expire_after_a_day() {
-    let (s, _d) = sqlite().await;
+async fn idempotency_keys_match_same_body_conflict_on_other_and_expire_after_a_day(s: Arc<dyn Store>) {
     let t = created(s.create_task(task("key_a", Some(("k", "h1")), 1000)).await.unwrap());
     match s.create_task(task("key_a", Some(("k", "h1")), 2000)).await.unwrap() {
         Created::Existing(e) => assert_eq!(e.id, t.id),
@@ -81,9 +123,7 @@ async fn idempotency_keys_match_same_body_conflict_on_other_and_expire_after_a_d
     assert!(s.get_task("key_a", &t.id).await.unwrap().is_some(), "the old task keeps its record");
 }
 
-#[tokio::test]
-async fn a_task_is_claimed_by_one_worker_and_fenced_by_its_lease() {
-    let (s, _d) = sqlite().await;
+async fn a_task_is_claimed_by_one_worker_and_fenced_by_its_lease(s: Arc<dyn Store>) {
     let t = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
     let (a, b) = tokio::join!(s.claim_task("w1", 5000, 6000), s.claim_task("w2", 5000, 6000));
     let claims: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
@@ -133,9 +173,7 @@ async fn a_task_is_claimed_by_one_worker_and_fenced_by_its_lease() {
     assert_eq!(s.count_unfinished().await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn a_task_written_claimed_is_held_by_its_worker_and_reclaimed_when_its_lease_runs_out() {
-    let (s, _d) = sqlite().await;
+async fn a_task_written_claimed_is_held_by_its_worker_and_reclaimed_when_its_lease_runs_out(s: Arc<dyn Store>) {
     let Created::New { task: t, .. } =
         s.create_task(NewTask { claimed: Some(("w1".into(), 5000)), ..task("key_a", None, 1000) }).await.unwrap()
     else {
@@ -151,9 +189,7 @@ async fn a_task_written_claimed_is_held_by_its_worker_and_reclaimed_when_its_lea
     assert!(s.complete_task(&t.id, "w2", &json!({}), &[], 1, 7000, no_webhook).await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn claims_take_the_oldest_task_and_released_tasks_come_back() {
-    let (s, _d) = sqlite().await;
+async fn claims_take_the_oldest_task_and_released_tasks_come_back(s: Arc<dyn Store>) {
     let first = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
     let second = created(s.create_task(task("key_a", None, 2000)).await.unwrap());
     let c = s.claim_task("w1/c1", 3000, 4000).await.unwrap().unwrap();
@@ -173,9 +209,7 @@ async fn claims_take_the_oldest_task_and_released_tasks_come_back() {
     assert_eq!(s.get_task("key_a", &first.id).await.unwrap().unwrap().status, TaskStatus::Completed);
 }
 
-#[tokio::test]
-async fn two_claims_of_one_task_by_the_same_process_are_fenced_apart() {
-    let (s, _d) = sqlite().await;
+async fn two_claims_of_one_task_by_the_same_process_are_fenced_apart(s: Arc<dyn Store>) {
     let t = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
     // One process, two claims: its heartbeats failed past the lease and it claimed the task again.
     s.claim_task("wrk_1/clm_a", 2000, 3000).await.unwrap().unwrap();
@@ -187,9 +221,7 @@ async fn two_claims_of_one_task_by_the_same_process_are_fenced_apart() {
     assert!(s.complete_task(&t.id, "wrk_1/clm_b", &json!({}), &[], 1, 4000, no_webhook).await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn keys_are_found_by_hash_and_revocation_sticks() {
-    let (s, _d) = sqlite().await;
+async fn keys_are_found_by_hash_and_revocation_sticks(s: Arc<dyn Store>) {
     let (rec, secret) = imagegate::keys::issue(s.as_ref(), "acme").await.unwrap();
     let hash = imagegate::api::auth::hash_key(&secret);
     assert_eq!(s.key_by_hash(&hash).await.unwrap().unwrap().id, rec.id);
@@ -200,9 +232,7 @@ async fn keys_are_found_by_hash_and_revocation_sticks() {
     assert!(!s.revoke_key("key_nope", 5).await.unwrap());
 }
 
-#[tokio::test]
-async fn claims_are_fair_across_owners() {
-    let (s, _d) = sqlite().await;
+async fn claims_are_fair_across_owners(s: Arc<dyn Store>) {
     for i in 0..20 {
         created(s.create_task(task("key_a", None, 1000 + i)).await.unwrap());
     }
@@ -213,9 +243,7 @@ async fn claims_are_fair_across_owners() {
     assert_eq!(second.id, b.id, "the other owner's single task goes next, not after A's burst");
 }
 
-#[tokio::test]
-async fn cancelling_a_queued_task_ends_it_and_owes_its_webhook_in_the_same_step() {
-    let (s, _d) = sqlite().await;
+async fn cancelling_a_queued_task_ends_it_and_owes_its_webhook_in_the_same_step(s: Arc<dyn Store>) {
     let mut t = task("key_a", None, 1000);
     t.webhook = Some(WebhookTarget { url: "https://example.com/hook".into(), events: vec!["cancelled".into()] });
     let t = created(s.create_task(t).await.unwrap());
@@ -237,9 +265,7 @@ async fn cancelling_a_queued_task_ends_it_and_owes_its_webhook_in_the_same_step(
     }
 }
 
-#[tokio::test]
-async fn cancelling_a_running_task_asks_its_worker_through_the_lease() {
-    let (s, _d) = sqlite().await;
+async fn cancelling_a_running_task_asks_its_worker_through_the_lease(s: Arc<dyn Store>) {
     let t = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
     s.claim_task("w", 2000, 9000).await.unwrap().unwrap();
     match s.request_cancel("key_a", &t.id, 2500, no_webhook).await.unwrap() {
@@ -251,9 +277,7 @@ async fn cancelling_a_running_task_asks_its_worker_through_the_lease() {
     assert_eq!(s.get_task("key_a", &t.id).await.unwrap().unwrap().status, TaskStatus::Cancelled);
 }
 
-#[tokio::test]
-async fn the_outbox_redelivers_on_schedule_and_logs_every_attempt() {
-    let (s, _d) = sqlite().await;
+async fn the_outbox_redelivers_on_schedule_and_logs_every_attempt(s: Arc<dyn Store>) {
     let t = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
     s.claim_task("w", 1000, 9000).await.unwrap();
     let ended = s.complete_task(&t.id, "w", &json!({}), &[], 1, 2000, every_change).await.unwrap();
@@ -291,9 +315,7 @@ async fn usage_of(s: &dyn Store, owner: &str) -> (i64, f64) {
     (rows.iter().map(|r| r.images).sum(), rows.iter().map(|r| r.cost_usd).sum())
 }
 
-#[tokio::test]
-async fn reservations_are_charged_for_delivered_images_and_refunded_otherwise() {
-    let (s, _d) = sqlite().await;
+async fn reservations_are_charged_for_delivered_images_and_refunded_otherwise(s: Arc<dyn Store>) {
     let (key, _) = imagegate::keys::issue(s.as_ref(), "billing").await.unwrap();
     let owner = key.id.as_str();
     let mut three = task(owner, None, 1000);
@@ -340,9 +362,7 @@ async fn reservations_are_charged_for_delivered_images_and_refunded_otherwise() 
     assert!((cost - 0.268).abs() < 1e-9);
 }
 
-#[tokio::test]
-async fn limits_are_checked_when_the_task_is_created() {
-    let (s, _d) = sqlite().await;
+async fn limits_are_checked_when_the_task_is_created(s: Arc<dyn Store>) {
     let (key, _) = imagegate::keys::issue(s.as_ref(), "limited").await.unwrap();
     let owner = key.id.as_str();
     let limited = |limits: Limits, at| NewTask { limits, ..task(owner, None, at) };
@@ -365,9 +385,7 @@ async fn limits_are_checked_when_the_task_is_created() {
     created(s.create_task(limited(roomy, 7)).await.unwrap());
 }
 
-#[tokio::test]
-async fn concurrent_submits_committed_together_each_see_the_ones_before() {
-    let (s, _d) = sqlite().await;
+async fn concurrent_submits_committed_together_each_see_the_ones_before(s: Arc<dyn Store>) {
     let (key, _) = imagegate::keys::issue(s.as_ref(), "burst").await.unwrap();
     let owner = key.id.clone();
     // 40 submits at once under a concurrency limit of 5, half of them sharing one
@@ -406,9 +424,7 @@ async fn concurrent_submits_committed_together_each_see_the_ones_before() {
     assert!((k.reserved_usd - 5.0 * 0.134).abs() < 1e-9, "reserved for exactly the created: {}", k.reserved_usd);
 }
 
-#[tokio::test]
-async fn concurrent_completions_committed_together_keep_their_own_fencing() {
-    let (s, _d) = sqlite().await;
+async fn concurrent_completions_committed_together_keep_their_own_fencing(s: Arc<dyn Store>) {
     let mut ids = Vec::new();
     for i in 0..20 {
         let claimed = Some((format!("w{i}"), 10_000));
@@ -439,9 +455,7 @@ async fn concurrent_completions_committed_together_keep_their_own_fencing() {
     }
 }
 
-#[tokio::test]
-async fn queued_tasks_learn_their_place_in_the_queue_when_written() {
-    let (s, _d) = sqlite().await;
+async fn queued_tasks_learn_their_place_in_the_queue_when_written(s: Arc<dyn Store>) {
     let new = |c: Created| match c {
         Created::New { task, queue_position } => (task, queue_position),
         other => panic!("expected a new task, got {other:?}"),

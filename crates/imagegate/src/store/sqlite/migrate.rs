@@ -23,12 +23,16 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
         let mut stmt = conn.prepare("SELECT version FROM schema_migrations")?;
         stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
     };
+    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    if let Some(found) = applied.iter().copied().max().filter(|v| *v > known) {
+        return Err(StoreError::SchemaTooNew { found, known });
+    }
     for (version, sql) in MIGRATIONS {
         if applied.contains(version) {
             continue;
         }
         let tx = conn.transaction()?;
-        tx.execute_batch(sql).map_err(|source| StoreError::Migration { version: *version, source })?;
+        tx.execute_batch(sql).map_err(|source| StoreError::Migration { version: *version, source: source.into() })?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
             params![version, crate::domain::now_secs()],

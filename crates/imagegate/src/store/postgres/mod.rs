@@ -1,0 +1,297 @@
+//! PostgreSQL backend of the Store seam (several replicas sharing one database): the same
+//! tables and the same contract as SQLite (`store/sqlite/`, file for file), with the queue
+//! shared through row locks (`FOR UPDATE SKIP LOCKED`) instead of one writer.
+//!
+//! Each operation is one transaction on a pooled connection (see `db.rs`); a transaction the
+//! server aborted for a serialization failure or a deadlock runs again from the start.
+
+mod db;
+mod exports;
+mod images;
+mod keys;
+mod migrate;
+mod tasks;
+mod tls;
+mod webhooks;
+
+use async_trait::async_trait;
+use db::{Db, retrying};
+use serde_json::Value;
+
+use crate::domain::export::ExportDestination;
+use crate::domain::policy::KeyPolicy;
+use crate::domain::task::TaskStatus;
+
+use super::{
+    AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, Ended, ExportJob, ExportOutcome, ExportRecord,
+    ImageRecord, KeyRecord, Lease, NewKey, NewTask, NewWebhook, Options, Store, StoreError, TaskRecord, UsageRow,
+    WebhookFor, WebhookMessage,
+};
+
+pub struct PgStore {
+    db: Db,
+}
+
+/// Runs `$body` (which uses the transaction `$tx`) in a transaction on a pooled connection,
+/// committed when it returns `Ok`, and again from the start when the server asks for it.
+macro_rules! in_tx {
+    ($db:expr, |$tx:ident| $body:expr) => {
+        retrying(|| async {
+            let mut conn = $db.conn().await?;
+            let $tx = conn.transaction().await?;
+            let out = $body;
+            $tx.commit().await?;
+            Ok(out)
+        })
+        .await
+    };
+}
+
+/// Runs `$body` with `$c`, a pooled connection (one statement: no transaction needed).
+macro_rules! on_conn {
+    ($db:expr, |$c:ident| $body:expr) => {{
+        let conn = $db.conn().await?;
+        let $c = &conn;
+        $body
+    }};
+}
+
+impl PgStore {
+    /// Connects to the database `options.url` names (`postgres://…`) and runs pending
+    /// migrations under an advisory lock.
+    pub async fn open(options: &Options) -> Result<PgStore, StoreError> {
+        let db = Db::open(options)?;
+        migrate::run(&db).await?;
+        Ok(PgStore { db })
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        on_conn!(self.db, |c| c.simple_query("SELECT 1").await.map(|_| ()).map_err(StoreError::from))
+    }
+
+    async fn create_key(&self, key: NewKey) -> Result<KeyRecord, StoreError> {
+        on_conn!(self.db, |c| keys::create(c, key).await)
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        on_conn!(self.db, |c| keys::list(c).await)
+    }
+
+    async fn revoke_key(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        on_conn!(self.db, |c| keys::revoke(c, id, now).await)
+    }
+
+    async fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        on_conn!(self.db, |c| keys::by_hash(c, key_hash).await)
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        on_conn!(self.db, |c| keys::get(c, id).await)
+    }
+
+    async fn set_key_policy(&self, id: &str, policy: &KeyPolicy) -> Result<Option<KeyRecord>, StoreError> {
+        on_conn!(self.db, |c| keys::set_policy(c, id, policy).await)
+    }
+
+    async fn set_key_export(
+        &self,
+        id: &str,
+        export: Option<&ExportDestination>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        on_conn!(self.db, |c| keys::set_export(c, id, export).await)
+    }
+
+    async fn usage(&self, owner: Option<&str>, since_day: &str) -> Result<Vec<UsageRow>, StoreError> {
+        on_conn!(self.db, |c| keys::usage(c, owner, since_day).await)
+    }
+
+    async fn create_task(&self, task: NewTask) -> Result<Created, StoreError> {
+        // A submit that lost an Idempotency-Key race to a concurrent one runs again: it then
+        // finds the other's task. Twice is enough (the winner has committed by then).
+        for _ in 0..3 {
+            if let Some(created) = in_tx!(self.db, |tx| tasks::create(&tx, &task).await?)? {
+                return Ok(created);
+            }
+        }
+        Err(StoreError::Unavailable("a submit kept racing another with the same Idempotency-Key".into()))
+    }
+
+    async fn find_idempotent(
+        &self,
+        owner: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<(TaskRecord, String)>, StoreError> {
+        on_conn!(self.db, |c| tasks::find_idempotent(c, owner, key, now_ms).await)
+    }
+
+    async fn get_task(&self, owner: &str, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        on_conn!(self.db, |c| tasks::get(c, owner, id).await)
+    }
+
+    async fn list_tasks(
+        &self,
+        owner: &str,
+        status: Option<TaskStatus>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        on_conn!(self.db, |c| tasks::list(c, owner, status, before, limit).await)
+    }
+
+    async fn queue_position(&self, task: &TaskRecord) -> Result<i64, StoreError> {
+        on_conn!(self.db, |c| tasks::queued_ahead_of(c, task.created_at_ms, &task.id).await)
+    }
+
+    async fn claim_task(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        in_tx!(self.db, |tx| tasks::claim(&tx, worker, now_ms, lease_until_ms).await?)
+    }
+
+    async fn renew_lease(&self, task_id: &str, worker: &str, lease_until_ms: i64) -> Result<Lease, StoreError> {
+        on_conn!(self.db, |c| tasks::renew(c, task_id, worker, lease_until_ms).await)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn complete_task(
+        &self,
+        task_id: &str,
+        worker: &str,
+        result: &Value,
+        images: &[ImageRecord],
+        tries: u32,
+        now_ms: i64,
+        webhook: WebhookFor,
+    ) -> Result<Option<Ended>, StoreError> {
+        let how = || tasks::End::Completed(result, tries, images);
+        in_tx!(self.db, |tx| tasks::end(&tx, task_id, worker, how(), now_ms, webhook).await?)
+    }
+
+    async fn fail_task(
+        &self,
+        task_id: &str,
+        worker: &str,
+        error: &Value,
+        tries: u32,
+        now_ms: i64,
+        webhook: WebhookFor,
+    ) -> Result<Option<Ended>, StoreError> {
+        in_tx!(self.db, |tx| tasks::end(&tx, task_id, worker, tasks::End::Failed(error, tries), now_ms, webhook)
+            .await?)
+    }
+
+    async fn finish_cancelled(
+        &self,
+        task_id: &str,
+        worker: &str,
+        now_ms: i64,
+        webhook: WebhookFor,
+    ) -> Result<Option<Ended>, StoreError> {
+        in_tx!(self.db, |tx| tasks::end(&tx, task_id, worker, tasks::End::Cancelled, now_ms, webhook).await?)
+    }
+
+    async fn request_cancel(
+        &self,
+        owner: &str,
+        id: &str,
+        now_ms: i64,
+        webhook: WebhookFor,
+    ) -> Result<CancelOutcome, StoreError> {
+        in_tx!(self.db, |tx| tasks::request_cancel(&tx, owner, id, now_ms, webhook).await?)
+    }
+
+    async fn release_task(&self, task_id: &str, worker: &str, now_ms: i64) -> Result<bool, StoreError> {
+        on_conn!(self.db, |c| tasks::release(c, task_id, worker, now_ms).await)
+    }
+
+    async fn count_unfinished(&self) -> Result<i64, StoreError> {
+        on_conn!(self.db, |c| tasks::count_unfinished(c).await)
+    }
+
+    async fn get_image(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
+        on_conn!(self.db, |c| images::get(c, id).await)
+    }
+
+    async fn add_variant(&self, image_id: &str, blob_key: &str, bytes: i64, now_ms: i64) -> Result<(), StoreError> {
+        on_conn!(self.db, |c| images::add_variant(c, image_id, blob_key, bytes, now_ms).await)
+    }
+
+    async fn live_images(&self, ids: &[String]) -> Result<std::collections::HashSet<String>, StoreError> {
+        on_conn!(self.db, |c| images::live(c, ids).await)
+    }
+
+    async fn variants(&self, image_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        on_conn!(self.db, |c| images::variants(c, image_id).await)
+    }
+
+    async fn expired_images(&self, now_secs: i64, limit: u32) -> Result<Vec<(ImageRecord, Vec<String>)>, StoreError> {
+        on_conn!(self.db, |c| images::expired(c, now_secs, limit).await)
+    }
+
+    async fn mark_swept(&self, image_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        on_conn!(self.db, |c| images::mark_swept(c, image_id, now_ms).await)
+    }
+
+    async fn webhook_secret(&self, owner: &str) -> Result<Option<String>, StoreError> {
+        on_conn!(self.db, |c| keys::webhook_secret(c, owner).await)
+    }
+
+    async fn set_webhook_secret(&self, owner: &str, secret: &str) -> Result<bool, StoreError> {
+        on_conn!(self.db, |c| keys::set_webhook_secret(c, owner, secret).await)
+    }
+
+    async fn enqueue_webhook(&self, task: &TaskRecord, msg: &NewWebhook, now_ms: i64) -> Result<(), StoreError> {
+        on_conn!(self.db, |c| webhooks::insert_outbox(c, task, msg, now_ms).await)
+    }
+
+    async fn claim_webhooks(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<WebhookMessage>, StoreError> {
+        on_conn!(self.db, |c| webhooks::claim(c, worker, now_ms, lease_until_ms, limit).await)
+    }
+
+    async fn record_attempt(&self, attempt: &DeliveryAttempt, outcome: AttemptOutcome) -> Result<(), StoreError> {
+        on_conn!(self.db, |c| webhooks::record_attempt(c, attempt, outcome).await)
+    }
+
+    async fn list_attempts(&self, owner: &str, task_id: &str) -> Result<Option<Vec<DeliveryAttempt>>, StoreError> {
+        on_conn!(self.db, |c| webhooks::list_attempts(c, owner, task_id).await)
+    }
+
+    async fn next_webhook_due(&self) -> Result<Option<i64>, StoreError> {
+        on_conn!(self.db, |c| webhooks::next_due(c).await)
+    }
+
+    async fn claim_exports(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ExportJob>, StoreError> {
+        on_conn!(self.db, |c| exports::claim(c, worker, now_ms, lease_until_ms, limit).await)
+    }
+
+    async fn record_export(&self, image_id: &str, outcome: &ExportOutcome, now_ms: i64) -> Result<(), StoreError> {
+        on_conn!(self.db, |c| exports::record(c, image_id, outcome, now_ms).await)
+    }
+
+    async fn next_export_due(&self) -> Result<Option<i64>, StoreError> {
+        on_conn!(self.db, |c| exports::next_due(c).await)
+    }
+
+    async fn task_exports(&self, owner: &str, task_ids: &[String]) -> Result<Vec<ExportRecord>, StoreError> {
+        on_conn!(self.db, |c| exports::for_tasks(c, owner, task_ids).await)
+    }
+}
