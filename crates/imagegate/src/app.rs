@@ -47,9 +47,9 @@ impl App {
             std::fs::create_dir_all(&rt.data_dir)
                 .with_context(|| format!("creating the data folder {}", rt.data_dir.display()))?;
         }
-        let store = store::open(&rt.database_url, rt.durability)
+        let store = store::open_with(&rt.store_options())
             .await
-            .with_context(|| format!("opening the database {}", rt.database_url))?;
+            .with_context(|| format!("opening the database {}", crate::config::redact_url(&rt.database_url)))?;
         let credentials = rt.s3_access_key.clone().zip(rt.s3_secret_key.as_ref().map(|s| s.expose().to_string()));
         let blobs = blobs::open(&rt.storage_url, credentials, rt.durability)
             .with_context(|| format!("opening storage {}", rt.storage_url))?;
@@ -172,6 +172,7 @@ pub async fn start(mut rt: Runtime) -> Result<Server> {
     app.workers.start();
     app.deliverer.start();
     app.exporter.start();
+    crate::replicas::start(&app);
     crate::delivery::sweeper::start(
         app.store.clone(),
         app.blobs.clone(),

@@ -18,6 +18,7 @@ pub mod imaging;
 pub mod keys;
 pub mod outbox;
 pub mod providers;
+pub mod replicas;
 pub mod sealing;
 pub mod store;
 pub mod task_view;

@@ -83,7 +83,7 @@ impl PolicyArgs {
 pub async fn run(config: Config, cmd: KeysCommand) -> Result<()> {
     let rt = config.runtime()?;
     std::fs::create_dir_all(&rt.data_dir).ok();
-    let store = crate::store::open(&rt.database_url, rt.durability).await?;
+    let store = crate::store::open_with(&rt.store_options()).await?;
     match cmd {
         KeysCommand::Create { name, quiet, policy } => {
             let policy = policy.to_policy()?;

@@ -89,13 +89,14 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Migrate => {
             let rt = config.runtime()?;
             std::fs::create_dir_all(&rt.data_dir).ok();
-            crate::store::open(&rt.database_url, rt.durability).await?;
-            println!("database {} is up to date", rt.database_url);
+            crate::store::open_with(&rt.store_options()).await?;
+            println!("database {} is up to date", crate::config::redact_url(&rt.database_url));
             Ok(())
         }
         Command::Keys { command } => keys::run(config, command).await,
         Command::Config { command: ConfigCommand::Print } => {
-            config.runtime()?;
+            let rt = config.runtime()?;
+            println!("# {}", deployment(&rt));
             print!("{}", config.to_redacted_toml()?);
             Ok(())
         }
@@ -104,4 +105,15 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// One line on where state lives: the database backend and the image storage.
+fn deployment(rt: &crate::config::Runtime) -> String {
+    let database = match crate::store::backend(&rt.database_url) {
+        Some("postgres") => "PostgreSQL (replicas may share it)",
+        Some("sqlite") => "SQLite (one process)",
+        _ => "unknown",
+    };
+    let storage = if rt.storage_url.starts_with("s3://") { "S3" } else { "local folder" };
+    format!("database: {database}; image storage: {storage}")
 }

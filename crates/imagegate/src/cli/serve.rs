@@ -20,7 +20,7 @@ pub async fn run(config: Config) -> Result<()> {
     tracing::info!(
         addr = %server.addr,
         public_url = %app.rt.public_url,
-        database = %redact_url(&app.rt.database_url),
+        database = %crate::config::redact_url(&app.rt.database_url),
         storage = %app.rt.storage_url,
         provider = app.providers.summary(),
         admin_api = app.rt.admin_token.is_some(),
@@ -30,17 +30,6 @@ pub async fn run(config: Config) -> Result<()> {
     server.shutdown();
     server.wait().await;
     Ok(())
-}
-
-/// Database URLs may carry a password: show scheme and host only.
-fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
 }
 
 async fn shutdown_signal() {

@@ -24,6 +24,10 @@ pub fn apply(config: &mut Config, get: impl Fn(&str) -> Option<String>) -> Resul
     if let Some(v) = get("IMAGEGATE_DATABASE_URL") {
         config.storage.database_url = v;
     }
+    if let Some(v) = get("IMAGEGATE_WORKERS") {
+        config.worker.concurrency =
+            v.trim().parse().map_err(|_| anyhow::anyhow!("IMAGEGATE_WORKERS must be a number"))?;
+    }
     if let Some(v) = get("IMAGEGATE_STORAGE_URL") {
         config.storage.storage_url = v;
     }

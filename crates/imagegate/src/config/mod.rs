@@ -4,7 +4,7 @@
 mod env;
 mod secret;
 
-pub use secret::Secret;
+pub use secret::{Secret, redact_url};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -128,6 +128,8 @@ pub struct StorageConfig {
     pub public_base_url: String,
     pub presign_ttl: String,
     pub durability: String,
+    pub database_pool_size: usize,
+    pub database_statement_timeout: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -266,8 +268,8 @@ impl Config {
         if !(0.0..=1.0).contains(&self.providers.simulated.failure_rate) {
             bail!("providers.simulated.failure_rate must be between 0.0 and 1.0");
         }
-        if self.worker.concurrency == 0 {
-            bail!("worker.concurrency must be at least 1");
+        if self.worker.concurrency == 0 && !self.storage.database_url.starts_with("postgres") {
+            bail!("worker.concurrency = 0 (no workers here) needs a database other replicas share (postgres://…)");
         }
         let lease = dur("worker.lease", &self.worker.lease)?;
         if lease < Duration::from_secs(1) {
@@ -384,6 +386,11 @@ impl Config {
             orphan_grace: dur("storage.orphan_grace", &self.storage.orphan_grace)?,
             url_mode,
             durability,
+            database_pool_size: self.storage.database_pool_size.max(1),
+            database_statement_timeout: dur(
+                "storage.database_statement_timeout",
+                &self.storage.database_statement_timeout,
+            )?,
             variant_rules,
             conversion_concurrency: conv.concurrency,
             conversion_queue: conv.queue,
@@ -438,7 +445,10 @@ impl Config {
 
     /// The resolved configuration as TOML, secrets redacted.
     pub fn to_redacted_toml(&self) -> Result<String> {
-        Ok(toml::to_string_pretty(self)?)
+        let mut shown = self.clone();
+        shown.storage.database_url = redact_url(&shown.storage.database_url);
+        shown.storage.storage_url = redact_url(&shown.storage.storage_url);
+        Ok(toml::to_string_pretty(&shown)?)
     }
 }
 
@@ -462,6 +472,9 @@ pub struct Runtime {
     pub url_mode: UrlMode,
     /// What a finished task survives: a crash of the process, or a power cut too.
     pub durability: crate::domain::durability::Durability,
+    /// PostgreSQL: connections per process, and the longest a statement may run.
+    pub database_pool_size: usize,
+    pub database_statement_timeout: Duration,
     /// How image URL variants are normalised (size and quality steps).
     pub variant_rules: crate::domain::variant::Rules,
     /// Conversions at once (0: one per core), and anonymous ones that may wait.
@@ -531,6 +544,16 @@ impl Runtime {
             daily_images: own.daily_images.or(d.daily_images),
             budget_usd: own.budget_usd.or(d.budget_usd),
             models: own.models.clone(),
+        }
+    }
+
+    /// How to open the store.
+    pub fn store_options(&self) -> crate::store::Options {
+        crate::store::Options {
+            url: self.database_url.clone(),
+            durability: self.durability,
+            pool_size: self.database_pool_size,
+            statement_timeout: self.database_statement_timeout,
         }
     }
 

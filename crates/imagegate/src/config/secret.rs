@@ -51,9 +51,40 @@ fn redacted(s: &str) -> String {
     if s.is_empty() || s.starts_with("env::") { s.to_string() } else { "<redacted>".to_string() }
 }
 
+/// A database or storage URL as it may be shown: a password in it (`user:PASS@` or
+/// `?password=`) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else { return url.to_string() };
+    let mut changed = false;
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+        changed = true;
+    }
+    if u.query_pairs().any(|(k, _)| k == "password") {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "password" { "***".to_string() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+        changed = true;
+    }
+    if changed { u.to_string() } else { url.to_string() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_hidden() {
+        assert_eq!(redact_url("postgres://app:s3cret@db:5432/ig"), "postgres://app:***@db:5432/ig");
+        let shown = redact_url("postgres://app@db/ig?sslmode=require&password=s3cret");
+        assert!(!shown.contains("s3cret") && shown.contains("sslmode=require"), "{shown}");
+        assert_eq!(redact_url("sqlite:///data/imagegate.db"), "sqlite:///data/imagegate.db");
+    }
 
     #[test]
     fn values_never_print_but_references_do() {

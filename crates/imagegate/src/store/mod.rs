@@ -318,6 +318,25 @@ pub enum ExportOutcome {
     },
 }
 
+/// A change another process made to a store several processes share, for the wake-ups a
+/// process would have made itself had the change been its own (see `Store::events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// A task was queued (new work for the workers).
+    Queued,
+    /// A task changed status (its sync waiters and event streams re-read it).
+    TaskChanged(String),
+    /// The owner asked to cancel a running task (its worker, wherever it runs, stops it).
+    CancelRequested(String),
+    /// A webhook was written to the outbox.
+    WebhookDue,
+    /// An export was owed.
+    ExportDue,
+    /// Events may have been missed (the listening connection was lost and is back): wake
+    /// everything once.
+    Resync,
+}
+
 /// Queue positions are exact below this; a position of this value means "this many or more".
 pub const QUEUE_POSITION_CAP: i64 = 1000;
 
@@ -334,6 +353,13 @@ pub trait Store: Send + Sync {
     /// flush loop calls it from its own thread). Stores with nothing of the kind do nothing.
     fn checkpoint(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// Changes made by other processes sharing this store, as they commit; `None` when no
+    /// other process can change it (SQLite: one process). Best effort: a missed event is
+    /// covered by the readers' periodic re-reads.
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<StoreEvent>> {
+        None
     }
 
     /// Creates a key. `key_hash` must be unique.

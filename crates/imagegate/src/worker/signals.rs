@@ -2,7 +2,8 @@
 //! and are woken on every status change this process makes; when the task ends here, they are
 //! handed its final record (and, for `b64_json` requests, its images' bytes), so a sync request
 //! reads nothing back to answer.
-//! (Changes made by another replica are picked up by the subscribers' periodic re-read.)
+//! Changes made by another replica arrive through the store's events (`crate::replicas`), and
+//! the subscribers' periodic re-read covers any event missed.
 
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -101,6 +102,16 @@ impl Signals {
             if c.tx.receiver_count() == 0 {
                 map.remove(task_id);
             }
+        }
+    }
+
+    /// Wakes every subscriber (changes may have been missed: each re-reads its task).
+    pub fn notify_all(&self) {
+        if let Ok(mut map) = self.map.lock() {
+            map.retain(|_, c| {
+                c.tx.send_modify(|_| {});
+                c.tx.receiver_count() > 0
+            });
         }
     }
 

@@ -18,6 +18,7 @@ mod image_serving;
 mod limits;
 mod openai_compat;
 mod process;
+mod replicas;
 mod resilience;
 mod server_limits;
 mod store_conformance;

@@ -23,6 +23,7 @@ pub struct Db {
     pool: Pool,
     /// The parsed settings, for connections outside the pool (the LISTEN connection).
     pub config: tokio_postgres::Config,
+    pub tls: super::tls::TlsSettings,
 }
 
 impl Db {
@@ -34,6 +35,8 @@ impl Db {
         server_options.push_str(&format!(" -c statement_timeout={}", options.statement_timeout.as_millis()));
         config.options(server_options.trim());
         config.connect_timeout(CONNECT_TIMEOUT);
+        // A server that vanished without closing the connection is noticed within a minute.
+        config.keepalives_idle(Duration::from_secs(30));
         if config.get_application_name().is_none() {
             config.application_name("imagegate");
         }
@@ -49,7 +52,7 @@ impl Db {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Unavailable(format!("building the PostgreSQL pool: {e}")))?;
-        Ok(Db { pool, config })
+        Ok(Db { pool, config, tls })
     }
 
     /// A connection from the pool.

@@ -15,10 +15,14 @@ const LOCK: &str = "hashtext('imagegate.migrate.' || COALESCE(current_schema(), 
 
 pub async fn run(db: &Db) -> Result<(), StoreError> {
     let mut conn = db.conn().await?;
+    // Waiting for another replica's migration, and a migration itself, may take longer than
+    // the statement timeout requests run under.
+    conn.batch_execute("SET statement_timeout = 0; SET client_min_messages = warning").await?;
     conn.execute(&format!("SELECT pg_advisory_lock({LOCK})"), &[]).await?;
     let done = apply(&mut conn).await;
     // Released with the session anyway should this fail (a broken connection is not reused).
     let _ = conn.execute(&format!("SELECT pg_advisory_unlock({LOCK})"), &[]).await;
+    let _ = conn.batch_execute("RESET statement_timeout; RESET client_min_messages").await;
     done
 }
 

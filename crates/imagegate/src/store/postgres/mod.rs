@@ -10,13 +10,16 @@ mod exports;
 mod images;
 mod keys;
 mod migrate;
+mod notify;
 mod tasks;
 mod tls;
 mod webhooks;
 
 use async_trait::async_trait;
 use db::{Db, retrying};
+use notify::Notifier;
 use serde_json::Value;
+use std::sync::Arc;
 
 use crate::domain::export::ExportDestination;
 use crate::domain::policy::KeyPolicy;
@@ -24,12 +27,14 @@ use crate::domain::task::TaskStatus;
 
 use super::{
     AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, Ended, ExportJob, ExportOutcome, ExportRecord,
-    ImageRecord, KeyRecord, Lease, NewKey, NewTask, NewWebhook, Options, Store, StoreError, TaskRecord, UsageRow,
-    WebhookFor, WebhookMessage,
+    ImageRecord, KeyRecord, Lease, NewKey, NewTask, NewWebhook, Options, Store, StoreError, StoreEvent, TaskRecord,
+    UsageRow, WebhookFor, WebhookMessage,
 };
 
 pub struct PgStore {
-    db: Db,
+    db: Arc<Db>,
+    /// Tells the other replicas what committed here, and this one what they committed.
+    notifier: Notifier,
 }
 
 /// Runs `$body` (which uses the transaction `$tx`) in a transaction on a pooled connection,
@@ -60,14 +65,33 @@ impl PgStore {
     /// Connects to the database `options.url` names (`postgres://…`) and runs pending
     /// migrations under an advisory lock.
     pub async fn open(options: &Options) -> Result<PgStore, StoreError> {
-        let db = Db::open(options)?;
+        let db = Arc::new(Db::open(options)?);
         migrate::run(&db).await?;
-        Ok(PgStore { db })
+        let notifier = Notifier::start(db.clone());
+        Ok(PgStore { db, notifier })
+    }
+
+    /// Announces what a task's end queued.
+    fn ended(&self, ended: &Option<Ended>) {
+        if let Some(e) = ended {
+            let mut events = vec![StoreEvent::TaskChanged(e.task.id.clone())];
+            if e.webhook_queued {
+                events.push(StoreEvent::WebhookDue);
+            }
+            if e.exports_owed {
+                events.push(StoreEvent::ExportDue);
+            }
+            self.notifier.announce(&events);
+        }
     }
 }
 
 #[async_trait]
 impl Store for PgStore {
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<StoreEvent>> {
+        Some(self.notifier.subscribe())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         on_conn!(self.db, |c| c.simple_query("SELECT 1").await.map(|_| ()).map_err(StoreError::from))
     }
@@ -113,6 +137,11 @@ impl Store for PgStore {
         // finds the other's task. Twice is enough (the winner has committed by then).
         for _ in 0..3 {
             if let Some(created) = in_tx!(self.db, |tx| tasks::create(&tx, &task).await?)? {
+                if let Created::New { task, .. } = &created
+                    && task.status == TaskStatus::Queued
+                {
+                    self.notifier.announce(&[StoreEvent::Queued]);
+                }
                 return Ok(created);
             }
         }
@@ -152,7 +181,11 @@ impl Store for PgStore {
         now_ms: i64,
         lease_until_ms: i64,
     ) -> Result<Option<TaskRecord>, StoreError> {
-        in_tx!(self.db, |tx| tasks::claim(&tx, worker, now_ms, lease_until_ms).await?)
+        let claimed = in_tx!(self.db, |tx| tasks::claim(&tx, worker, now_ms, lease_until_ms).await?)?;
+        if let Some(t) = &claimed {
+            self.notifier.announce(&[StoreEvent::TaskChanged(t.id.clone())]);
+        }
+        Ok(claimed)
     }
 
     async fn renew_lease(&self, task_id: &str, worker: &str, lease_until_ms: i64) -> Result<Lease, StoreError> {
@@ -171,7 +204,9 @@ impl Store for PgStore {
         webhook: WebhookFor,
     ) -> Result<Option<Ended>, StoreError> {
         let how = || tasks::End::Completed(result, tries, images);
-        in_tx!(self.db, |tx| tasks::end(&tx, task_id, worker, how(), now_ms, webhook).await?)
+        let ended = in_tx!(self.db, |tx| tasks::end(&tx, task_id, worker, how(), now_ms, webhook).await?)?;
+        self.ended(&ended);
+        Ok(ended)
     }
 
     async fn fail_task(
@@ -194,7 +229,10 @@ impl Store for PgStore {
         now_ms: i64,
         webhook: WebhookFor,
     ) -> Result<Option<Ended>, StoreError> {
-        in_tx!(self.db, |tx| tasks::end(&tx, task_id, worker, tasks::End::Cancelled, now_ms, webhook).await?)
+        let how = || tasks::End::Cancelled;
+        let ended = in_tx!(self.db, |tx| tasks::end(&tx, task_id, worker, how(), now_ms, webhook).await?)?;
+        self.ended(&ended);
+        Ok(ended)
     }
 
     async fn request_cancel(
@@ -204,11 +242,23 @@ impl Store for PgStore {
         now_ms: i64,
         webhook: WebhookFor,
     ) -> Result<CancelOutcome, StoreError> {
-        in_tx!(self.db, |tx| tasks::request_cancel(&tx, owner, id, now_ms, webhook).await?)
+        let outcome = in_tx!(self.db, |tx| tasks::request_cancel(&tx, owner, id, now_ms, webhook).await?)?;
+        match &outcome {
+            CancelOutcome::Cancelled(t) => {
+                self.notifier.announce(&[StoreEvent::TaskChanged(t.id.clone()), StoreEvent::WebhookDue])
+            }
+            CancelOutcome::Requested(t) => self.notifier.announce(&[StoreEvent::CancelRequested(t.id.clone())]),
+            _ => {}
+        }
+        Ok(outcome)
     }
 
     async fn release_task(&self, task_id: &str, worker: &str, now_ms: i64) -> Result<bool, StoreError> {
-        on_conn!(self.db, |c| tasks::release(c, task_id, worker, now_ms).await)
+        let released = on_conn!(self.db, |c| tasks::release(c, task_id, worker, now_ms).await)?;
+        if released {
+            self.notifier.announce(&[StoreEvent::Queued, StoreEvent::TaskChanged(task_id.to_string())]);
+        }
+        Ok(released)
     }
 
     async fn count_unfinished(&self) -> Result<i64, StoreError> {
@@ -248,7 +298,9 @@ impl Store for PgStore {
     }
 
     async fn enqueue_webhook(&self, task: &TaskRecord, msg: &NewWebhook, now_ms: i64) -> Result<(), StoreError> {
-        on_conn!(self.db, |c| webhooks::insert_outbox(c, task, msg, now_ms).await)
+        on_conn!(self.db, |c| webhooks::insert_outbox(c, task, msg, now_ms).await)?;
+        self.notifier.announce(&[StoreEvent::WebhookDue]);
+        Ok(())
     }
 
     async fn claim_webhooks(

@@ -1,0 +1,99 @@
+//! Several gateways sharing one PostgreSQL database (and one image folder): work submitted to
+//! one replica is run by another, and each hears of the other's changes at once (LISTEN/NOTIFY),
+//! not at its next periodic re-read.
+
+use crate::support::pg::Schema;
+use crate::support::{TestApp, spawn_with};
+use imagegate_fakes::WebhookSink;
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// A replica on `schema`, its images in `images` (shared by the replicas of a test).
+async fn replica(schema: &Schema, images: &std::path::Path, workers: usize, latency: Duration) -> TestApp {
+    let url = schema.url.clone();
+    let images = format!("file://{}", images.display());
+    spawn_with(
+        move |rt| {
+            rt.database_url = url;
+            rt.storage_url = images;
+            rt.worker_concurrency = workers;
+            rt.simulated_latency = latency;
+        },
+        false,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_request_on_an_api_only_replica_is_answered_as_soon_as_another_replica_finishes_it() {
+    let schema = Schema::new().await;
+    let images = tempfile::tempdir().unwrap();
+    let api_only = replica(&schema, images.path(), 0, Duration::ZERO).await;
+    let worker = replica(&schema, images.path(), 8, Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let resp = api_only.generate(json!({"prompt": "a lighthouse", "model": "nano-banana-pro"})).await;
+    let took = started.elapsed();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let url = body["data"][0]["url"].as_str().expect("an image URL");
+    // Without the wake-ups, the worker replica finds the task at its next idle poll (1 s) and
+    // the waiting replica re-reads it every 2 s.
+    assert!(took < Duration::from_millis(1500), "answered {took:?} after the submit");
+    let image = api_only.client.get(url).send().await.unwrap();
+    assert_eq!(image.status(), 200, "the image the other replica stored is served here");
+    assert!(worker.server.as_ref().unwrap().app.workers.in_flight() == 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_sent_to_one_replica_stops_the_task_running_on_another() {
+    let schema = Schema::new().await;
+    let images = tempfile::tempdir().unwrap();
+    let api_only = replica(&schema, images.path(), 0, Duration::ZERO).await;
+    let worker = replica(&schema, images.path(), 8, Duration::from_secs(60)).await;
+    let task = api_only.submit_async(&api_only.key, json!({"prompt": "slow", "model": "nano-banana-pro"})).await;
+    let id = task["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while api_only.task(&id).await["status"] != "running" {
+        assert!(Instant::now() < deadline, "the other replica never started the task");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let asked = Instant::now();
+    let resp = api_only.cancel(&api_only.key, &id).await;
+    assert_eq!(resp.status(), 200);
+    let t: serde_json::Value = resp.json().await.unwrap();
+    // The cancel waits for the task to end: the worker's next heartbeat (every 10 s with the
+    // 30 s lease) would have taken far longer than the wake-up.
+    assert_eq!(t["status"], "cancelled", "the answer shows the task ended");
+    assert!(asked.elapsed() < Duration::from_secs(3), "cancelled {:?} after the request", asked.elapsed());
+    assert_eq!(worker.server.as_ref().unwrap().app.workers.in_flight(), 0, "the worker let go of it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_the_queue_and_the_outbox_and_deliver_each_webhook_once() {
+    let schema = Schema::new().await;
+    let images = tempfile::tempdir().unwrap();
+    let a = replica(&schema, images.path(), 4, Duration::from_millis(20)).await;
+    let mut b = replica(&schema, images.path(), 4, Duration::from_millis(20)).await;
+    b.key = a.key.clone();
+    let sink = WebhookSink::start().await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let to = if i % 2 == 0 { &a } else { &b };
+        let body = json!({"prompt": format!("p{i}"), "model": "nano-banana-pro", "webhook_url": sink.url(),
+                          "webhook_events": ["completed"]});
+        ids.push(to.submit_async(&a.key, body).await["id"].as_str().unwrap().to_string());
+    }
+    let got = sink.wait_for(40, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = if sink.deliveries().len() > got.len() { sink.deliveries() } else { got };
+    let mut per_message: HashMap<String, usize> = HashMap::new();
+    for d in &got {
+        *per_message.entry(d.webhook_id.clone()).or_default() += 1;
+    }
+    assert_eq!(per_message.len(), 40, "one message per task");
+    assert!(per_message.values().all(|n| *n == 1), "each delivered once: {per_message:?}");
+    for id in &ids {
+        assert_eq!(b.task(id).await["status"], "completed", "{id} as the other replica reads it");
+    }
+}
