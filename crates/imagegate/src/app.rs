@@ -27,7 +27,6 @@ pub struct App {
     pub exporter: Arc<Exporter>,
     /// Seals stored secrets; `None` when no key is configured and there is no data folder.
     pub sealer: Option<Arc<Sealer>>,
-    pub key_rates: crate::api::limits::KeyRates,
     /// Key records for authentication, reused for a second (see `crate::keys`).
     pub keys: Arc<crate::keys::KeyCache>,
     pub variants: crate::delivery::variants::Variants,
@@ -95,7 +94,6 @@ impl App {
             deliverer,
             exporter,
             sealer,
-            key_rates: Default::default(),
             keys,
             variants: Default::default(),
             conversions,

@@ -9,7 +9,6 @@ pub mod export;
 pub mod extract;
 pub mod health;
 pub mod images;
-pub mod limits;
 pub mod openai;
 pub mod tasks;
 pub mod usage;

@@ -8,6 +8,7 @@ pub mod ids;
 pub mod models;
 pub mod policy;
 pub mod pricing;
+pub mod rate;
 pub mod request;
 pub mod retry;
 pub mod sizes;

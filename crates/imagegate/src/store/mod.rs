@@ -380,6 +380,16 @@ pub trait Store: Send + Sync {
         id: &str,
         export: Option<&ExportDestination>,
     ) -> Result<Option<KeyRecord>, StoreError>;
+    /// Takes one request from `bucket`'s rate of `per_minute` (bursts of as many: see
+    /// `domain::rate`), counted for every process sharing this store: `Ok(None)` when let
+    /// through, `Ok(Some(wait))` when over the rate (nothing is taken then).
+    async fn take_rate(
+        &self,
+        bucket: &str,
+        per_minute: u32,
+        now_ms: i64,
+    ) -> Result<Option<std::time::Duration>, StoreError>;
+
     /// Usage rows from `since_day` (inclusive), for one key or (`None`) all keys.
     async fn usage(&self, owner: Option<&str>, since_day: &str) -> Result<Vec<UsageRow>, StoreError>;
 

@@ -97,3 +97,40 @@ async fn replicas_share_the_queue_and_the_outbox_and_deliver_each_webhook_once()
         assert_eq!(b.task(id).await["status"], "completed", "{id} as the other replica reads it");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_limited_to_10_requests_a_minute_gets_10_through_across_three_replicas() {
+    let schema = Schema::new().await;
+    let images = tempfile::tempdir().unwrap();
+    let a = replica(&schema, images.path(), 8, Duration::ZERO).await;
+    let b = replica(&schema, images.path(), 8, Duration::ZERO).await;
+    let c = replica(&schema, images.path(), 8, Duration::ZERO).await;
+    let key_id = a
+        .server
+        .as_ref()
+        .unwrap()
+        .app
+        .store
+        .key_by_hash(&imagegate::api::auth::hash_key(&a.key))
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let store = a.server.as_ref().unwrap().app.store.clone();
+    let policy = imagegate::domain::policy::KeyPolicy { rpm: Some(10), ..Default::default() };
+    store.set_key_policy(&key_id, &policy).await.unwrap();
+    let (mut through, mut refused) = (0, 0);
+    for i in 0..30 {
+        let to = [&a, &b, &c][i % 3];
+        let resp = to.generate_with(&a.key, json!({"prompt": format!("p{i}"), "model": "nano-banana-pro"}), &[]).await;
+        match resp.status().as_u16() {
+            200 => through += 1,
+            429 => {
+                refused += 1;
+                assert!(resp.headers().get("retry-after").is_some(), "a refusal says when to come back");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((through, refused), (10, 20), "the key's rate holds for the cluster, not per replica");
+}

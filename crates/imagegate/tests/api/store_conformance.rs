@@ -43,6 +43,7 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    a_rate_lets_a_burst_through_then_one_per_interval,
     reads_are_scoped_to_the_owner,
     idempotency_keys_match_same_body_conflict_on_other_and_expire_after_a_day,
     a_task_is_claimed_by_one_worker_and_fenced_by_its_lease,
@@ -494,4 +495,16 @@ async fn queued_tasks_learn_their_place_in_the_queue_when_written(s: Arc<dyn Sto
     // Written already claimed (a sync task starting at once): not in the queue.
     let claimed = NewTask { claimed: Some(("w".into(), 9000)), ..task("key_a", None, 3001) };
     assert_eq!(new(s.create_task(claimed).await.unwrap()).1, None);
+}
+
+async fn a_rate_lets_a_burst_through_then_one_per_interval(s: Arc<dyn Store>) {
+    let t0 = 1_000_000;
+    for i in 0..10 {
+        assert_eq!(s.take_rate("key:a", 10, t0).await.unwrap(), None, "request {i} of the burst");
+    }
+    let wait = s.take_rate("key:a", 10, t0).await.unwrap().expect("the 11th is over the rate");
+    assert_eq!(wait, std::time::Duration::from_secs(6));
+    assert!(s.take_rate("key:a", 10, t0 + 5_000).await.unwrap().is_some(), "a refusal takes nothing");
+    assert_eq!(s.take_rate("key:a", 10, t0 + 6_000).await.unwrap(), None, "one more after 6 s");
+    assert_eq!(s.take_rate("key:b", 10, t0).await.unwrap(), None, "buckets are apart");
 }

@@ -196,8 +196,8 @@ async fn submit<'a>(
         )
         .with_param("model"));
     }
-    if let Some(rpm) = policy.rpm
-        && let Err(wait) = app.key_rates.check(owner, rpm)
+    if let Some(rpm) = policy.rpm.filter(|r| *r > 0)
+        && let Some(wait) = app.store.take_rate(&format!("key:{owner}"), rpm, now_millis()).await?
     {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

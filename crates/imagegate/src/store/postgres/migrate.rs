@@ -7,7 +7,10 @@ use deadpool_postgres::Object;
 use super::db::Db;
 use crate::store::StoreError;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../../../migrations/postgres/0002_rates.sql")),
+];
 
 /// The lock's key: one per schema, so that databases or schemas sharing a server migrate
 /// independently.

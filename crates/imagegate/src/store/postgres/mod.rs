@@ -128,6 +128,15 @@ impl Store for PgStore {
         on_conn!(self.db, |c| keys::set_export(c, id, export).await)
     }
 
+    async fn take_rate(
+        &self,
+        bucket: &str,
+        per_minute: u32,
+        now_ms: i64,
+    ) -> Result<Option<std::time::Duration>, StoreError> {
+        on_conn!(self.db, |c| keys::take_rate(c, bucket, per_minute, now_ms).await)
+    }
+
     async fn usage(&self, owner: Option<&str>, since_day: &str) -> Result<Vec<UsageRow>, StoreError> {
         on_conn!(self.db, |c| keys::usage(c, owner, since_day).await)
     }

@@ -29,6 +29,8 @@ use crate::domain::task::TaskStatus;
 
 pub struct SqliteStore {
     db: Arc<Db>,
+    /// Request rates: in memory, as one process serves an SQLite database.
+    rates: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// Submits, claims and completions: the hot writes, group-committed together.
     writes: Arc<Batcher<tasks::Write, tasks::Written, tasks::BatchState>>,
 }
@@ -48,7 +50,7 @@ impl SqliteStore {
         };
         let db = Db::open(path.as_deref(), durability)?;
         db.with_writer(migrate::run)?;
-        Ok(SqliteStore { db: Arc::new(db), writes: Batcher::new(tasks::apply) })
+        Ok(SqliteStore { db: Arc::new(db), rates: Default::default(), writes: Batcher::new(tasks::apply) })
     }
 }
 
@@ -92,6 +94,24 @@ impl Store for SqliteStore {
         export: Option<&ExportDestination>,
     ) -> Result<Option<KeyRecord>, StoreError> {
         self.db.write(|c| keys::set_export(c, id, export))
+    }
+
+    async fn take_rate(
+        &self,
+        bucket: &str,
+        per_minute: u32,
+        now_ms: i64,
+    ) -> Result<Option<std::time::Duration>, StoreError> {
+        let gcra = crate::domain::rate::Gcra::per_minute(per_minute);
+        let mut rates = self.rates.lock().map_err(|_| StoreError::Unavailable("rate table poisoned".into()))?;
+        let now_us = now_ms * 1000;
+        match gcra.take(rates.get(bucket).copied(), now_us) {
+            Ok(tat) => {
+                rates.insert(bucket.to_string(), tat);
+                Ok(None)
+            }
+            Err(wait_us) => Ok(Some(std::time::Duration::from_micros(wait_us.max(0) as u64))),
+        }
     }
 
     async fn usage(&self, owner: Option<&str>, since_day: &str) -> Result<Vec<UsageRow>, StoreError> {
