@@ -113,6 +113,16 @@ impl From<Invalid> for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
+        if e.is_transient() {
+            // A database restart or failover: nothing was written; the client may try again.
+            tracing::warn!(error = %e, "the database is unreachable");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "The gateway's database is unreachable for a moment. Nothing was done; try again shortly.",
+            )
+            .with_retry_after(2);
+        }
         ApiError::internal(&e)
     }
 }

@@ -44,6 +44,37 @@ pub enum StoreError {
     UnsupportedUrl(String),
 }
 
+impl StoreError {
+    /// Whether the same write may succeed if made again shortly: the database was unreachable,
+    /// restarting or busy, rather than the write being wrong.
+    pub fn is_transient(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Postgres(e) => match e.code() {
+                // No SQLSTATE: the connection failed or closed.
+                None => true,
+                Some(c) => {
+                    c.code().starts_with("08")
+                        || [
+                            SqlState::ADMIN_SHUTDOWN,
+                            SqlState::CRASH_SHUTDOWN,
+                            SqlState::CANNOT_CONNECT_NOW,
+                            SqlState::T_R_SERIALIZATION_FAILURE,
+                            SqlState::T_R_DEADLOCK_DETECTED,
+                            SqlState::QUERY_CANCELED,
+                        ]
+                        .contains(c)
+                }
+            },
+            StoreError::Database(rusqlite::Error::SqliteFailure(f, _)) => {
+                matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            }
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyRecord {
     pub id: String,

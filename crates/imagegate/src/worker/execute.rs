@@ -12,8 +12,9 @@ use crate::domain::{ids, now_millis, now_secs};
 use crate::imaging;
 use crate::providers::channels::NoChannel;
 use crate::providers::{GeneratedImage, ProviderError, ProviderRequest};
-use crate::store::{Ended, ImageRecord, Lease, TaskRecord};
+use crate::store::{Ended, ImageRecord, Lease, StoreError, TaskRecord};
 use crate::webhooks;
+use std::time::Duration;
 
 /// A task's failure as stored in `tasks.error` and shown to clients.
 pub fn error_json(status: u16, kind: &str, code: &str, message: &str) -> Value {
@@ -167,7 +168,11 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> 
     }
     let result = result_json(&req, &stored);
     let records: Vec<ImageRecord> = stored.iter().map(|s| s.record.clone()).collect();
-    match deps.store.complete_task(&task_id, claim, &result, &records, tries, now_millis(), webhooks::event_for).await {
+    let completed = persist(pool, || {
+        deps.store.complete_task(&task_id, claim, &result, &records, tries, now_millis(), webhooks::event_for)
+    })
+    .await;
+    match completed {
         Ok(Some(ended)) => {
             tracing::info!(task_id, images = records.len(), failed = errors.len(), "task completed");
             let images = stored.into_iter().filter_map(|s| Some((s.record.id, s.inline?))).collect();
@@ -187,6 +192,28 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> 
     }
 }
 
+/// Writes a task's end, again and again while the database is unreachable (a restart, a
+/// failover), for as long as the claim's lease could still be ours: the images are paid for
+/// and stored, and a task whose end is lost runs again. The claim's fencing token keeps a
+/// late write from overriding another claim's.
+async fn persist<R, Fut>(pool: &WorkerPool, mut write: impl FnMut() -> Fut) -> Result<R, StoreError>
+where
+    Fut: std::future::Future<Output = Result<R, StoreError>>,
+{
+    let give_up = tokio::time::Instant::now() + pool.deps.rt.lease;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match write().await {
+            Err(e) if e.is_transient() && tokio::time::Instant::now() + pause < give_up => {
+                tracing::warn!(error = %e, "the database is unreachable; writing the task's end again shortly");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Wakes the outbox loops that the task's end gave work (and no others: an idle loop woken
 /// for nothing still claims in a write transaction), and hands back the final record.
 fn woke_for(pool: &WorkerPool, ended: Ended) -> TaskRecord {
@@ -201,7 +228,7 @@ fn woke_for(pool: &WorkerPool, ended: Ended) -> TaskRecord {
 
 async fn finish_failed(pool: &WorkerPool, task_id: &str, claim: &str, err: &Value, tries: u32) -> Option<Finished> {
     let store = &pool.deps.store;
-    match store.fail_task(task_id, claim, err, tries, now_millis(), webhooks::event_for).await {
+    match persist(pool, || store.fail_task(task_id, claim, err, tries, now_millis(), webhooks::event_for)).await {
         Ok(ended) => {
             tracing::info!(task_id, code = %err["code"], "task failed");
             ended.map(|e| woke_for(pool, e).into())
@@ -215,7 +242,7 @@ async fn finish_failed(pool: &WorkerPool, task_id: &str, claim: &str, err: &Valu
 
 async fn finish_cancelled(pool: &WorkerPool, task_id: &str, claim: &str) -> Option<Finished> {
     let store = &pool.deps.store;
-    match store.finish_cancelled(task_id, claim, now_millis(), webhooks::event_for).await {
+    match persist(pool, || store.finish_cancelled(task_id, claim, now_millis(), webhooks::event_for)).await {
         Ok(ended) => {
             tracing::info!(task_id, "task cancelled while running; upstream calls aborted");
             ended.map(|e| woke_for(pool, e).into())

@@ -8,6 +8,7 @@ mod support;
 mod admin_and_auth;
 mod async_tasks;
 mod blob_conformance;
+mod database_outage;
 mod durability;
 mod errors;
 mod export;
