@@ -124,6 +124,14 @@ fn open_sealer(rt: &Runtime) -> Result<Option<Arc<Sealer>>> {
     if let Some(k) = &rt.secret_key {
         return Ok(Some(Arc::new(Sealer::from_base64(k.expose())?)));
     }
+    if crate::store::backend(&rt.database_url) == Some("postgres") {
+        // A key made here would be this replica's alone: what it seals, the others could not open.
+        tracing::warn!(
+            "no IMAGEGATE_SECRET_KEY with a shared database: export credentials can only be env:: references \
+             (set the same IMAGEGATE_SECRET_KEY on every replica)"
+        );
+        return Ok(None);
+    }
     if rt.data_dir.is_dir() {
         let path = rt.data_dir.join("secret.key");
         return Ok(Some(Arc::new(Sealer::load_or_create(&path)?)));

@@ -1,6 +1,7 @@
 //! `imagegate keys create|list|revoke`: key management straight on the database, so the first
 //! key can be made before any admin token exists.
 
+use super::outln;
 use anyhow::{Result, bail};
 use clap::Subcommand;
 
@@ -92,30 +93,30 @@ pub async fn run(config: Config, cmd: KeysCommand) -> Result<()> {
                 store.set_key_policy(&record.id, &policy).await?;
             }
             if quiet {
-                println!("{secret}");
+                outln!("{secret}");
             } else {
-                println!("Created key {} ({})", record.id, if name.is_empty() { "no name" } else { &name });
-                println!();
-                println!("    {secret}");
-                println!();
-                println!("Store it now: it is shown only once. Use it as 'Authorization: Bearer <key>'.");
+                outln!("Created key {} ({})", record.id, if name.is_empty() { "no name" } else { &name });
+                outln!();
+                outln!("    {secret}");
+                outln!();
+                outln!("Store it now: it is shown only once. Use it as 'Authorization: Bearer <key>'.");
             }
         }
         KeysCommand::List => {
             let keys = store.list_keys().await?;
             if keys.is_empty() {
-                println!("no keys; create one with `imagegate keys create --name NAME`");
+                outln!("no keys; create one with `imagegate keys create --name NAME`");
             }
             for k in keys {
                 let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
-                println!("{}  {}…  {:8}  {}", k.id, k.prefix, state, k.name);
+                outln!("{}  {}…  {:8}  {}", k.id, k.prefix, state, k.name);
             }
         }
         KeysCommand::Revoke { id } => {
             if !store.revoke_key(&id, now_secs()).await? {
                 bail!("no key with id {id}");
             }
-            println!("revoked {id}");
+            outln!("revoked {id}");
         }
     }
     Ok(())

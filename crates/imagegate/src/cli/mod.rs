@@ -57,6 +57,25 @@ enum ConfigCommand {
     Defaults,
 }
 
+/// Writes to stdout; a reader that went away (`imagegate keys list | head -1`) ends the
+/// command quietly instead of with a panic.
+pub(crate) fn out(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_fmt(text).and_then(|_| o.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
+
+/// `println!` through [`out`].
+macro_rules! outln {
+    () => { $crate::cli::out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cli::out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+pub(crate) use outln;
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init();
@@ -90,18 +109,18 @@ async fn run(cli: Cli) -> Result<()> {
             let rt = config.runtime()?;
             std::fs::create_dir_all(&rt.data_dir).ok();
             crate::store::open_with(&rt.store_options()).await?;
-            println!("database {} is up to date", crate::config::redact_url(&rt.database_url));
+            outln!("database {} is up to date", crate::config::redact_url(&rt.database_url));
             Ok(())
         }
         Command::Keys { command } => keys::run(config, command).await,
         Command::Config { command: ConfigCommand::Print } => {
             let rt = config.runtime()?;
-            println!("# {}", deployment(&rt));
-            print!("{}", config.to_redacted_toml()?);
+            outln!("# {}", deployment(&rt));
+            out(format_args!("{}", config.to_redacted_toml()?));
             Ok(())
         }
         Command::Config { command: ConfigCommand::Defaults } => {
-            print!("{}", crate::config::DEFAULT_TOML);
+            out(format_args!("{}", crate::config::DEFAULT_TOML));
             Ok(())
         }
     }

@@ -43,6 +43,13 @@ pub fn apply(config: &mut Config, get: impl Fn(&str) -> Option<String>) -> Resul
     if let Some(v) = get("IMAGEGATE_UPSTREAM_PROXY") {
         config.providers.proxy = v;
     }
+    if let Some(v) = get("IMAGEGATE_SHARED_FOLDER") {
+        config.storage.shared_folder = match v.as_str() {
+            "1" | "true" => true,
+            "0" | "false" | "" => false,
+            _ => bail!("IMAGEGATE_SHARED_FOLDER must be 0 or 1"),
+        };
+    }
     if let Some(v) = get("IMAGEGATE_WEBHOOK_ALLOW_PRIVATE") {
         config.webhooks.allow_private = match v.as_str() {
             "1" | "true" => true,

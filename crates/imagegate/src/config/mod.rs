@@ -130,6 +130,7 @@ pub struct StorageConfig {
     pub durability: String,
     pub database_pool_size: usize,
     pub database_statement_timeout: String,
+    pub shared_folder: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -359,6 +360,13 @@ impl Config {
         } else {
             self.storage.storage_url.clone()
         };
+        if database_url.starts_with("postgres") && storage_url.starts_with("file:") && !self.storage.shared_folder {
+            bail!(
+                "with a PostgreSQL database several replicas may run, and images in a local folder would be \
+                 served by one only: use S3 (IMAGEGATE_STORAGE_URL=s3://…), or set storage.shared_folder = true \
+                 (IMAGEGATE_SHARED_FOLDER=1) when every replica mounts the same folder or only one runs"
+            );
+        }
         let gemini_keys = keys("providers.gemini.api_key", &self.providers.gemini.api_key)?;
         let admin_token = self
             .server
@@ -701,6 +709,23 @@ mod tests {
         assert_eq!(r.breaker.cooldown, Duration::from_secs(30));
         assert!(!r.webhook_allow_private);
         assert_eq!(r.max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn a_shared_database_refuses_a_local_folder_unless_it_is_said_to_be_shared() {
+        let mut c: Config = toml::from_str(DEFAULT_TOML).unwrap();
+        c.storage.database_url = "postgres://ig@db/ig".into();
+        let err = c.runtime().unwrap_err().to_string();
+        assert!(err.contains("S3") && err.contains("shared_folder"), "{err}");
+        c.storage.shared_folder = true;
+        assert!(c.runtime().is_ok());
+        c.storage.shared_folder = false;
+        c.storage.storage_url = "s3://bucket/ig?endpoint=http://127.0.0.1:9000&region=us-east-1".into();
+        assert!(c.runtime().is_ok());
+        c.worker.concurrency = 0;
+        assert!(c.runtime().is_ok(), "an API-only replica");
+        c.storage.database_url = String::new();
+        assert!(c.runtime().unwrap_err().to_string().contains("worker.concurrency = 0"));
     }
 
     #[test]
