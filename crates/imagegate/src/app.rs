@@ -59,6 +59,10 @@ impl App {
             anyhow::bail!("storage.url_mode = \"presigned\" needs S3 storage (IMAGEGATE_STORAGE_URL=s3://…)");
         }
         let providers = Registry::from_config(&rt)?;
+        if store.is_shared() {
+            // Replicas share the store: they share the upstream channels' limits through it.
+            providers.share(Arc::new(crate::replicas::quota::StoreQuota::new(store.clone())));
+        }
         let urls = ImageUrls::new(rt.url_mode.clone(), rt.public_url.clone(), blobs.clone());
         let deliverer = Deliverer::new(
             store.clone(),

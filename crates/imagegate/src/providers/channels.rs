@@ -243,6 +243,8 @@ pub struct ChannelLease {
     pub index: usize,
     pub channel: Arc<Channel>,
     _permit: Option<OwnedSemaphorePermit>,
+    /// The channel's slot for the cluster, when replicas share its limits.
+    _slot: Option<super::quota::SlotGuard>,
     reported: bool,
 }
 
@@ -308,11 +310,53 @@ pub enum NoChannel {
 /// The channels of one provider.
 pub struct Router {
     pub channels: Vec<Arc<Channel>>,
+    /// Limits shared with other replicas, and this router's name in them.
+    shared: std::sync::OnceLock<(Arc<dyn super::quota::SharedQuota>, &'static str)>,
 }
+
+/// The longest wait between two asks for a cluster slot while every one is held.
+const SLOT_POLL_MAX: Duration = Duration::from_millis(500);
 
 impl Router {
     pub fn new(channels: Vec<Channel>) -> Router {
-        Router { channels: channels.into_iter().map(Arc::new).collect() }
+        Router { channels: channels.into_iter().map(Arc::new).collect(), shared: std::sync::OnceLock::new() }
+    }
+
+    /// Counts the channels' `rpm` and `max_concurrency` with the other replicas through
+    /// `quota` (`label` tells this router's channels from another's of the same name).
+    pub fn share(&self, quota: Arc<dyn super::quota::SharedQuota>, label: &'static str) {
+        let _ = self.shared.set((quota, label));
+    }
+
+    /// One call from the channel's rate: `Some(wait)` when over it (for the cluster when shared).
+    async fn over_rate(&self, ch: &Channel) -> Option<Duration> {
+        match (self.shared.get(), &ch.rate) {
+            (_, None) => None,
+            (Some((q, label)), Some(_)) => q.take_rate(&format!("{label}/{}", ch.spec.name), ch.spec.rpm).await,
+            (None, Some(rate)) => rate
+                .check()
+                .err()
+                .map(|n| n.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()))),
+        }
+    }
+
+    /// The channel's slot for the cluster (waiting while every one is held), when shared.
+    async fn cluster_slot(&self, ch: &Channel) -> Option<super::quota::SlotGuard> {
+        let (q, label) = self.shared.get()?;
+        if ch.spec.max_concurrency == 0 {
+            return None;
+        }
+        let scope = format!("{label}/{}", ch.spec.name);
+        let mut pause = Duration::from_millis(20);
+        loop {
+            if let Some(g) = q.take_slot(&scope, ch.spec.max_concurrency).await {
+                return Some(g);
+            }
+            // Jittered, so that replicas waiting for one channel do not ask in step.
+            let jitter = 0.5 + rand::random::<f64>();
+            tokio::time::sleep(pause.mul_f64(jitter)).await;
+            pause = (pause * 2).min(SLOT_POLL_MAX);
+        }
     }
 
     /// Takes a channel for one call, preferring channels not in `avoid` (already failed for this
@@ -349,25 +393,25 @@ impl Router {
             };
             let index = pick.ok_or(NoChannel::Unhealthy)?;
             let ch = self.channels[index].clone();
-            if let Some(rate) = &ch.rate
-                && rate.check().is_err()
-            {
+            if let Some(wait) = self.over_rate(&ch).await {
                 if ready.len() > 1 {
                     over_rate.push(index); // over its per-minute rate: try the others first
                     continue;
                 }
-                rate.until_ready().await;
+                tokio::time::sleep(wait).await;
+                continue;
             }
             let permit = match &ch.slots {
                 Some(s) => Some(s.clone().acquire_owned().await.map_err(|_| NoChannel::Unhealthy)?),
                 None => None,
             };
+            let slot = self.cluster_slot(&ch).await;
             let admitted = ch.health.lock().map(|mut h| h.admit(Instant::now(), &ch.breaker)).unwrap_or(false);
             if !admitted {
                 continue; // opened, or taken for a probe, while we waited: choose again
             }
             ch.in_flight.fetch_add(1, Ordering::Relaxed);
-            return Ok(ChannelLease { index, channel: ch, _permit: permit, reported: false });
+            return Ok(ChannelLease { index, channel: ch, _permit: permit, _slot: slot, reported: false });
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod channels;
 pub mod gemini;
 pub mod openai_compat;
+pub mod quota;
 pub mod simulated;
 
 use async_trait::async_trait;
@@ -269,6 +270,12 @@ impl Registry {
     /// The channels serving `model` (an upstream model name).
     pub fn for_model(&self, upstream_model: &str) -> &Arc<channels::Router> {
         if self.is_openai(upstream_model) { &self.openai } else { &self.gemini }
+    }
+
+    /// Counts the channels' limits with the other replicas sharing `quota`.
+    pub fn share(&self, quota: Arc<dyn quota::SharedQuota>) {
+        self.gemini.share(quota.clone(), "gemini");
+        self.openai.share(quota, "openai");
     }
 
     pub fn routers(&self) -> impl Iterator<Item = &Arc<channels::Router>> {

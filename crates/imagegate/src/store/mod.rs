@@ -393,6 +393,12 @@ pub trait Store: Send + Sync {
         None
     }
 
+    /// Whether several processes may use this store at once (replicas): limits meant for the
+    /// cluster are then counted in it.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
     /// Creates a key. `key_hash` must be unique.
     async fn create_key(&self, key: NewKey) -> Result<KeyRecord, StoreError>;
     /// All keys, newest first, revoked ones included.
@@ -420,6 +426,22 @@ pub trait Store: Send + Sync {
         per_minute: u32,
         now_ms: i64,
     ) -> Result<Option<std::time::Duration>, StoreError>;
+
+    /// Takes one of `max` slots of `scope` (an upstream channel's concurrency, for every
+    /// process sharing this store) for `holder` until `until_ms`: the slot's number, or `None`
+    /// when all are held. A slot whose holder let its lease run out is free again.
+    async fn take_slot(
+        &self,
+        scope: &str,
+        max: u32,
+        holder: &str,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<u32>, StoreError>;
+    /// Extends a held slot's lease; `false` when `holder` no longer holds it.
+    async fn renew_slot(&self, scope: &str, slot: u32, holder: &str, until_ms: i64) -> Result<bool, StoreError>;
+    /// Frees a slot `holder` holds (nothing when it does not).
+    async fn release_slot(&self, scope: &str, slot: u32, holder: &str) -> Result<(), StoreError>;
 
     /// Usage rows from `since_day` (inclusive), for one key or (`None`) all keys.
     async fn usage(&self, owner: Option<&str>, since_day: &str) -> Result<Vec<UsageRow>, StoreError>;

@@ -4,7 +4,7 @@
 
 use crate::support::pg::Schema;
 use crate::support::{TestApp, spawn_with};
-use imagegate_fakes::WebhookSink;
+use imagegate_fakes::{FakeGemini, WebhookSink};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -133,4 +133,65 @@ async fn a_key_limited_to_10_requests_a_minute_gets_10_through_across_three_repl
         }
     }
     assert_eq!((through, refused), (10, 20), "the key's rate holds for the cluster, not per replica");
+}
+
+/// A replica in front of `fake`, whose one channel allows `max_concurrency` calls and `rpm`.
+async fn gemini_replica(schema: &Schema, images: &std::path::Path, fake: &FakeGemini, max: usize, rpm: u32) -> TestApp {
+    let (url, base) = (schema.url.clone(), fake.base_url());
+    let images = format!("file://{}", images.display());
+    spawn_with(
+        move |rt| {
+            rt.database_url = url;
+            rt.storage_url = images;
+            rt.gemini_keys = vec![imagegate::config::Secret::new("test-gemini-key")];
+            rt.gemini_base_url = base;
+            rt.gemini_max_concurrency = max;
+            rt.gemini_rpm = rpm;
+        },
+        false,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_allowed_2_calls_at_once_never_gets_more_from_three_replicas() {
+    let schema = Schema::new().await;
+    let images = tempfile::tempdir().unwrap();
+    let fake = FakeGemini::start().await.unwrap();
+    fake.script.set_delay(Duration::from_millis(300));
+    let a = gemini_replica(&schema, images.path(), &fake, 2, 0).await;
+    let b = gemini_replica(&schema, images.path(), &fake, 2, 0).await;
+    let c = gemini_replica(&schema, images.path(), &fake, 2, 0).await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let to = [&a, &b, &c][i % 3];
+        ids.push(
+            to.submit_async(&a.key, json!({"prompt": format!("p{i}"), "model": "nano-banana-pro"})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    for id in &ids {
+        assert_eq!(a.wait_task(id).await["status"], "completed", "{id}");
+    }
+    assert_eq!(fake.script.call_count(), 12);
+    assert_eq!(fake.script.max_in_flight(), 2, "two calls at a time across the cluster (each replica alone allows 2)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_allowed_6_calls_a_minute_gets_6_from_three_replicas() {
+    let schema = Schema::new().await;
+    let images = tempfile::tempdir().unwrap();
+    let fake = FakeGemini::start().await.unwrap();
+    let a = gemini_replica(&schema, images.path(), &fake, 0, 6).await;
+    let b = gemini_replica(&schema, images.path(), &fake, 0, 6).await;
+    let c = gemini_replica(&schema, images.path(), &fake, 0, 6).await;
+    for i in 0..12 {
+        let to = [&a, &b, &c][i % 3];
+        to.submit_async(&a.key, json!({"prompt": format!("p{i}"), "model": "nano-banana-pro"})).await;
+    }
+    // A burst of 6, then one every 10 s: in 4 s, 6 calls (18 if each replica counted alone).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(fake.script.call_count(), 6, "the channel's rate holds for the cluster");
 }

@@ -43,6 +43,7 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    channel_slots_are_held_until_released_or_their_lease_runs_out,
     a_rate_lets_a_burst_through_then_one_per_interval,
     reads_are_scoped_to_the_owner,
     idempotency_keys_match_same_body_conflict_on_other_and_expire_after_a_day,
@@ -507,4 +508,26 @@ async fn a_rate_lets_a_burst_through_then_one_per_interval(s: Arc<dyn Store>) {
     assert!(s.take_rate("key:a", 10, t0 + 5_000).await.unwrap().is_some(), "a refusal takes nothing");
     assert_eq!(s.take_rate("key:a", 10, t0 + 6_000).await.unwrap(), None, "one more after 6 s");
     assert_eq!(s.take_rate("key:b", 10, t0).await.unwrap(), None, "buckets are apart");
+}
+
+async fn channel_slots_are_held_until_released_or_their_lease_runs_out(s: Arc<dyn Store>) {
+    let (now, until) = (1_000, 31_000);
+    assert_eq!(s.take_slot("gemini-1", 2, "a", until, now).await.unwrap(), Some(0));
+    assert_eq!(s.take_slot("gemini-1", 2, "b", until, now).await.unwrap(), Some(1));
+    assert_eq!(s.take_slot("gemini-1", 2, "c", until, now).await.unwrap(), None, "both held");
+    assert_eq!(s.take_slot("gemini-2", 2, "c", until, now).await.unwrap(), Some(0), "scopes are apart");
+    s.release_slot("gemini-1", 0, "someone-else").await.unwrap();
+    assert_eq!(s.take_slot("gemini-1", 2, "c", until, now).await.unwrap(), None, "only its holder frees a slot");
+    s.release_slot("gemini-1", 0, "a").await.unwrap();
+    assert_eq!(s.take_slot("gemini-1", 2, "c", until, now).await.unwrap(), Some(0), "a released slot is free");
+    assert!(s.renew_slot("gemini-1", 1, "b", 61_000).await.unwrap());
+    assert!(!s.renew_slot("gemini-1", 1, "c", 61_000).await.unwrap(), "a slot is renewed by its holder only");
+    // "c" died holding slot 0: its lease runs out at 31 s; "b" renewed slot 1 to 61 s.
+    assert_eq!(
+        s.take_slot("gemini-1", 2, "d", 62_000, 40_000).await.unwrap(),
+        Some(0),
+        "an expired slot is taken over"
+    );
+    assert!(!s.renew_slot("gemini-1", 0, "c", 70_000).await.unwrap(), "its old holder lost it");
+    assert_eq!(s.take_slot("gemini-1", 2, "e", 62_000, 40_000).await.unwrap(), None);
 }

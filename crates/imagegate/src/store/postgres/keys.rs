@@ -123,30 +123,3 @@ pub async fn set_webhook_secret(c: &impl GenericClient, owner: &str, secret: &st
     let stmt = c.prepare_cached("UPDATE keys SET webhook_secret = $1 WHERE id = $2").await?;
     Ok(c.execute(&stmt, &[&secret, &owner]).await? > 0)
 }
-
-/// One request from a shared rate (see `domain::rate`): the TAT moves on in one statement, or
-/// stays when the request is over the rate.
-pub async fn take_rate(
-    c: &impl GenericClient,
-    bucket: &str,
-    per_minute: u32,
-    now_ms: i64,
-) -> Result<Option<std::time::Duration>, StoreError> {
-    let g = crate::domain::rate::Gcra::per_minute(per_minute);
-    let now_us = now_ms * 1000;
-    let take = c
-        .prepare_cached(
-            "INSERT INTO rate_limits (bucket, tat_us) VALUES ($1, $2::bigint + $3::bigint)
-             ON CONFLICT (bucket) DO UPDATE SET tat_us = GREATEST(rate_limits.tat_us, $2::bigint) + $3::bigint
-             WHERE GREATEST(rate_limits.tat_us, $2::bigint) - $2::bigint <= $4::bigint
-             RETURNING tat_us",
-        )
-        .await?;
-    if c.query_opt(&take, &[&bucket, &now_us, &g.interval_us, &g.tolerance_us]).await?.is_some() {
-        return Ok(None);
-    }
-    let read = c.prepare_cached("SELECT tat_us FROM rate_limits WHERE bucket = $1").await?;
-    let tat: Option<i64> = c.query_opt(&read, &[&bucket]).await?.map(|r| r.try_get(0)).transpose()?;
-    let wait_us = g.take(tat, now_us).err().unwrap_or(g.interval_us).max(0);
-    Ok(Some(std::time::Duration::from_micros(wait_us as u64)))
-}

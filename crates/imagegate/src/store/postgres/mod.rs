@@ -11,6 +11,7 @@ mod images;
 mod keys;
 mod migrate;
 mod notify;
+mod quota;
 mod tasks;
 mod tls;
 mod webhooks;
@@ -88,6 +89,10 @@ impl PgStore {
 
 #[async_trait]
 impl Store for PgStore {
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<StoreEvent>> {
         Some(self.notifier.subscribe())
     }
@@ -134,7 +139,26 @@ impl Store for PgStore {
         per_minute: u32,
         now_ms: i64,
     ) -> Result<Option<std::time::Duration>, StoreError> {
-        on_conn!(self.db, |c| keys::take_rate(c, bucket, per_minute, now_ms).await)
+        on_conn!(self.db, |c| quota::take_rate(c, bucket, per_minute, now_ms).await)
+    }
+
+    async fn take_slot(
+        &self,
+        scope: &str,
+        max: u32,
+        holder: &str,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<u32>, StoreError> {
+        on_conn!(self.db, |c| quota::take_slot(c, scope, max, holder, until_ms, now_ms).await)
+    }
+
+    async fn renew_slot(&self, scope: &str, slot: u32, holder: &str, until_ms: i64) -> Result<bool, StoreError> {
+        on_conn!(self.db, |c| quota::renew_slot(c, scope, slot, holder, until_ms).await)
+    }
+
+    async fn release_slot(&self, scope: &str, slot: u32, holder: &str) -> Result<(), StoreError> {
+        on_conn!(self.db, |c| quota::release_slot(c, scope, slot, holder).await)
     }
 
     async fn usage(&self, owner: Option<&str>, since_day: &str) -> Result<Vec<UsageRow>, StoreError> {

@@ -7,6 +7,7 @@ mod group;
 mod images;
 mod keys;
 mod migrate;
+mod quota;
 mod tasks;
 mod webhooks;
 
@@ -29,8 +30,8 @@ use crate::domain::task::TaskStatus;
 
 pub struct SqliteStore {
     db: Arc<Db>,
-    /// Request rates: in memory, as one process serves an SQLite database.
-    rates: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// Request rates and channel slots, in memory (see `quota.rs`).
+    quota: quota::Quota,
     /// Submits, claims and completions: the hot writes, group-committed together.
     writes: Arc<Batcher<tasks::Write, tasks::Written, tasks::BatchState>>,
 }
@@ -50,7 +51,7 @@ impl SqliteStore {
         };
         let db = Db::open(path.as_deref(), durability)?;
         db.with_writer(migrate::run)?;
-        Ok(SqliteStore { db: Arc::new(db), rates: Default::default(), writes: Batcher::new(tasks::apply) })
+        Ok(SqliteStore { db: Arc::new(db), quota: Default::default(), writes: Batcher::new(tasks::apply) })
     }
 }
 
@@ -102,16 +103,26 @@ impl Store for SqliteStore {
         per_minute: u32,
         now_ms: i64,
     ) -> Result<Option<std::time::Duration>, StoreError> {
-        let gcra = crate::domain::rate::Gcra::per_minute(per_minute);
-        let mut rates = self.rates.lock().map_err(|_| StoreError::Unavailable("rate table poisoned".into()))?;
-        let now_us = now_ms * 1000;
-        match gcra.take(rates.get(bucket).copied(), now_us) {
-            Ok(tat) => {
-                rates.insert(bucket.to_string(), tat);
-                Ok(None)
-            }
-            Err(wait_us) => Ok(Some(std::time::Duration::from_micros(wait_us.max(0) as u64))),
-        }
+        self.quota.take_rate(bucket, per_minute, now_ms)
+    }
+
+    async fn take_slot(
+        &self,
+        scope: &str,
+        max: u32,
+        holder: &str,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<u32>, StoreError> {
+        self.quota.take_slot(scope, max, holder, until_ms, now_ms)
+    }
+
+    async fn renew_slot(&self, scope: &str, slot: u32, holder: &str, until_ms: i64) -> Result<bool, StoreError> {
+        self.quota.renew_slot(scope, slot, holder, until_ms)
+    }
+
+    async fn release_slot(&self, scope: &str, slot: u32, holder: &str) -> Result<(), StoreError> {
+        self.quota.release_slot(scope, slot, holder)
     }
 
     async fn usage(&self, owner: Option<&str>, since_day: &str) -> Result<Vec<UsageRow>, StoreError> {

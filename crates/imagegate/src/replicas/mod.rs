@@ -2,6 +2,8 @@
 //! here what the change would have woken had it been made here (the dispatcher for new work,
 //! a sync waiter or event stream for its task, a running task's cancel, the outbox loops).
 
+pub mod quota;
+
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 
