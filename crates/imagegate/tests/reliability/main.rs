@@ -8,13 +8,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../api/support/pg.rs"]
+#[allow(dead_code)]
+mod pg;
 #[path = "../api/support/proc.rs"]
 mod proc;
+#[path = "../api/support/s3.rs"]
+#[allow(dead_code)]
+mod s3;
 
 mod chaos;
 mod flood;
 mod kill_soak;
 mod receiver_down;
+mod replicas_kill;
 
 /// The full sizes (by hand) or the short ones (CI).
 pub fn full() -> bool {

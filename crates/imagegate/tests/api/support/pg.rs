@@ -66,7 +66,8 @@ impl PrivateServer {
         if as_root {
             let _ = std::process::Command::new("chown").arg("postgres").arg(dir.path()).status();
         }
-        let server = PrivateServer { port: crate::support::proc::free_port(), dir, bin };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let server = PrivateServer { port, dir, bin };
         let data = server.data();
         let ok = server
             .command("initdb", as_root)
