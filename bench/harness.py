@@ -235,7 +235,7 @@ base_url = "{fake.base if fake else 'http://127.0.0.1:9'}"
     p = Proc(name, [binary] + args + ["serve", "--listen", f"127.0.0.1:{port}"], GATEWAY_CPU, env=env)
     wait_http(f"http://127.0.0.1:{port}/healthz", p)
     key = subprocess.run([binary] + args + ["keys", "create", "--quiet"], capture_output=True, text=True,
-                         check=True).stdout.strip()
+                         check=True, env={**os.environ, **(env or {})}).stdout.strip()
     p.base, p.key, p.dir = f"http://127.0.0.1:{port}", key, d
     return p
 
@@ -644,6 +644,105 @@ def scenario_convert():
     out(f"\nBoth as one process per conversion (start, decode, encode, write), pinned to one core, "
         f"median of {ROUNDS}; {vips_version}, VIPS_CONCURRENCY=1.\n")
 
+PG_SERVER = os.environ.get("BENCH_POSTGRES", "postgres://root@127.0.0.1:5432")
+
+
+def psql(db, sql):
+    """One statement through psql; its first value."""
+    r = subprocess.run(["psql", f"{PG_SERVER}/{db}", "-XAtqc", sql], capture_output=True, text=True, check=True)
+    return r.stdout.strip()
+
+
+def pg_database():
+    """A fresh database for one gateway; its URL."""
+    name = f"imagegate_bench_{os.getpid()}_{int(time.time() * 1000) % 10**9}"
+    psql("postgres", f"CREATE DATABASE {name}")
+    return name, f"{PG_SERVER}/{name}?sslmode=disable"
+
+
+def pg_counters(db):
+    """(WAL position, commits, rows written) of the database now (statistics settle first)."""
+    time.sleep(1.0)
+    lsn = psql(db, "SELECT pg_current_wal_lsn()")
+    commits = int(psql(db, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"))
+    rows = int(psql(db, "SELECT COALESCE(SUM(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables"))
+    return lsn, commits, rows
+
+
+def fill_tasks(gw, backend, db, n):
+    """n completed tasks of the gateway's key, written straight into its database."""
+    cols = ("id, owner, status, mode, model, request, result, attempts, created_at, updated_at, completed_at, "
+            "cost_usd, reserved_usd, reserved_images, usage_day")
+    if backend == "postgres":
+        owner = psql(db, "SELECT id FROM keys ORDER BY id DESC LIMIT 1")
+        psql(db, f"INSERT INTO tasks ({cols}) SELECT 'task_' || lpad(g::text, 26, '0'), '{owner}', 'completed', "
+                 f"'async', 'nano-banana-pro', '{{\"prompt\":\"p\"}}', '{{\"data\":[]}}', 1, g, g, g, 0.134, 0.134, 1, "
+                 f"'2026-12-01' FROM generate_series(1, {n}) g")
+        psql(db, "ANALYZE tasks")
+    else:
+        import sqlite3
+        con = sqlite3.connect(os.path.join(gw.dir, "data", "imagegate.db"), timeout=30)
+        owner = con.execute("SELECT id FROM keys ORDER BY id DESC LIMIT 1").fetchone()[0]
+        rows = ((f"task_{i:026d}", owner, "completed", "async", "nano-banana-pro", '{"prompt":"p"}', '{"data":[]}', 1,
+                 i, i, i, 0.134, 0.134, 1, "2026-12-01") for i in range(1, n + 1))
+        con.executemany(f"INSERT INTO tasks ({cols}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        con.commit()
+        con.execute("ANALYZE")
+        con.close()
+
+
+def scenario_postgres():
+    out("### 8. The store on PostgreSQL, side by side with SQLite")
+    body = dict(PROMPT_BODY, response_format="url")
+    burst = DURATION * 2
+    stored = 20_000 if QUICK else 1_000_000
+    out("| measure | SQLite | PostgreSQL |")
+    out("|---|---|---|")
+    rows = {}
+    for backend in ["sqlite", "postgres"]:
+        fake = start_fake(size=64, delay_ms=120000)
+        env, db = None, None
+        if backend == "postgres":
+            db, url = pg_database()
+            env = {"IMAGEGATE_DATABASE_URL": url, "IMAGEGATE_SHARED_FOLDER": "1"}
+        gw = start_imagegate(fake, env=env)
+        before = pg_counters(db) if db else None
+        r = wrk(f"{gw.base}/v1/images/generations/async", 64, burst, "POST", body, gw.key)
+        accepted = r["requests"] - r["non2xx"]
+        rows.setdefault("submit", {})[backend] = (
+            f"{accepted / (r['duration_us'] / 1e6):.0f}/s, p50 {ms(r['p50_us'])} ms, p99 {ms(r['p99_us'])} ms, "
+            f"{r['errors'] + r['non2xx']} errors")
+        if db:
+            after = pg_counters(db)
+            wal = int(psql(db, f"SELECT pg_wal_lsn_diff('{after[0]}', '{before[0]}')"))
+            rows["wal"] = {"postgres": f"{wal / accepted:.0f} B of WAL, {(after[1] - before[1]) / accepted:.2f} commits, "
+                                       f"{(after[2] - before[2]) / accepted:.1f} rows written",
+                           "sqlite": "(one process: WAL frames, not comparable)"}
+        gw.stop()
+        # Reads with many tasks stored: the same gateway restarted on its database, a million tasks in.
+        gw = start_imagegate(fake, env=env)
+        http("POST", f"{gw.base}/v1/images/generations/async", body, gw.key)
+        fill_tasks(gw, backend, db, stored)
+        mid = f"task_{stored // 2:026d}"
+        poll = wrk(f"{gw.base}/v1/tasks/{mid}", 16, DURATION, "GET", None, gw.key)
+        lst = wrk(f"{gw.base}/v1/tasks?limit=20", 16, DURATION, "GET", None, gw.key)
+        rows.setdefault("poll", {})[backend] = f"{poll['rps']:.0f}/s, p99 {ms(poll['p99_us'])} ms"
+        rows.setdefault("list", {})[backend] = f"{lst['rps']:.0f}/s, p99 {ms(lst['p99_us'])} ms"
+        gw.stop()
+        fake.stop()
+        if db:
+            psql("postgres", f"DROP DATABASE {db}")
+    out(f"| {burst} s burst of durable async submits, concurrency 64, workers busy | {rows['submit']['sqlite']} | "
+        f"{rows['submit']['postgres']} |")
+    out(f"| per accepted task (PostgreSQL's own counters) | {rows['wal']['sqlite']} | {rows['wal']['postgres']} |")
+    out(f"| GET /v1/tasks/{{id}} with {stored:,} tasks stored, concurrency 16 | {rows['poll']['sqlite']} | "
+        f"{rows['poll']['postgres']} |")
+    out(f"| GET /v1/tasks?limit=20 (one key holding them all), concurrency 16 | {rows['list']['sqlite']} | "
+        f"{rows['list']['postgres']} |")
+    out(f"\nPostgreSQL {psql('postgres', 'SHOW server_version')} on this machine (synchronous_commit = "
+        f"{psql('postgres', 'SHOW synchronous_commit')}, fsync = {psql('postgres', 'SHOW fsync')}), "
+        f"not pinned: it shares the cores with wrk and the gateway. Gateway pool: 16 connections, no TLS.\n")
+
 
 SCENARIOS = {
     "overhead": scenario_overhead,
@@ -653,6 +752,7 @@ SCENARIOS = {
     "async": scenario_async,
     "serve": scenario_serve,
     "convert": scenario_convert,
+    "postgres": scenario_postgres,
 }
 
 
