@@ -43,6 +43,10 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    many_workers_claiming_at_once_take_each_task_once,
+    a_cancel_racing_a_completion_ends_the_task_once,
+    expired_images_are_swept_with_their_variants_and_stop_being_live,
+    exports_are_owed_with_the_images_and_claimed_by_one_exporter_at_a_time,
     channel_slots_are_held_until_released_or_their_lease_runs_out,
     a_rate_lets_a_burst_through_then_one_per_interval,
     reads_are_scoped_to_the_owner,
@@ -530,4 +534,157 @@ async fn channel_slots_are_held_until_released_or_their_lease_runs_out(s: Arc<dy
     );
     assert!(!s.renew_slot("gemini-1", 0, "c", 70_000).await.unwrap(), "its old holder lost it");
     assert_eq!(s.take_slot("gemini-1", 2, "e", 62_000, 40_000).await.unwrap(), None);
+}
+
+fn image_of(t: &TaskRecord, expires_at: i64) -> ImageRecord {
+    let id = imagegate::domain::ids::image_id();
+    ImageRecord {
+        blob_key: format!("{id}.jpeg"),
+        id,
+        task_id: t.id.clone(),
+        owner: t.owner.clone(),
+        content_type: "image/jpeg".into(),
+        bytes: 10,
+        width: 1024,
+        height: 1024,
+        etag: "\"e\"".into(),
+        created_at_ms: 2000,
+        expires_at,
+        cost_usd: 0.134,
+    }
+}
+
+async fn many_workers_claiming_at_once_take_each_task_once(s: Arc<dyn Store>) {
+    for i in 0..40 {
+        created(s.create_task(task(&format!("key_{}", i % 4), None, 1000 + i)).await.unwrap());
+    }
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                for n in 0.. {
+                    match s.claim_task(&format!("w{w}/c{n}"), 5000, 60_000).await.unwrap() {
+                        Some(t) => mine.push(t.id),
+                        None => break,
+                    }
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    let distinct: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!((all.len(), distinct.len()), (40, 40), "every task claimed, none twice");
+}
+
+async fn a_cancel_racing_a_completion_ends_the_task_once(s: Arc<dyn Store>) {
+    for round in 0..10 {
+        let t = created(s.create_task(task("key_a", None, 1000 + round)).await.unwrap());
+        let claim = format!("w/c{round}");
+        let c = s.claim_task(&claim, 2000, 60_000).await.unwrap().unwrap();
+        assert_eq!(c.id, t.id);
+        let img = image_of(&t, 99);
+        let result = json!({"data": []});
+        let (done, cancel) = tokio::join!(
+            s.complete_task(&t.id, &claim, &result, std::slice::from_ref(&img), 1, 3000, every_change),
+            s.request_cancel("key_a", &t.id, 3000, every_change),
+        );
+        let end = s.get_task("key_a", &t.id).await.unwrap().unwrap();
+        assert!(done.unwrap().is_some(), "the worker holds the lease: its end is written");
+        assert_eq!(end.status, TaskStatus::Completed);
+        match cancel.unwrap() {
+            CancelOutcome::Requested(_) | CancelOutcome::AlreadyEnded(_) => {}
+            other => panic!("a running task is never cancelled in place: {other:?}"),
+        }
+        assert!(s.get_image(&img.id).await.unwrap().is_some());
+    }
+    let hooks = s.claim_webhooks("d", 99_999, 100_000, 100).await.unwrap();
+    assert_eq!(hooks.len(), 10, "one webhook per task end, none for the cancel requests");
+    assert!(hooks.iter().all(|h| h.event_type == "task.completed"));
+}
+
+async fn expired_images_are_swept_with_their_variants_and_stop_being_live(s: Arc<dyn Store>) {
+    let t = created(s.create_task(task("key_a", None, 1000)).await.unwrap());
+    s.claim_task("w/c", 2000, 60_000).await.unwrap().unwrap();
+    let (old, young) = (image_of(&t, 100), image_of(&t, 10_000));
+    s.complete_task(&t.id, "w/c", &json!({"data": []}), &[old.clone(), young.clone()], 1, 3000, no_webhook)
+        .await
+        .unwrap()
+        .unwrap();
+    s.add_variant(&old.id, "var/a.webp", 5, 4000).await.unwrap();
+    s.add_variant(&old.id, "var/a.webp", 5, 4001).await.unwrap();
+    s.add_variant(&old.id, "var/b.jpeg", 6, 4002).await.unwrap();
+    let mut v = s.variants(&old.id).await.unwrap();
+    v.sort();
+    assert_eq!(v, vec![("var/a.webp".to_string(), 5), ("var/b.jpeg".to_string(), 6)], "recorded once each");
+    let due = s.expired_images(5_000, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "only the image past its expiry");
+    let (img, mut variants) = due.into_iter().next().unwrap();
+    variants.sort();
+    assert_eq!(
+        (img.id.as_str(), variants),
+        (old.id.as_str(), vec!["var/a.webp".to_string(), "var/b.jpeg".to_string()])
+    );
+    s.mark_swept(&old.id, 6000).await.unwrap();
+    assert!(s.expired_images(5_000, 10).await.unwrap().is_empty(), "swept once");
+    assert!(s.variants(&old.id).await.unwrap().is_empty());
+    let live = s.live_images(&[old.id.clone(), young.id.clone(), "img_unknown".into()]).await.unwrap();
+    assert_eq!(live, std::collections::HashSet::from([young.id.clone()]), "the sweep forgets the old, keeps the young");
+    assert!(s.get_image(&old.id).await.unwrap().is_some(), "the row stays for the task's record");
+}
+
+async fn exports_are_owed_with_the_images_and_claimed_by_one_exporter_at_a_time(s: Arc<dyn Store>) {
+    let key = s
+        .create_key(imagegate::store::NewKey {
+            id: "key_exp".into(),
+            name: "exporter".into(),
+            key_hash: "h_exp".into(),
+            prefix: "igk_x".into(),
+            created_at: 1,
+            webhook_secret: "whsec_x".into(),
+        })
+        .await
+        .unwrap();
+    let dest = imagegate::domain::export::ExportDestination {
+        bucket: "customer".into(),
+        prefix: "ig".into(),
+        endpoint: None,
+        region: "us-east-1".into(),
+        virtual_host: false,
+        access_key_id: "AK".into(),
+        secret_access_key: "sealed".into(),
+    };
+    assert_eq!(s.set_key_export(&key.id, Some(&dest)).await.unwrap().unwrap().export, Some(dest));
+    let t = created(s.create_task(task(&key.id, None, 1000)).await.unwrap());
+    s.claim_task("w/c", 2000, 60_000).await.unwrap().unwrap();
+    let images = [image_of(&t, 99), image_of(&t, 99)];
+    let ended =
+        s.complete_task(&t.id, "w/c", &json!({"data": []}), &images, 1, 3000, no_webhook).await.unwrap().unwrap();
+    assert!(ended.exports_owed, "owed in the completing transaction");
+    let (a, b) = tokio::join!(s.claim_exports("e1", 3000, 9000, 10), s.claim_exports("e2", 3000, 9000, 10));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 2, "each copy claimed by one exporter");
+    assert!(s.claim_exports("e3", 5000, 9000, 10).await.unwrap().is_empty(), "leased");
+    assert_eq!(s.next_export_due().await.unwrap(), Some(9000), "due again when the lease ends");
+    let job = a.first().or(b.first()).unwrap().clone();
+    s.record_export(
+        &job.image_id,
+        &imagegate::store::ExportOutcome::Exported {
+            bucket: "customer".into(),
+            object_key: format!("ig/{}", job.object_name),
+        },
+        4000,
+    )
+    .await
+    .unwrap();
+    let records = s.task_exports(&key.id, std::slice::from_ref(&t.id)).await.unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records.iter().filter(|r| r.status == "exported").count(), 1);
+    assert!(s.task_exports("key_other", &[t.id.clone()]).await.unwrap().is_empty(), "scoped to the owner");
+    let again = s.claim_exports("e3", 9001, 20_000, 10).await.unwrap();
+    assert_eq!(again.len(), 1, "the copy whose exporter went quiet comes back; the exported one does not");
 }
