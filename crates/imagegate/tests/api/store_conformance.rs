@@ -684,7 +684,7 @@ async fn exports_are_owed_with_the_images_and_claimed_by_one_exporter_at_a_time(
     let records = s.task_exports(&key.id, std::slice::from_ref(&t.id)).await.unwrap();
     assert_eq!(records.len(), 2);
     assert_eq!(records.iter().filter(|r| r.status == "exported").count(), 1);
-    assert!(s.task_exports("key_other", &[t.id.clone()]).await.unwrap().is_empty(), "scoped to the owner");
+    assert!(s.task_exports("key_other", std::slice::from_ref(&t.id)).await.unwrap().is_empty(), "scoped to the owner");
     let again = s.claim_exports("e3", 9001, 20_000, 10).await.unwrap();
     assert_eq!(again.len(), 1, "the copy whose exporter went quiet comes back; the exported one does not");
 }
