@@ -7,6 +7,7 @@
 
 mod db;
 mod exports;
+mod group;
 mod images;
 mod keys;
 mod migrate;
@@ -34,6 +35,8 @@ use super::{
 
 pub struct PgStore {
     db: Arc<Db>,
+    /// Plain submits, group-committed (see `group.rs`).
+    submits: Arc<group::Submits>,
     /// Tells the other replicas what committed here, and this one what they committed.
     notifier: Notifier,
 }
@@ -69,7 +72,7 @@ impl PgStore {
         let db = Arc::new(Db::open(options)?);
         migrate::run(&db).await?;
         let notifier = Notifier::start(db.clone());
-        Ok(PgStore { db, notifier })
+        Ok(PgStore { db, submits: Default::default(), notifier })
     }
 
     /// Announces what a task's end queued.
@@ -166,6 +169,15 @@ impl Store for PgStore {
     }
 
     async fn create_task(&self, task: NewTask) -> Result<Created, StoreError> {
+        if tasks::is_plain(&task) {
+            let created = self.submits.submit(&self.db, task).await?;
+            if let Created::New { task, .. } = &created
+                && task.status == TaskStatus::Queued
+            {
+                self.notifier.announce(&[StoreEvent::Queued]);
+            }
+            return Ok(created);
+        }
         // A submit that lost an Idempotency-Key race to a concurrent one runs again: it then
         // finds the other's task. Twice is enough (the winner has committed by then).
         for _ in 0..3 {

@@ -286,7 +286,16 @@ pub async fn create(c: &impl GenericClient, task: &NewTask) -> Result<Option<Cre
         position,
     )
     .await?;
-    let record = TaskRecord {
+    Ok(Some(Created::New { task: new_record(task), queue_position }))
+}
+
+/// The record of a task just written.
+pub fn new_record(task: &NewTask) -> TaskRecord {
+    let (status, attempts, started_at) = match &task.claimed {
+        Some(_) => (TaskStatus::Running, 1, Some(task.created_at_ms)),
+        None => (TaskStatus::Queued, 0, None),
+    };
+    TaskRecord {
         id: task.id.clone(),
         owner: task.owner.clone(),
         status,
@@ -302,8 +311,67 @@ pub async fn create(c: &impl GenericClient, task: &NewTask) -> Result<Option<Cre
         webhook: task.webhook.clone(),
         cancel_requested: false,
         cost_usd: None,
+    }
+}
+
+/// Whether a submit can be written in one statement: no Idempotency-Key to look up and no
+/// limit to check first (see `write_plain`).
+pub fn is_plain(task: &NewTask) -> bool {
+    let l = &task.limits;
+    task.idempotency.is_none() && l.max_concurrency.is_none() && l.daily_images.is_none() && l.budget_usd.is_none()
+}
+
+/// Writes a plain submit (see `is_plain`) in one statement: the task, its reservation, the
+/// day's usage and the key's place in the round-robin. Group commits send many of these down
+/// one connection back to back (see `group.rs`).
+pub async fn write_plain(c: &impl GenericClient, task: &NewTask) -> Result<(), StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "WITH written AS (
+                 INSERT INTO tasks (id, owner, status, mode, model, request, attempts, webhook_url, webhook_events,
+                                    reserved_usd, reserved_images, usage_day, created_at, updated_at, lease_owner,
+                                    lease_expires_at, started_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16)),
+             reserved AS (UPDATE keys SET reserved_usd = reserved_usd + $10 WHERE id = $2),
+             used AS (
+                 INSERT INTO usage_daily (owner, day, model, images, cost_usd) VALUES ($2, $12, $5, $11, 0)
+                 ON CONFLICT (owner, day, model) DO UPDATE SET images = usage_daily.images + excluded.images),
+             turn AS (
+                 INSERT INTO queue_owners (owner, last_claim_ms) SELECT $2, 0 WHERE $3::text = 'queued'
+                 ON CONFLICT (owner) DO NOTHING)
+             SELECT 1",
+        )
+        .await?;
+    let record = new_record(task);
+    let events = task.webhook.as_ref().map(|w| serde_json::to_string(&w.events).unwrap_or_else(|_| "[]".into()));
+    let (lease_owner, lease_until) = match &task.claimed {
+        Some((worker, until)) => (Some(worker.as_str()), Some(*until)),
+        None => (None, None),
     };
-    Ok(Some(Created::New { task: record, queue_position }))
+    let request = task.request.to_string();
+    c.execute(
+        &stmt,
+        &[
+            &task.id,
+            &task.owner,
+            &record.status.as_str(),
+            &task.mode.as_str(),
+            &task.model,
+            &request,
+            &record.attempts,
+            &task.webhook.as_ref().map(|w| w.url.as_str()),
+            &events,
+            &task.reservation.cost_usd,
+            &i64::from(task.reservation.images),
+            &task.reservation.day,
+            &task.created_at_ms,
+            &lease_owner,
+            &lease_until,
+            &record.started_at_ms,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn find_idempotent(
