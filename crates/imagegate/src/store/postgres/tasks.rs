@@ -399,25 +399,30 @@ pub async fn get(c: &impl GenericClient, owner: &str, id: &str) -> Result<Option
     Ok(one_task(c, &sql, &[&id, &owner]).await?.map(|(t, _)| t))
 }
 
+/// A page of the owner's tasks. Planned with the page's own values each time (an unnamed
+/// statement, still one round trip): a plan cached for any owner, status and cursor sorts a
+/// whole key's tasks to return twenty of them once a key holds many.
 pub async fn list(
-    c: &impl GenericClient,
+    c: &tokio_postgres::Client,
     owner: &str,
     status: Option<TaskStatus>,
     before: Option<&str>,
     limit: u32,
 ) -> Result<Vec<TaskRecord>, StoreError> {
-    let stmt = c
-        .prepare_cached(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks
-             WHERE owner = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR id < $3)
-             ORDER BY id DESC LIMIT $4"
-        ))
+    use tokio_postgres::types::Type;
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks
+         WHERE owner = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR id < $3)
+         ORDER BY id DESC LIMIT $4"
+    );
+    let status = status.map(|s| s.as_str());
+    let rows = c
+        .query_typed(
+            &sql,
+            &[(&owner, Type::TEXT), (&status, Type::TEXT), (&before, Type::TEXT), (&i64::from(limit), Type::INT8)],
+        )
         .await?;
-    c.query(&stmt, &[&owner, &status.map(|s| s.as_str()), &before, &i64::from(limit)])
-        .await?
-        .iter()
-        .map(row_to_task)
-        .collect()
+    rows.iter().map(row_to_task).collect()
 }
 
 /// Queued tasks ahead of (created before) a task, capped at `QUEUE_POSITION_CAP`.
