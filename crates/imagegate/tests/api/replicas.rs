@@ -195,3 +195,30 @@ async fn a_channel_allowed_6_calls_a_minute_gets_6_from_three_replicas() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(fake.script.call_count(), 6, "the channel's rate holds for the cluster");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_on_one_replica_sees_every_transition_another_replica_makes() {
+    let schema = Schema::new().await;
+    let images = tempfile::tempdir().unwrap();
+    let api_only = replica(&schema, images.path(), 0, Duration::ZERO).await;
+    let task = api_only.submit_async(&api_only.key, json!({"prompt": "streamed", "model": "nano-banana-pro"})).await;
+    let id = task["id"].as_str().unwrap().to_string();
+    let url = api_only.url(&format!("/v1/tasks/{id}/events"));
+    let stream = tokio::spawn({
+        let (client, key) = (api_only.client.clone(), api_only.key.clone());
+        async move {
+            let started = Instant::now();
+            let text = client.get(url).bearer_auth(key).send().await.unwrap().text().await.unwrap();
+            (text, started.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Only now does a replica with workers come: the stream is open on the one without.
+    let worker = replica(&schema, images.path(), 4, Duration::from_millis(400)).await;
+    let (text, took) = stream.await.unwrap();
+    let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(events, vec!["task.queued", "task.running", "task.completed"], "{text}");
+    // Re-reads every 2 s would have taken longer than the wake-ups.
+    assert!(took < Duration::from_millis(1800), "the stream ended {took:?} after it began");
+    drop(worker);
+}
