@@ -20,7 +20,7 @@ use crate::domain::task::{TaskMode, TaskStatus};
 pub enum StoreError {
     #[error("database error")]
     Database(#[from] rusqlite::Error),
-    #[error("database error: {0}")]
+    #[error("database error: {}", postgres_detail(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("migration {version} failed")]
     Migration {
@@ -42,6 +42,19 @@ pub enum StoreError {
     },
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
+}
+
+/// A PostgreSQL error with what the server said (`db error` alone says nothing).
+fn postgres_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!(
+            "{} ({}){}",
+            db.message(),
+            db.code().code(),
+            db.detail().map(|d| format!(": {d}")).unwrap_or_default()
+        ),
+        None => e.to_string(),
+    }
 }
 
 impl StoreError {

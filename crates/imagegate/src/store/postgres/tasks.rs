@@ -104,29 +104,27 @@ async fn settle(
     cost: f64,
 ) -> Result<(), StoreError> {
     let delivered = i64::from(delivered).min(reserved.images);
-    let key = async {
-        let stmt = c
-            .prepare_cached(
-                "UPDATE keys SET reserved_usd = GREATEST(0, reserved_usd - $1), spent_usd = spent_usd + $2 WHERE id = $3",
-            )
-            .await?;
-        c.execute(&stmt, &[&reserved.usd, &cost, &task.owner]).await
-    };
-    let usage = async {
-        let Some(day) = &reserved.day else { return Ok(0) };
-        let stmt = c
-            .prepare_cached(
-                "UPDATE usage_daily SET images = images - $1, cost_usd = cost_usd + $2
-                 WHERE owner = $3 AND day = $4 AND model = $5",
-            )
-            .await?;
-        c.execute(&stmt, &[&(reserved.images - delivered), &cost, &task.owner, day, &task.model]).await
-    };
-    let row = async {
-        let stmt = c.prepare_cached("UPDATE tasks SET cost_usd = $1 WHERE id = $2").await?;
-        c.execute(&stmt, &[&cost, &task.id]).await
-    };
-    futures_util::future::try_join3(key, usage, row).await?;
+    // Prepared first, then sent in this order on the connection: every transaction takes the
+    // key's row before the day's usage row (submits do too), so two never wait on each other.
+    let (key, usage, row) = futures_util::future::try_join3(
+        c.prepare_cached(
+            "UPDATE keys SET reserved_usd = GREATEST(0, reserved_usd - $1), spent_usd = spent_usd + $2 WHERE id = $3",
+        ),
+        c.prepare_cached(
+            "UPDATE usage_daily SET images = images - $1, cost_usd = cost_usd + $2
+             WHERE owner = $3 AND day = $4 AND model = $5",
+        ),
+        c.prepare_cached("UPDATE tasks SET cost_usd = $1 WHERE id = $2"),
+    )
+    .await?;
+    let images_left = reserved.images - delivered;
+    let day = reserved.day.as_deref().unwrap_or("");
+    futures_util::future::try_join3(
+        c.execute(&key, &[&reserved.usd, &cost, &task.owner]),
+        c.execute(&usage, &[&images_left, &cost, &task.owner, &day, &task.model]),
+        c.execute(&row, &[&cost, &task.id]),
+    )
+    .await?;
     Ok(())
 }
 
@@ -252,38 +250,30 @@ pub async fn create(c: &impl GenericClient, task: &NewTask) -> Result<Option<Cre
         return Ok(None);
     }
     let queued = status == TaskStatus::Queued;
-    let reserve = async {
-        let stmt = c.prepare_cached("UPDATE keys SET reserved_usd = reserved_usd + $1 WHERE id = $2").await?;
-        c.execute(&stmt, &[&task.reservation.cost_usd, &task.owner]).await
-    };
-    let usage = async {
-        let stmt = c
-            .prepare_cached(
-                "INSERT INTO usage_daily (owner, day, model, images, cost_usd) VALUES ($1, $2, $3, $4, 0)
-                 ON CONFLICT (owner, day, model) DO UPDATE SET images = usage_daily.images + excluded.images",
-            )
-            .await?;
-        c.execute(&stmt, &[&task.owner, &task.reservation.day, &task.model, &i64::from(task.reservation.images)]).await
-    };
-    // The key joins the round-robin with its first queued task (no lock when it is there).
-    let in_queue = async {
-        if !queued {
-            return Ok(0);
-        }
-        let stmt = c
-            .prepare_cached(
-                "INSERT INTO queue_owners (owner, last_claim_ms) VALUES ($1, 0) ON CONFLICT (owner) DO NOTHING",
-            )
-            .await?;
-        c.execute(&stmt, &[&task.owner]).await
-    };
-    let position =
-        async { if !queued { Ok(None) } else { queued_ahead_of(c, task.created_at_ms, &task.id).await.map(Some) } };
+    // Prepared first, then sent in this order (the key's row before the day's usage row, as
+    // every transaction takes them).
+    let (reserve, usage, in_queue) = futures_util::future::try_join3(
+        c.prepare_cached("UPDATE keys SET reserved_usd = reserved_usd + $1 WHERE id = $2"),
+        c.prepare_cached(
+            "INSERT INTO usage_daily (owner, day, model, images, cost_usd) VALUES ($1, $2, $3, $4, 0)
+             ON CONFLICT (owner, day, model) DO UPDATE SET images = usage_daily.images + excluded.images",
+        ),
+        // The key joins the round-robin with its first queued task (no lock when it is there).
+        c.prepare_cached(
+            "INSERT INTO queue_owners (owner, last_claim_ms) SELECT $1, 0 WHERE $2 ON CONFLICT (owner) DO NOTHING",
+        ),
+    )
+    .await?;
+    let images = i64::from(task.reservation.images);
     let (_, _, _, queue_position) = try_join4(
-        async { reserve.await.map_err(StoreError::from) },
-        async { usage.await.map_err(StoreError::from) },
-        async { in_queue.await.map_err(StoreError::from) },
-        position,
+        async { c.execute(&reserve, &[&task.reservation.cost_usd, &task.owner]).await.map_err(StoreError::from) },
+        async {
+            c.execute(&usage, &[&task.owner, &task.reservation.day, &task.model, &images])
+                .await
+                .map_err(StoreError::from)
+        },
+        async { c.execute(&in_queue, &[&task.owner, &queued]).await.map_err(StoreError::from) },
+        async { if !queued { Ok(None) } else { queued_ahead_of(c, task.created_at_ms, &task.id).await.map(Some) } },
     )
     .await?;
     Ok(Some(Created::New { task: new_record(task), queue_position }))
@@ -322,7 +312,9 @@ pub fn is_plain(task: &NewTask) -> bool {
 }
 
 /// Writes a plain submit (see `is_plain`) in one statement: the task, its reservation, the
-/// day's usage and the key's place in the round-robin. Group commits send many of these down
+/// day's usage and the key's place in the round-robin. The day's usage row is written by the
+/// main statement after it has read `reserved` (the key's row, locked first): every
+/// transaction takes the key's row before the usage row, so none waits on another in a cycle. Group commits send many of these down
 /// one connection back to back (see `group.rs`).
 pub async fn write_plain(c: &impl GenericClient, task: &NewTask) -> Result<(), StoreError> {
     let stmt = c
@@ -332,14 +324,13 @@ pub async fn write_plain(c: &impl GenericClient, task: &NewTask) -> Result<(), S
                                     reserved_usd, reserved_images, usage_day, created_at, updated_at, lease_owner,
                                     lease_expires_at, started_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16)),
-             reserved AS (UPDATE keys SET reserved_usd = reserved_usd + $10 WHERE id = $2),
-             used AS (
-                 INSERT INTO usage_daily (owner, day, model, images, cost_usd) VALUES ($2, $12, $5, $11, 0)
-                 ON CONFLICT (owner, day, model) DO UPDATE SET images = usage_daily.images + excluded.images),
+             reserved AS (UPDATE keys SET reserved_usd = reserved_usd + $10 WHERE id = $2 RETURNING 1),
              turn AS (
                  INSERT INTO queue_owners (owner, last_claim_ms) SELECT $2, 0 WHERE $3::text = 'queued'
                  ON CONFLICT (owner) DO NOTHING)
-             SELECT 1",
+             INSERT INTO usage_daily (owner, day, model, images, cost_usd)
+             SELECT $2, $12, $5, $11, 0 WHERE (SELECT COUNT(*) FROM reserved) >= 0
+             ON CONFLICT (owner, day, model) DO UPDATE SET images = usage_daily.images + excluded.images",
         )
         .await?;
     let record = new_record(task);

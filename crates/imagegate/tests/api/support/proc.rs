@@ -44,6 +44,20 @@ pub fn new_key(dir: &Path) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// Where a server's log goes: `$IMAGEGATE_TEST_LOG_DIR/server-{port}.log` when set (to see
+/// what a soak's servers did), else nowhere.
+fn log_file(port: u16) -> Stdio {
+    match std::env::var("IMAGEGATE_TEST_LOG_DIR") {
+        Ok(dir) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Path::new(&dir).join(format!("server-{port}.log")))
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null()),
+        Err(_) => Stdio::null(),
+    }
+}
+
 pub struct Proc {
     pub child: Child,
     pub base: String,
@@ -68,7 +82,7 @@ impl Proc {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .current_dir(dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_file(port))
             .spawn()
             .unwrap();
         let mut proc = Proc { child, base: format!("http://127.0.0.1:{port}") };
