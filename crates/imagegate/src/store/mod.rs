@@ -233,6 +233,28 @@ pub enum CancelOutcome {
     NotFound,
 }
 
+/// An image given to a task (an edit's image, a reference image), stored before the task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputRecord {
+    /// `inp_…`
+    pub id: String,
+    pub task_id: String,
+    pub owner: String,
+    /// Its place among the task's inputs (0-based), in the order the request gave them.
+    pub position: u32,
+    /// Shared by the key's inputs with the same bytes.
+    pub blob_key: String,
+    pub content_type: String,
+    /// Hex SHA-256 of the bytes.
+    pub sha256: String,
+    pub bytes: i64,
+    pub width: u32,
+    pub height: u32,
+    pub created_at_ms: i64,
+    /// Unix seconds: the task's retention.
+    pub expires_at: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewTask {
     pub id: String,
@@ -250,6 +272,8 @@ pub struct NewTask {
     /// Written already claimed by this worker, with a lease until this time (ms): a sync
     /// request that found a free worker slot starts at once instead of waiting to be claimed.
     pub claimed: Option<(String, i64)>,
+    /// Its input images (already in the blob store), written with the task.
+    pub inputs: Vec<InputRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -550,6 +574,14 @@ pub trait Store: Send + Sync {
     async fn release_task(&self, task_id: &str, worker: &str, now_ms: i64) -> Result<bool, StoreError>;
     /// Count of tasks that are queued or running (for start-up logging and `/readyz`).
     async fn count_unfinished(&self) -> Result<i64, StoreError>;
+
+    /// The owner's task's inputs, in order; empty for an unknown task or another owner's.
+    async fn task_inputs(&self, owner: &str, task_id: &str) -> Result<Vec<InputRecord>, StoreError>;
+    /// Up to `limit` inputs past their expiry and not yet swept, each with whether another
+    /// input that is not past its expiry still wants its blob (then the blob stays).
+    async fn expired_inputs(&self, now_secs: i64, limit: u32) -> Result<Vec<(InputRecord, bool)>, StoreError>;
+    /// Marks an input swept (its row stays for the task's record).
+    async fn mark_input_swept(&self, input_id: &str, now_ms: i64) -> Result<(), StoreError>;
 
     /// An image by id. Images are addressed by unguessable ids, so this read takes no owner.
     async fn get_image(&self, id: &str) -> Result<Option<ImageRecord>, StoreError>;

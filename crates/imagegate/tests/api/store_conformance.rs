@@ -43,6 +43,7 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    inputs_are_written_with_their_task_and_swept_only_when_no_live_input_shares_their_blob,
     many_workers_claiming_at_once_take_each_task_once,
     a_cancel_racing_a_completion_ends_the_task_once,
     expired_images_are_swept_with_their_variants_and_stop_being_live,
@@ -80,6 +81,7 @@ fn task(owner: &str, idem: Option<(&str, &str)>, at: i64) -> NewTask {
         limits: Limits::default(),
         created_at_ms: at,
         claimed: None,
+        inputs: Vec::new(),
     }
 }
 
@@ -687,4 +689,47 @@ async fn exports_are_owed_with_the_images_and_claimed_by_one_exporter_at_a_time(
     assert!(s.task_exports("key_other", std::slice::from_ref(&t.id)).await.unwrap().is_empty(), "scoped to the owner");
     let again = s.claim_exports("e3", 9001, 20_000, 10).await.unwrap();
     assert_eq!(again.len(), 1, "the copy whose exporter went quiet comes back; the exported one does not");
+}
+
+fn input_of(task_id: &str, owner: &str, position: u32, sha: &str, expires_at: i64) -> imagegate::store::InputRecord {
+    imagegate::store::InputRecord {
+        id: format!("inp_{}", imagegate::domain::ids::task_id()),
+        task_id: task_id.into(),
+        owner: owner.into(),
+        position,
+        blob_key: format!("inputs/{owner}/{sha}.png"),
+        content_type: "image/png".into(),
+        sha256: sha.into(),
+        bytes: 1234,
+        width: 640,
+        height: 480,
+        created_at_ms: 1000,
+        expires_at,
+    }
+}
+
+async fn inputs_are_written_with_their_task_and_swept_only_when_no_live_input_shares_their_blob(s: Arc<dyn Store>) {
+    // Two tasks of one key given the same photo (one blob), the first also another one.
+    let first = task("key_a", None, 1000);
+    let a = vec![input_of(&first.id, "key_a", 0, "aaa", 100), input_of(&first.id, "key_a", 1, "bbb", 100)];
+    let first_id = created(s.create_task(NewTask { inputs: a.clone(), ..first }).await.unwrap()).id;
+    let second = task("key_a", Some(("k", "h")), 2000);
+    let b = vec![input_of(&second.id, "key_a", 0, "aaa", 10_000)];
+    let second_id = created(s.create_task(NewTask { inputs: b.clone(), ..second }).await.unwrap()).id;
+    assert_eq!(s.task_inputs("key_a", &first_id).await.unwrap(), a, "in the order given");
+    assert_eq!(s.task_inputs("key_a", &second_id).await.unwrap(), b);
+    assert!(s.task_inputs("key_b", &first_id).await.unwrap().is_empty(), "scoped to the owner");
+    // At 500 s the first task's inputs are past their expiry; "aaa" is still wanted by the second.
+    let mut due = s.expired_inputs(500, 10).await.unwrap();
+    due.sort_by_key(|(i, _)| i.position);
+    let seen: Vec<(&str, bool)> = due.iter().map(|(i, shared)| (i.sha256.as_str(), *shared)).collect();
+    assert_eq!(seen, vec![("aaa", true), ("bbb", false)], "the shared blob stays, the other goes");
+    for (i, _) in &due {
+        s.mark_input_swept(&i.id, 600).await.unwrap();
+    }
+    assert!(s.expired_inputs(500, 10).await.unwrap().is_empty(), "swept once");
+    let last = s.expired_inputs(20_000, 10).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!((last[0].0.id.as_str(), last[0].1), (b[0].id.as_str(), false), "its last user gone, the blob goes");
+    assert_eq!(s.task_inputs("key_a", &first_id).await.unwrap().len(), 2, "rows stay for the task's record");
 }

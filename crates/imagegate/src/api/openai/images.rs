@@ -230,6 +230,7 @@ async fn submit<'a>(
         limits,
         created_at_ms: now_millis(),
         claimed: None,
+        inputs: Vec::new(),
     };
     // A sync request that finds a free worker slot starts at once: written already claimed,
     // run by this process without a round trip through the queue.

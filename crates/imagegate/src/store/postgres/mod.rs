@@ -9,6 +9,7 @@ mod db;
 mod exports;
 mod group;
 mod images;
+mod inputs;
 mod keys;
 mod migrate;
 mod notify;
@@ -29,8 +30,8 @@ use crate::domain::task::TaskStatus;
 
 use super::{
     AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, Ended, ExportJob, ExportOutcome, ExportRecord,
-    ImageRecord, KeyRecord, Lease, NewKey, NewTask, NewWebhook, Options, Store, StoreError, StoreEvent, TaskRecord,
-    UsageRow, WebhookFor, WebhookMessage,
+    ImageRecord, InputRecord, KeyRecord, Lease, NewKey, NewTask, NewWebhook, Options, Store, StoreError, StoreEvent,
+    TaskRecord, UsageRow, WebhookFor, WebhookMessage,
 };
 
 pub struct PgStore {
@@ -308,6 +309,18 @@ impl Store for PgStore {
 
     async fn count_unfinished(&self) -> Result<i64, StoreError> {
         on_conn!(self.db, |c| tasks::count_unfinished(c).await)
+    }
+
+    async fn task_inputs(&self, owner: &str, task_id: &str) -> Result<Vec<InputRecord>, StoreError> {
+        on_conn!(self.db, |c| inputs::of_task(c, owner, task_id).await)
+    }
+
+    async fn expired_inputs(&self, now_secs: i64, limit: u32) -> Result<Vec<(InputRecord, bool)>, StoreError> {
+        on_conn!(self.db, |c| inputs::expired(c, now_secs, limit).await)
+    }
+
+    async fn mark_input_swept(&self, input_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        on_conn!(self.db, |c| inputs::mark_swept(c, input_id, now_ms).await)
     }
 
     async fn get_image(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {

@@ -249,6 +249,7 @@ pub async fn create(c: &impl GenericClient, task: &NewTask) -> Result<Option<Cre
     if inserted.is_none() {
         return Ok(None);
     }
+    super::inputs::insert(c, &task.inputs).await?;
     let queued = status == TaskStatus::Queued;
     // Prepared first, then sent in this order (the key's row before the day's usage row, as
     // every transaction takes them).
@@ -304,11 +305,15 @@ pub fn new_record(task: &NewTask) -> TaskRecord {
     }
 }
 
-/// Whether a submit can be written in one statement: no Idempotency-Key to look up and no
-/// limit to check first (see `write_plain`).
+/// Whether a submit can be written in one statement: no Idempotency-Key to look up, no limit
+/// to check first and no inputs to record (see `write_plain`).
 pub fn is_plain(task: &NewTask) -> bool {
     let l = &task.limits;
-    task.idempotency.is_none() && l.max_concurrency.is_none() && l.daily_images.is_none() && l.budget_usd.is_none()
+    task.inputs.is_empty()
+        && task.idempotency.is_none()
+        && l.max_concurrency.is_none()
+        && l.daily_images.is_none()
+        && l.budget_usd.is_none()
 }
 
 /// Writes a plain submit (see `is_plain`) in one statement: the task, its reservation, the

@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../../migrations/sqlite/0006_queue_order.sql")),
     (7, include_str!("../../../migrations/sqlite/0007_partial_indexes.sql")),
     (8, include_str!("../../../migrations/sqlite/0008_image_indexes.sql")),
+    (9, include_str!("../../../migrations/sqlite/0009_inputs.sql")),
 ];
 
 pub fn run(conn: &mut Connection) -> Result<(), StoreError> {

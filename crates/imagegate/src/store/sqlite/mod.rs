@@ -5,6 +5,7 @@ mod db;
 mod exports;
 mod group;
 mod images;
+mod inputs;
 mod keys;
 mod migrate;
 mod quota;
@@ -23,8 +24,8 @@ use crate::domain::policy::KeyPolicy;
 
 use super::{
     AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, Ended, ExportJob, ExportOutcome, ExportRecord,
-    ImageRecord, KeyRecord, Lease, NewKey, NewTask, NewWebhook, Store, StoreError, TaskRecord, UsageRow, WebhookFor,
-    WebhookMessage,
+    ImageRecord, InputRecord, KeyRecord, Lease, NewKey, NewTask, NewWebhook, Store, StoreError, TaskRecord, UsageRow,
+    WebhookFor, WebhookMessage,
 };
 use crate::domain::task::TaskStatus;
 
@@ -130,7 +131,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_task(&self, task: NewTask) -> Result<Created, StoreError> {
-        match self.writes.submit(&self.db, tasks::Write::Create(task)).await? {
+        match self.writes.submit(&self.db, tasks::Write::Create(Box::new(task))).await? {
             tasks::Written::Created(c) => Ok(c),
             _ => Err(StoreError::Unavailable("a submit was answered as another write".into())),
         }
@@ -244,6 +245,18 @@ impl Store for SqliteStore {
 
     async fn count_unfinished(&self) -> Result<i64, StoreError> {
         self.db.read(tasks::count_unfinished)
+    }
+
+    async fn task_inputs(&self, owner: &str, task_id: &str) -> Result<Vec<InputRecord>, StoreError> {
+        self.db.read(|c| inputs::of_task(c, owner, task_id))
+    }
+
+    async fn expired_inputs(&self, now_secs: i64, limit: u32) -> Result<Vec<(InputRecord, bool)>, StoreError> {
+        self.db.read(|c| inputs::expired(c, now_secs, limit))
+    }
+
+    async fn mark_input_swept(&self, input_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.db.write(|c| inputs::mark_swept(c, input_id, now_ms))
     }
 
     async fn get_image(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {

@@ -213,6 +213,7 @@ pub fn create(conn: &Connection, task: NewTask, batch: &mut BatchState) -> Resul
         lease_until,
         started_at
     ])?;
+    super::inputs::insert(conn, &task.inputs)?;
     conn.prepare_cached("UPDATE keys SET reserved_usd = reserved_usd + ? WHERE id = ?")?
         .execute(params![task.reservation.cost_usd, task.owner])?;
     conn.prepare_cached(
@@ -447,7 +448,7 @@ pub fn complete(conn: &Connection, c: Completion) -> Result<Option<Ended>, Store
 
 /// The hot writes, which share group commits (see `group.rs`).
 pub enum Write {
-    Create(NewTask),
+    Create(Box<NewTask>),
     Claim { worker: String, now_ms: i64, lease_until_ms: i64 },
     Complete(Completion),
 }
@@ -460,7 +461,7 @@ pub enum Written {
 
 pub fn apply(conn: &Connection, w: Write, batch: &mut BatchState) -> Result<Written, StoreError> {
     Ok(match w {
-        Write::Create(t) => Written::Created(create(conn, t, batch)?),
+        Write::Create(t) => Written::Created(create(conn, *t, batch)?),
         Write::Claim { worker, now_ms, lease_until_ms } => {
             // The queue's front may move: count afresh for the next submit.
             batch.last_queued = None;

@@ -1,0 +1,21 @@
+-- Image inputs of a task (edits, reference images): stored before the task is written, with
+-- the task's retention. The bytes are stored once per key (content-addressed by sha256), so
+-- several inputs may share a blob: the sweep deletes a blob only when no live input wants it.
+CREATE TABLE task_inputs (
+    id            TEXT COLLATE "C" PRIMARY KEY,
+    task_id       TEXT COLLATE "C" NOT NULL,
+    owner         TEXT COLLATE "C" NOT NULL,
+    position      BIGINT NOT NULL,
+    blob_key      TEXT COLLATE "C" NOT NULL,
+    content_type  TEXT COLLATE "C" NOT NULL,
+    sha256        TEXT COLLATE "C" NOT NULL,
+    bytes         BIGINT NOT NULL,
+    width         BIGINT NOT NULL,
+    height        BIGINT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    expires_at    BIGINT NOT NULL,
+    deleted_at    BIGINT
+);
+CREATE INDEX task_inputs_task ON task_inputs (task_id, position);
+CREATE INDEX task_inputs_live_expiry ON task_inputs (expires_at) WHERE deleted_at IS NULL;
+CREATE INDEX task_inputs_live_blob ON task_inputs (blob_key) WHERE deleted_at IS NULL;
