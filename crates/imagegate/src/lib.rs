@@ -15,6 +15,7 @@ pub mod egress;
 pub mod flush;
 pub mod http;
 pub mod imaging;
+pub mod inputs;
 pub mod keys;
 pub mod outbox;
 pub mod providers;

@@ -64,3 +64,15 @@ pub fn with_exports(task: &mut Value, exports: &[ExportRecord]) {
         .collect();
     task["exports"] = json!(list);
 }
+
+/// Adds `inputs` (the task's input images, in order):
+/// `[{"id": "inp_…", "content_type", "width", "height", "bytes"}]`.
+pub fn with_inputs(task: &mut Value, inputs: &[crate::store::InputRecord]) {
+    let list: Vec<Value> = inputs
+        .iter()
+        .map(|i| {
+            json!({"id": i.id, "content_type": i.content_type, "width": i.width, "height": i.height, "bytes": i.bytes})
+        })
+        .collect();
+    task["inputs"] = json!(list);
+}

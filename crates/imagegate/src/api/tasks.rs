@@ -20,7 +20,7 @@ use crate::app::App;
 use crate::domain::task::TaskStatus;
 use crate::domain::{ids, now_millis};
 use crate::store::{CancelOutcome, TaskRecord};
-use crate::task_view::{task_object, with_exports};
+use crate::task_view::{task_object, with_exports, with_inputs};
 use crate::webhooks;
 
 pub fn routes() -> axum::Router<Arc<App>> {
@@ -53,6 +53,10 @@ async fn render(app: &App, task: &TaskRecord) -> Result<Value, ApiError> {
     if task.status == TaskStatus::Completed {
         let exports = app.store.task_exports(&task.owner, std::slice::from_ref(&task.id)).await?;
         with_exports(&mut v, &exports);
+    }
+    if task.request["reference_images"].as_array().is_some_and(|r| !r.is_empty()) {
+        let inputs = app.store.task_inputs(&task.owner, &task.id).await?;
+        with_inputs(&mut v, &inputs);
     }
     Ok(v)
 }

@@ -1,4 +1,5 @@
-//! Retention: deletes expired originals and their variants in bounded batches. Each image is
+//! Retention: deletes expired originals and their variants, and expired input images, in
+//! bounded batches. Each image is
 //! marked swept only after its blobs are gone, so a crash mid-batch just repeats deletes
 //! (idempotent) on the next pass. The image row stays: the task keeps its record, and the URL
 //! answers 410.
@@ -37,6 +38,29 @@ pub async fn sweep_once(store: &dyn Store, blobs: &dyn BlobStore) -> usize {
     }
     if swept > 0 {
         tracing::info!(swept, "retention sweep deleted expired images");
+    }
+    swept + sweep_inputs(store, blobs).await
+}
+
+/// Expired input images: each blob is deleted once no input still within its retention shares
+/// it (inputs are stored once per key and content).
+async fn sweep_inputs(store: &dyn Store, blobs: &dyn BlobStore) -> usize {
+    let expired = match store.expired_inputs(now_secs(), BATCH).await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "retention sweep: listing expired inputs failed");
+            return 0;
+        }
+    };
+    let mut swept = 0;
+    for (input, shared) in expired {
+        if !shared && let Err(e) = blobs.delete(&input.blob_key).await {
+            tracing::warn!(input_id = input.id, error = %e, "retention sweep: delete failed; will retry");
+            continue;
+        }
+        if store.mark_input_swept(&input.id, now_millis()).await.is_ok() {
+            swept += 1;
+        }
     }
     swept
 }

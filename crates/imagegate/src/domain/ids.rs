@@ -6,6 +6,11 @@ const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrst
 const CROCKFORD: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// `task_` + ULID: sortable by creation time.
+/// An input image of a task.
+pub fn input_id() -> String {
+    format!("inp_{}", ulid::Ulid::new())
+}
+
 pub fn task_id() -> String {
     format!("task_{}", ulid::Ulid::new())
 }

@@ -85,6 +85,10 @@ pub struct ImageRequest {
     pub quality: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Reference images as the client named them: `img_…` ids of the same key or `data:` URLs
+    /// (in the stored task, a `data:` URL is replaced by the id of the input it became).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference_images: Vec<String>,
     /// Set on the worker's copy when a fallback model serves the request (never stored).
     #[serde(skip)]
     pub served_by_fallback: bool,
@@ -162,7 +166,53 @@ const KNOWN_FIELDS: &[&str] = &[
     "user",
     "stream",
     "partial_images",
+    "reference_images",
 ];
+
+/// Reference images a Gemini image model takes at most (Gemini 3 Pro Image: 14; 2.5 Flash
+/// Image works best with up to 3).
+pub fn max_reference_images(family: Family) -> usize {
+    match family {
+        Family::Pro => 14,
+        Family::Flash => 3,
+        Family::OpenAi => 0,
+    }
+}
+
+/// `reference_images`: strings, each an `img_…` id or a `data:` URL, at most as many as the
+/// model takes.
+fn reference_images(obj: &Map<String, Value>, family: Family, model_id: &str) -> Result<Vec<String>, Invalid> {
+    let list = match obj.get("reference_images") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(list)) => list,
+        Some(other) => return Err(wrong_type("reference_images", "an array of strings", other)),
+    };
+    let max = max_reference_images(family);
+    if list.len() > max {
+        let why = if max == 0 {
+            format!("The model '{model_id}' takes no reference images here yet.")
+        } else {
+            format!("The model '{model_id}' takes at most {max} reference images; {} were given.", list.len())
+        };
+        return Err(invalid("reference_images", "too_many_images", why));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let param = format!("reference_images[{i}]");
+        let Some(text) = item.as_str() else { return Err(wrong_type(&param, "a string", item)) };
+        if !(text.starts_with("img_") || text.starts_with("data:")) {
+            let why = if text.starts_with("https://") {
+                "Fetching reference images from https URLs is not supported yet: send the image as a data: URL, \
+                 or use the id (img_…) of an image made with this key."
+            } else {
+                "A reference image is an image id of this key (img_…) or a data: URL (data:image/png;base64,…)."
+            };
+            return Err(invalid(&param, "invalid_image_reference", why));
+        }
+        out.push(text.to_string());
+    }
+    Ok(out)
+}
 
 /// Extra fields a route accepts on top of the image fields (e.g. `webhook_url` on the async route).
 pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Invalid> {
@@ -332,6 +382,8 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
         return Err(invalid("user", "string_above_max_length", "'user' is longer than 256 bytes."));
     }
 
+    let reference_images = reference_images(obj, model.family, model_id)?;
+
     Ok(ImageRequest {
         model: model_id.to_string(),
         upstream_model: model.upstream.to_string(),
@@ -345,6 +397,7 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
         output_compression,
         quality: quality.map(str::to_string),
         user: user.map(str::to_string),
+        reference_images,
         served_by_fallback: false,
     })
 }
@@ -375,6 +428,7 @@ fn validate_openai(
             ));
         }
     }
+    reference_images(obj, model.family, model_id)?;
     // The common fields are checked by the Gemini path too; reuse it on a square 1K stand-in.
     let mut probe = obj.clone();
     probe.insert("model".into(), Value::String("nano-banana-pro".into()));

@@ -85,6 +85,15 @@ pub struct ProviderRequest {
     pub index: u32,
     /// Time budget for this call; adapters must not outlive it.
     pub deadline: Duration,
+    /// Input images (reference images, an edit's images), in order: the stored bytes.
+    pub inputs: std::sync::Arc<Vec<InputImage>>,
+}
+
+/// An input image as sent upstream.
+#[derive(Debug, Clone)]
+pub struct InputImage {
+    pub content_type: String,
+    pub bytes: Bytes,
 }
 
 /// One generated image as the upstream returned it.

@@ -162,6 +162,7 @@ mod tests {
             height: 768,
             index,
             deadline: Duration::from_secs(5),
+            inputs: Default::default(),
         }
     }
 

@@ -13,6 +13,9 @@ use crate::imaging;
 use crate::providers::channels::NoChannel;
 use crate::providers::{GeneratedImage, ProviderError, ProviderRequest};
 use crate::store::{Ended, ImageRecord, Lease, StoreError, TaskRecord};
+
+/// A task's input images, shared by its calls.
+type Inputs = std::sync::Arc<Vec<crate::providers::InputImage>>;
 use crate::webhooks;
 use std::time::Duration;
 
@@ -119,6 +122,20 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> 
         }
     };
 
+    // The stored inputs, read once per run: every try and failover sends these bytes.
+    let inputs = if req.reference_images.is_empty() {
+        std::sync::Arc::new(Vec::new())
+    } else {
+        match crate::inputs::load(&deps.store, &deps.blobs, &task.owner, &task_id).await {
+            Ok(i) => std::sync::Arc::new(i),
+            Err(e) => {
+                tracing::error!(task_id, error = %e, "the task's input images could not be read");
+                let err =
+                    error_json(500, "api_error", "input_unavailable", "The task's input images could not be read.");
+                return finish_failed(pool, &task_id, claim, &err, 0).await;
+            }
+        }
+    };
     let retention = match deps.keys.by_id(deps.store.as_ref(), &task.owner).await {
         Ok(Some(k)) => deps.rt.retention_for(&k.policy),
         _ => deps.rt.retention,
@@ -139,7 +156,7 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> 
 
     // Dropping the generation future aborts the upstream calls (their connections close).
     let outcome = tokio::select! {
-        r = generate_all(pool, &task, &req, retention) => Some(r),
+        r = generate_all(pool, &task, &req, &inputs, retention) => Some(r),
         why = heartbeat => { control.abort(why); None }
         _ = control.token.cancelled() => None,
     };
@@ -260,9 +277,10 @@ async fn generate_all(
     pool: &WorkerPool,
     task: &TaskRecord,
     req: &ImageRequest,
+    inputs: &Inputs,
     retention: std::time::Duration,
 ) -> (Vec<StoredImage>, Vec<ProviderError>, u32) {
-    let results = join_all((0..req.n).map(|i| generate_one(pool, task, req, i, retention))).await;
+    let results = join_all((0..req.n).map(|i| generate_one(pool, task, req, inputs, i, retention))).await;
     let mut stored = Vec::new();
     let mut errors = Vec::new();
     let mut tries = 0;
@@ -282,6 +300,7 @@ async fn generate_one(
     pool: &WorkerPool,
     task: &TaskRecord,
     req: &ImageRequest,
+    inputs: &Inputs,
     index: u32,
     retention: std::time::Duration,
 ) -> (Result<StoredImage, ProviderError>, u32) {
@@ -296,7 +315,7 @@ async fn generate_one(
         if i > 0 {
             tracing::warn!(task_id = task.id, from = req.upstream_model, to = model, error = %last, "falling back to another model");
         }
-        let (result, t) = try_model(pool, task, &attempt, index, started, deadline).await;
+        let (result, t) = try_model(pool, task, &attempt, inputs, index, started, deadline).await;
         tries += t;
         match result {
             Ok(image) => return (store_image(pool, task, &attempt, image, retention).await, tries),
@@ -316,6 +335,7 @@ async fn try_model(
     pool: &WorkerPool,
     task: &TaskRecord,
     req: &ImageRequest,
+    inputs: &Inputs,
     index: u32,
     started: std::time::Instant,
     deadline: std::time::Duration,
@@ -354,6 +374,7 @@ async fn try_model(
             height,
             index,
             deadline: remaining,
+            inputs: inputs.clone(),
         };
         let channel = lease.channel.spec.name.clone();
         let call_started = std::time::Instant::now();

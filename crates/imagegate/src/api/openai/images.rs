@@ -151,6 +151,44 @@ struct Submitted<'a> {
     queue_position: Option<i64>,
 }
 
+/// Stores the request's reference images as the task's inputs (before the task is written);
+/// returns them and the request as the task keeps it (a `data:` URL replaced by its input's id).
+async fn store_inputs(
+    app: &App,
+    key: &KeyRecord,
+    task_id: &str,
+    req: &ImageRequest,
+) -> Result<(Vec<crate::store::InputRecord>, ImageRequest), ApiError> {
+    if req.reference_images.is_empty() {
+        return Ok((Vec::new(), req.clone()));
+    }
+    let expires_at = now_secs() + app.rt.retention_for(&key.policy).as_secs() as i64;
+    let inputs = crate::inputs::Inputs { store: &app.store, blobs: &app.blobs, expires_at };
+    let stored =
+        inputs.store_references(&key.id, task_id, &req.reference_images, now_millis()).await.map_err(|e| match e {
+            crate::inputs::InputError::NotFound { param, message } => {
+                ApiError::new(StatusCode::NOT_FOUND, "image_not_found", message).with_param(&param)
+            }
+            crate::inputs::InputError::Invalid { param, message } => {
+                ApiError::bad_request("invalid_image", message).with_param(&param)
+            }
+            crate::inputs::InputError::Store(e) => e.into(),
+            crate::inputs::InputError::Blob(e) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                format!("The input image could not be stored: {e}"),
+            ),
+        })?;
+    let mut kept = req.clone();
+    kept.reference_images = req
+        .reference_images
+        .iter()
+        .zip(&stored)
+        .map(|(r, i)| if r.starts_with("data:") { i.id.clone() } else { r.clone() })
+        .collect();
+    Ok((stored, kept))
+}
+
 /// Writes the task (or finds the one this Idempotency-Key already made) and wakes a worker.
 async fn submit<'a>(
     app: &'a App,
@@ -218,19 +256,21 @@ async fn submit<'a>(
         budget_usd: policy.budget_usd,
     };
     let webhook = webhook_target(app, body).await?;
+    let task_id = ids::task_id();
+    let (inputs, stored_req) = store_inputs(app, key, &task_id, req).await?;
     let new = NewTask {
-        id: ids::task_id(),
+        id: task_id,
         owner: owner.to_string(),
         mode,
         model: req.model.clone(),
-        request: serde_json::to_value(req).map_err(|e| ApiError::internal(&e))?,
+        request: serde_json::to_value(&stored_req).map_err(|e| ApiError::internal(&e))?,
         idempotency,
         webhook,
         reservation,
         limits,
         created_at_ms: now_millis(),
         claimed: None,
-        inputs: Vec::new(),
+        inputs,
     };
     // A sync request that finds a free worker slot starts at once: written already claimed,
     // run by this process without a round trip through the queue.

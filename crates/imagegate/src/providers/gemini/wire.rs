@@ -18,12 +18,27 @@ pub struct GenerateContentRequest<'a> {
 #[derive(Debug, Serialize)]
 struct Content<'a> {
     role: &'static str,
-    parts: [TextPart<'a>; 1],
+    parts: Vec<RequestPart<'a>>,
+}
+
+/// The prompt's text, then each input image inline (base64), in the order given.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum RequestPart<'a> {
+    Text {
+        text: &'a str,
+    },
+    Image {
+        #[serde(rename = "inlineData")]
+        inline_data: InlineInput<'a>,
+    },
 }
 
 #[derive(Debug, Serialize)]
-struct TextPart<'a> {
-    text: &'a str,
+#[serde(rename_all = "camelCase")]
+struct InlineInput<'a> {
+    mime_type: &'a str,
+    data: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -42,9 +57,19 @@ struct ImageConfig<'a> {
     image_size: Option<&'static str>,
 }
 
+fn parts(req: &ProviderRequest) -> Vec<RequestPart<'_>> {
+    let mut parts = Vec::with_capacity(1 + req.inputs.len());
+    parts.push(RequestPart::Text { text: &req.prompt });
+    for input in req.inputs.iter() {
+        let data = base64_simd::STANDARD.encode_to_string(&input.bytes);
+        parts.push(RequestPart::Image { inline_data: InlineInput { mime_type: &input.content_type, data } });
+    }
+    parts
+}
+
 pub fn build_request(req: &ProviderRequest) -> GenerateContentRequest<'_> {
     GenerateContentRequest {
-        contents: [Content { role: "user", parts: [TextPart { text: &req.prompt }] }],
+        contents: [Content { role: "user", parts: parts(req) }],
         generation_config: GenerationConfig {
             response_modalities: ["TEXT", "IMAGE"],
             image_config: ImageConfig {
@@ -270,6 +295,7 @@ mod tests {
             height: 1536,
             index: 0,
             deadline: std::time::Duration::from_secs(1),
+            inputs: Default::default(),
         };
         let got = serde_json::to_value(build_request(&req)).unwrap();
         let want: serde_json::Value = serde_json::from_slice(&fixture("request-pro-16x9-2k.json")).unwrap();
@@ -277,5 +303,30 @@ mod tests {
         let flash = ProviderRequest { family: Family::Flash, ..req };
         let got = serde_json::to_value(build_request(&flash)).unwrap();
         assert!(got["generationConfig"]["imageConfig"].get("imageSize").is_none());
+    }
+
+    #[test]
+    fn input_images_follow_the_text_as_inline_data_in_order() {
+        let image = |t: &str, b: &'static [u8]| crate::providers::InputImage {
+            content_type: t.into(),
+            bytes: bytes::Bytes::from_static(b),
+        };
+        let req = ProviderRequest {
+            model: "gemini-3-pro-image-preview".into(),
+            family: Family::Pro,
+            prompt: "put the cat on the sofa".into(),
+            aspect_ratio: "1:1".into(),
+            resolution: Resolution::K1,
+            width: 1024,
+            height: 1024,
+            index: 0,
+            deadline: std::time::Duration::from_secs(1),
+            inputs: std::sync::Arc::new(vec![image("image/png", b"cat"), image("image/jpeg", b"sofa")]),
+        };
+        let got = serde_json::to_value(build_request(&req)).unwrap();
+        let parts = &got["contents"][0]["parts"];
+        assert_eq!(parts[0], serde_json::json!({"text": "put the cat on the sofa"}));
+        assert_eq!(parts[1], serde_json::json!({"inlineData": {"mimeType": "image/png", "data": "Y2F0"}}));
+        assert_eq!(parts[2], serde_json::json!({"inlineData": {"mimeType": "image/jpeg", "data": "c29mYQ=="}}));
     }
 }
