@@ -88,3 +88,14 @@ def test_unknown_model_is_a_bad_request(client):
     with pytest.raises(openai.BadRequestError) as exc:
         client.images.generate(model="dall-e-3", prompt="x")
     assert exc.value.code == "model_not_found"
+
+
+def test_an_image_is_edited_by_its_id_as_the_readme_shows(client):
+    first = client.images.generate(model="nano-banana-pro", prompt="a lighthouse at dusk")
+    edited = client.images.generate(
+        model="nano-banana-pro", prompt="make the sky orange", extra_body={"reference_images": [first.data[0].id]}
+    )
+    assert edited.data[0].url != first.data[0].url
+    with pytest.raises(openai.NotFoundError) as err:
+        client.images.generate(model="nano-banana-pro", prompt="x", extra_body={"reference_images": ["img_nope"]})
+    assert err.value.body["param"] == "reference_images[0]"

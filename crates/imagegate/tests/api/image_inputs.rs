@@ -113,3 +113,14 @@ async fn bad_references_are_refused_naming_the_input_before_any_upstream_call() 
     assert_eq!(app.generate(openai).await.status(), 400, "not on the OpenAI-compatible upstream yet");
     assert_eq!(app.upstream_calls(), calls, "nothing was sent upstream");
 }
+
+#[tokio::test]
+async fn the_models_say_how_many_input_images_they_take() {
+    let app = spawn_gemini_app().await;
+    let models: Value =
+        app.client.get(app.url("/v1/models")).bearer_auth(&app.key).send().await.unwrap().json().await.unwrap();
+    let max = |id: &str| {
+        models["data"].as_array().unwrap().iter().find(|m| m["id"] == id).unwrap()["max_input_images"].as_u64()
+    };
+    assert_eq!((max("nano-banana-pro"), max("nano-banana"), max("gpt-image-1")), (Some(14), Some(3), Some(0)));
+}

@@ -12,13 +12,19 @@ use crate::app::App;
 use crate::domain::models;
 
 fn model_json(app: &App, id: &str) -> Value {
-    let upstream = models::resolve(id).map(|m| m.upstream).unwrap_or(id);
+    let model = models::resolve(id);
+    let upstream = model.map(|m| m.upstream).unwrap_or(id);
+    let family = model.map(|m| m.family).unwrap_or(models::Family::Pro);
     json!({
         "id": id,
         "object": "model",
         "created": 0,
         "owned_by": app.providers.owner_label(upstream),
         "upstream_model": upstream,
+        // What `reference_images` may carry for this model.
+        "max_input_images": crate::domain::request::max_reference_images(family),
+        "max_input_image_bytes": crate::inputs::MAX_INPUT_BYTES,
+        "max_input_image_pixels": crate::imaging::MAX_PIXELS,
     })
 }
 
