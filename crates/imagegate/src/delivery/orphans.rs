@@ -6,7 +6,8 @@
 //!
 //! An object is an orphan when it is older than the grace period (longer than any task can run,
 //! so an image stored for a task still running is never taken) and either belongs to no image
-//! recorded and unswept, or is a temporary or probe object. Objects whose names the gateway did
+//! recorded and unswept, is an input image no unswept input names (stored for a submit that was
+//! then refused), or is a temporary or probe object. Objects whose names the gateway did
 //! not make are never touched (a bucket prefix may be shared).
 
 use std::sync::Arc;
@@ -25,6 +26,8 @@ const PER_PASS: usize = 20_000;
 enum Kind<'a> {
     /// An image or one of its variants, with the image's id.
     Image(&'a str),
+    /// A task's input image (`inp_{key}_{sha256}.{ext}`), wanted while an unswept input names it.
+    Input,
     /// A temporary or probe object: never wanted once old.
     Scratch,
     /// Not a name the gateway makes.
@@ -44,6 +47,9 @@ fn kind(key: &str) -> Kind<'_> {
         if rest.starts_with('.') || rest.starts_with('_') {
             return Kind::Image(id);
         }
+    }
+    if key.starts_with("inp_key_") {
+        return if key.contains(".tmp") { Kind::Scratch } else { Kind::Input };
     }
     if key.starts_with("probe_") { Kind::Scratch } else { Kind::Foreign }
 }
@@ -72,9 +78,10 @@ pub async fn sweep_page(
             _ => None,
         })
         .collect();
-    let live = match store.live_images(&ids).await {
-        Ok(l) => l,
-        Err(e) => {
+    let inputs: Vec<String> = old.iter().filter(|(k, _)| kind(k) == Kind::Input).map(|(k, _)| k.clone()).collect();
+    let (live, live_inputs) = match (store.live_images(&ids).await, store.live_input_blobs(&inputs).await) {
+        (Ok(l), Ok(i)) => (l, i),
+        (Err(e), _) | (_, Err(e)) => {
             tracing::warn!(error = %e, "orphan sweep: reading image records failed");
             return (0, page.len(), next);
         }
@@ -83,6 +90,7 @@ pub async fn sweep_page(
     for (key, _) in old {
         let orphan = match kind(key) {
             Kind::Image(id) => !live.contains(id),
+            Kind::Input => !live_inputs.contains(key.as_str()),
             Kind::Scratch => true,
             Kind::Foreign => false,
         };
@@ -144,5 +152,7 @@ mod tests {
         assert_eq!(kind("probe_1234.bin"), Kind::Scratch);
         assert_eq!(kind("someone-elses/file.txt"), Kind::Foreign);
         assert_eq!(kind("img_short.png"), Kind::Foreign);
+        assert_eq!(kind("inp_key_01ABC_0123abcd.png"), Kind::Input);
+        assert_eq!(kind("inp_key_01ABC_0123abcd.png.tmp7"), Kind::Scratch);
     }
 }

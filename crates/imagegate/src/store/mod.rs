@@ -580,6 +580,9 @@ pub trait Store: Send + Sync {
     /// Up to `limit` inputs past their expiry and not yet swept, each with whether another
     /// input that is not past its expiry still wants its blob (then the blob stays).
     async fn expired_inputs(&self, now_secs: i64, limit: u32) -> Result<Vec<(InputRecord, bool)>, StoreError>;
+    /// Which of `blob_keys` some unswept input still wants: the orphan sweep deletes stored
+    /// input objects of any other key.
+    async fn live_input_blobs(&self, blob_keys: &[String]) -> Result<std::collections::HashSet<String>, StoreError>;
     /// Marks an input swept (its row stays for the task's record).
     async fn mark_input_swept(&self, input_id: &str, now_ms: i64) -> Result<(), StoreError>;
 

@@ -124,3 +124,52 @@ async fn the_models_say_how_many_input_images_they_take() {
     };
     assert_eq!((max("nano-banana-pro"), max("nano-banana"), max("gpt-image-1")), (Some(14), Some(3), Some(0)));
 }
+
+fn files(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files(&p));
+            } else {
+                out.push(p.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_input_stored_for_a_submit_that_was_then_refused_is_swept_as_an_orphan() {
+    let app = crate::support::spawn_with(
+        |rt| {
+            rt.sweep_interval = std::time::Duration::from_millis(200);
+            rt.orphan_grace = std::time::Duration::from_secs(1);
+        },
+        true,
+    )
+    .await;
+    let images = app.dir.path().join("images");
+    let kept = format!("data:image/png;base64,{}", b64(&png(3, 3)));
+    let body = json!({"model": "nano-banana-pro", "prompt": "kept", "reference_images": [kept]});
+    assert_eq!(app.generate(body).await.status(), 200);
+    // The key may make no more images today: the next submit is refused after its input was stored.
+    let store = app.server.as_ref().unwrap().app.store.clone();
+    let key = store.key_by_hash(&imagegate::api::auth::hash_key(&app.key)).await.unwrap().unwrap();
+    let policy = imagegate::domain::policy::KeyPolicy { daily_images: Some(1), ..Default::default() };
+    store.set_key_policy(&key.id, &policy).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // the key cache's second
+    let refused = format!("data:image/png;base64,{}", b64(&png(5, 5)));
+    let body = json!({"model": "nano-banana-pro", "prompt": "refused", "reference_images": [refused]});
+    assert_eq!(app.generate(body).await.status(), 429);
+    let inputs = |names: Vec<String>| names.into_iter().filter(|n| n.starts_with("inp_")).collect::<Vec<_>>();
+    assert_eq!(inputs(files(&images)).len(), 2, "both inputs were stored");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while inputs(files(&images)).len() > 1 {
+        assert!(std::time::Instant::now() < deadline, "the refused submit's input was never swept");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(inputs(files(&images)).len(), 1, "the input of the task that was made stays");
+}

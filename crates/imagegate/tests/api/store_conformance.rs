@@ -732,4 +732,7 @@ async fn inputs_are_written_with_their_task_and_swept_only_when_no_live_input_sh
     assert_eq!(last.len(), 1);
     assert_eq!((last[0].0.id.as_str(), last[0].1), (b[0].id.as_str(), false), "its last user gone, the blob goes");
     assert_eq!(s.task_inputs("key_a", &first_id).await.unwrap().len(), 2, "rows stay for the task's record");
+    let keys = vec![a[0].blob_key.clone(), a[1].blob_key.clone(), "inp_key_x_unknown.png".to_string()];
+    let live = s.live_input_blobs(&keys).await.unwrap();
+    assert_eq!(live, std::collections::HashSet::from([a[0].blob_key.clone()]), "wanted by the second task's input");
 }

@@ -97,3 +97,16 @@ pub async fn mark_swept(c: &impl GenericClient, input_id: &str, now_ms: i64) -> 
     c.execute(&stmt, &[&now_ms, &input_id]).await?;
     Ok(())
 }
+
+pub async fn live_blobs(
+    c: &impl GenericClient,
+    keys: &[String],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Default::default());
+    }
+    let stmt = c
+        .prepare_cached("SELECT DISTINCT blob_key FROM task_inputs WHERE deleted_at IS NULL AND blob_key = ANY($1)")
+        .await?;
+    c.query(&stmt, &[&keys]).await?.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}

@@ -319,6 +319,10 @@ impl Store for PgStore {
         on_conn!(self.db, |c| inputs::expired(c, now_secs, limit).await)
     }
 
+    async fn live_input_blobs(&self, blob_keys: &[String]) -> Result<std::collections::HashSet<String>, StoreError> {
+        on_conn!(self.db, |c| inputs::live_blobs(c, blob_keys).await)
+    }
+
     async fn mark_input_swept(&self, input_id: &str, now_ms: i64) -> Result<(), StoreError> {
         on_conn!(self.db, |c| inputs::mark_swept(c, input_id, now_ms).await)
     }

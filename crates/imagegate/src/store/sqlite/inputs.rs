@@ -72,3 +72,18 @@ pub fn mark_swept(conn: &Connection, input_id: &str, now_ms: i64) -> Result<(), 
     conn.prepare_cached("UPDATE task_inputs SET deleted_at = ? WHERE id = ?")?.execute(params![now_ms, input_id])?;
     Ok(())
 }
+
+pub fn live_blobs(conn: &Connection, keys: &[String]) -> Result<std::collections::HashSet<String>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Default::default());
+    }
+    // The keys travel as one JSON array: one statement whatever their number.
+    let list = serde_json::to_string(keys).map_err(|source| StoreError::Corrupt { what: "blob keys", source })?;
+    Ok(conn
+        .prepare_cached(
+            "SELECT DISTINCT blob_key FROM task_inputs
+             WHERE deleted_at IS NULL AND blob_key IN (SELECT value FROM json_each(?))",
+        )?
+        .query_map([list], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}

@@ -255,6 +255,10 @@ impl Store for SqliteStore {
         self.db.read(|c| inputs::expired(c, now_secs, limit))
     }
 
+    async fn live_input_blobs(&self, blob_keys: &[String]) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.db.read(|c| inputs::live_blobs(c, blob_keys))
+    }
+
     async fn mark_input_swept(&self, input_id: &str, now_ms: i64) -> Result<(), StoreError> {
         self.db.write(|c| inputs::mark_swept(c, input_id, now_ms))
     }
