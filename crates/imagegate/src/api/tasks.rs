@@ -115,6 +115,10 @@ pub async fn list_tasks(
         app.urls.refresh_task(&mut v).await;
         let mine: Vec<_> = exports.iter().filter(|e| e.task_id == t.id).cloned().collect();
         with_exports(&mut v, &mine);
+        // Only tasks given images read their inputs (one short read each).
+        if t.request["reference_images"].as_array().is_some_and(|r| !r.is_empty()) {
+            with_inputs(&mut v, &app.store.task_inputs(&key.id, &t.id).await?);
+        }
         data.push(v);
     }
     Ok(axum::Json(json!({

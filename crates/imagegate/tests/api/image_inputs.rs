@@ -74,6 +74,8 @@ async fn data_url_references_are_stored_once_and_sent_in_order() {
     }
     assert_eq!((inputs[0]["width"].as_u64(), inputs[0]["height"].as_u64()), (Some(8), Some(6)));
     assert!(!done.to_string().contains(&b64(&a)), "no image data in the task object");
+    let list = app.list_tasks("?limit=5").await;
+    assert_eq!(list["data"][0]["inputs"], done["inputs"], "lists show the inputs too");
 }
 
 #[tokio::test]
