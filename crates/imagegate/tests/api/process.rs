@@ -510,3 +510,60 @@ async fn a_task_cut_off_more_times_than_allowed_is_given_up_and_refunded() {
     assert_eq!(task["error"]["code"], "attempts_exhausted");
     assert_eq!(task["cost_usd"], 0.0, "refunded");
 }
+
+#[tokio::test]
+async fn an_edit_cut_off_by_kill_9_sends_the_same_input_bytes_after_restart() {
+    use base64::Engine;
+    let fake = imagegate_fakes::FakeGemini::start().await.unwrap();
+    fake.script.set_delay(Duration::from_secs(3));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("imagegate.toml");
+    std::fs::write(&config, "[worker]\nlease = \"1s\"\n").unwrap();
+    let envs = [("GEMINI_API_KEY", "edit-key".to_string()), ("IMAGEGATE_GEMINI_BASE_URL", fake.base_url())];
+    let key = new_key(dir.path());
+    let port = free_port();
+    let server = Proc::start_with(dir.path(), port, Some(&config), &envs).await;
+    let client = reqwest::Client::new();
+    let photo = {
+        let img = image::RgbImage::from_fn(16, 9, |x, y| image::Rgb([x as u8 * 15, y as u8 * 25, 7]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(out.into_inner())
+    };
+    let body = json!({"model": "nano-banana-pro", "prompt": "the same fox, in winter",
+                      "reference_images": [format!("data:image/png;base64,{photo}")]});
+    let resp = client
+        .post(format!("{}/v1/images/generations/async", server.base))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fake.script.call_count() == 0 {
+        assert!(Instant::now() < deadline, "the edit never reached the upstream");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.signal("-KILL");
+    drop(server);
+    // The client that sent the photo is gone; the restarted gateway has what it needs.
+    let server = Proc::start_with(dir.path(), port, Some(&config), &envs).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let task = loop {
+        let t: Value = server.task(&client, &key, &id).await;
+        if t["status"] == "completed" || Instant::now() > deadline {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(task["status"], "completed", "{task}");
+    let calls = fake.script.calls();
+    assert_eq!(calls.len(), 2, "the cut-off call and the one after the restart");
+    for c in &calls {
+        let part = &c.body["contents"][0]["parts"][1]["inlineData"];
+        assert_eq!(part["data"], photo.as_str(), "each try sends the stored bytes");
+        assert_eq!(part["mimeType"], "image/png");
+    }
+}
