@@ -73,6 +73,16 @@ impl Inputs<'_> {
             message: format!("No image '{id}' of this API key (or it has expired)."),
         };
         let image = self.store.get_image(id).await?.filter(|i| i.owner == owner).ok_or_else(not_found)?;
+        // Its size is on record: an image too large to be an input is refused unread.
+        if image.bytes > MAX_INPUT_BYTES as i64 {
+            return Err(InputError::Invalid {
+                param: param.to_string(),
+                message: format!(
+                    "The image is {} bytes; an input image may be at most {MAX_INPUT_BYTES}.",
+                    image.bytes
+                ),
+            });
+        }
         self.blobs
             .get(&image.blob_key)
             .await
@@ -100,7 +110,7 @@ impl Inputs<'_> {
             .ok_or_else(|| invalid("The data is not a PNG, JPEG or WebP image.".into()))?;
         let (width, height) =
             crate::imaging::dimensions(&bytes).map_err(|e| invalid(format!("The image cannot be read: {e}.")))?;
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = ids::hex(&Sha256::digest(&bytes));
         let blob_key = format!("inp_{owner}_{sha256}.{}", format.ext());
         let content_type = format.mime();
         let stored = match self.blobs.head(&blob_key).await {
@@ -144,10 +154,6 @@ fn decode_data_url(url: &str, param: &str) -> Result<Bytes, InputError> {
         .decode_to_vec(data.trim())
         .map(Bytes::from)
         .map_err(|_| invalid("The data: URL's data is not valid base64."))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The stored bytes of a task's inputs, in order, for the provider.

@@ -54,6 +54,11 @@ pub fn looks_like(s: &str, prefix: &str) -> bool {
         && s[prefix.len()..].bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// Lowercase hex of bytes (digests).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

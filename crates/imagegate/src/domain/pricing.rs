@@ -35,6 +35,18 @@ impl PriceTable {
     }
 }
 
+/// What a task is charged when it ends with `delivered` of its `reserved_images` images made:
+/// their `actual` price when known (a fallback model may be cheaper), never above the
+/// reservation `reserved_usd`; else the reservation pro rata.
+pub fn charge(reserved_usd: f64, reserved_images: i64, delivered: u32, actual: Option<f64>) -> f64 {
+    let delivered = i64::from(delivered).min(reserved_images);
+    match actual {
+        Some(c) => round6(c.min(reserved_usd)),
+        None if reserved_images > 0 => round6(reserved_usd * delivered as f64 / reserved_images as f64),
+        None => 0.0,
+    }
+}
+
 pub fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }

@@ -4,7 +4,7 @@
 use imagegate_fakes::{FakeGemini, WebhookSink};
 use rand::Rng;
 use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::proc::{Proc, free_port, get_json, new_key};
@@ -79,21 +79,8 @@ async fn tasks_survive_repeated_kill_9_without_loss_or_double_charge() {
     let spent = usage["spent_usd"].as_f64().unwrap();
     let double_charges = ((spent - completed as f64 * PRICE) / PRICE).round() as i64;
     // Every completion's webhook arrives (at least once).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (delivered, duplicates) = loop {
-        let mut seen = HashSet::new();
-        let mut dups = 0;
-        for d in sink.deliveries() {
-            let p: Value = serde_json::from_str(&d.body).unwrap();
-            if p["type"] == "task.completed" && !seen.insert(p["data"]["id"].as_str().unwrap().to_string()) {
-                dups += 1;
-            }
-        }
-        if seen.len() >= completed || Instant::now() > deadline {
-            break (seen.len(), dups);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (delivered, duplicates) =
+        crate::delivered_per_task(&sink, Some("task.completed"), completed, Duration::from_secs(60)).await;
     crate::report(
         "kill_soak",
         &format!(

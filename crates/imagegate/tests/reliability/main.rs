@@ -49,3 +49,32 @@ pub fn percentile(xs: &mut [f64], p: f64) -> f64 {
     let i = ((xs.len() as f64 - 1.0) * p / 100.0).round() as usize;
     xs[i.min(xs.len() - 1)]
 }
+
+/// Waits (up to `within`) until `expected` distinct tasks have had a webhook delivered; returns
+/// how many did and how many deliveries repeated one (at-least-once), counting those of `event`
+/// (`None`: every event).
+pub async fn delivered_per_task(
+    sink: &imagegate_fakes::WebhookSink,
+    event: Option<&str>,
+    expected: usize,
+    within: std::time::Duration,
+) -> (usize, usize) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let mut seen = std::collections::HashSet::new();
+        let mut dups = 0;
+        for d in sink.deliveries() {
+            let p: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+            if event.is_some_and(|e| p["type"] != e) {
+                continue;
+            }
+            if !seen.insert(p["data"]["id"].as_str().unwrap().to_string()) {
+                dups += 1;
+            }
+        }
+        if seen.len() >= expected || std::time::Instant::now() > deadline {
+            return (seen.len(), dups);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

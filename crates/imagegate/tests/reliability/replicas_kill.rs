@@ -4,7 +4,7 @@
 
 use imagegate_fakes::{FakeGemini, WebhookSink};
 use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::pg::Schema;
@@ -97,21 +97,7 @@ async fn three_replicas_one_killed_midway_finish_every_task_once() {
     let stuck = ids.len() - ended.len();
     let rerun = ended.values().filter(|t| t["attempts"].as_i64().unwrap_or(0) > 1).count();
     let calls = fake.script.call_count();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (delivered, duplicates) = loop {
-        let mut seen = HashSet::new();
-        let mut dups = 0;
-        for d in sink.deliveries() {
-            let p: Value = serde_json::from_str(&d.body).unwrap();
-            if !seen.insert(p["data"]["id"].as_str().unwrap().to_string()) {
-                dups += 1;
-            }
-        }
-        if seen.len() >= completed || Instant::now() > deadline {
-            break (seen.len(), dups);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (delivered, duplicates) = crate::delivered_per_task(&sink, None, completed, Duration::from_secs(60)).await;
     crate::report(
         "replicas_kill",
         &format!(

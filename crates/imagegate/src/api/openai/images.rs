@@ -210,8 +210,7 @@ async fn submit<'a>(
             })?;
             // serde_json's maps are ordered by key, so this is a canonical form of the body.
             let hash = Sha256::digest(body.to_string().as_bytes());
-            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-            Some((key.to_string(), hex))
+            Some((key.to_string(), ids::hex(&hash)))
         }
     };
     // A retry of a request already made (same key, same body) gets its task before any limit

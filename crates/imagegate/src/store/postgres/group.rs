@@ -77,7 +77,7 @@ async fn commit(db: &Db, mut batch: Pending) {
     let written = retrying(|| async {
         let mut conn = db.conn().await?;
         let tx = conn.transaction().await?;
-        try_join_all(batch.iter().map(|(t, _)| tasks::write_plain(&tx, t))).await?;
+        try_join_all(batch.iter().map(|(t, _)| tasks::write_task(&tx, t))).await?;
         let first_queued =
             batch.iter().filter(|(t, _)| t.claimed.is_none()).map(|(t, _)| (t.created_at_ms, t.id.as_str())).min();
         let ahead = match first_queued {

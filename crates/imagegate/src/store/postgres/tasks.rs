@@ -81,19 +81,6 @@ async fn one_task(
     }
 }
 
-/// What a task is charged when it ends with `delivered` images: their `actual` price when
-/// known (never above the reservation), else pro rata of the reservation.
-fn charge(reserved: &Reserved, delivered: u32, actual: Option<f64>) -> f64 {
-    let delivered = i64::from(delivered).min(reserved.images);
-    match actual {
-        Some(c) => crate::domain::pricing::round6(c.min(reserved.usd)),
-        None if reserved.images > 0 => {
-            crate::domain::pricing::round6(reserved.usd * delivered as f64 / reserved.images as f64)
-        }
-        None => 0.0,
-    }
-}
-
 /// Settles a task's reservation: the key is charged `cost`, the rest of the reservation is
 /// given back, and the day's image count keeps only the images delivered.
 async fn settle(
@@ -199,84 +186,14 @@ pub async fn create(c: &impl GenericClient, task: &NewTask) -> Result<Option<Cre
     if let Some(hit) = check_limits(c, task).await? {
         return Ok(Some(Created::OverLimit(hit)));
     }
-    let (idem_key, idem_hash) = match &task.idempotency {
-        Some((k, h)) => (Some(k.as_str()), Some(h.as_str())),
-        None => (None, None),
-    };
-    let events = task.webhook.as_ref().map(|w| serde_json::to_string(&w.events).unwrap_or_else(|_| "[]".into()));
-    let (status, lease_owner, lease_until, attempts, started_at) = match &task.claimed {
-        Some((worker, until)) => {
-            (TaskStatus::Running, Some(worker.as_str()), Some(*until), 1i64, Some(task.created_at_ms))
-        }
-        None => (TaskStatus::Queued, None, None, 0i64, None),
-    };
-    let insert = c
-        .prepare_cached(
-            "INSERT INTO tasks (id, owner, status, mode, model, request, attempts, idempotency_key, request_hash,
-                                webhook_url, webhook_events, reserved_usd, reserved_images, usage_day, created_at,
-                                updated_at, lease_owner, lease_expires_at, started_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16, $17, $18)
-             ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-             RETURNING id",
-        )
-        .await?;
-    let request = task.request.to_string();
-    let inserted = c
-        .query_opt(
-            &insert,
-            &[
-                &task.id,
-                &task.owner,
-                &status.as_str(),
-                &task.mode.as_str(),
-                &task.model,
-                &request,
-                &attempts,
-                &idem_key,
-                &idem_hash,
-                &task.webhook.as_ref().map(|w| w.url.as_str()),
-                &events,
-                &task.reservation.cost_usd,
-                &i64::from(task.reservation.images),
-                &task.reservation.day,
-                &task.created_at_ms,
-                &lease_owner,
-                &lease_until,
-                &started_at,
-            ],
-        )
-        .await?;
-    if inserted.is_none() {
+    if !write_task(c, task).await? {
         return Ok(None);
     }
     super::inputs::insert(c, &task.inputs).await?;
-    let queued = status == TaskStatus::Queued;
-    // Prepared first, then sent in this order (the key's row before the day's usage row, as
-    // every transaction takes them).
-    let (reserve, usage, in_queue) = futures_util::future::try_join3(
-        c.prepare_cached("UPDATE keys SET reserved_usd = reserved_usd + $1 WHERE id = $2"),
-        c.prepare_cached(
-            "INSERT INTO usage_daily (owner, day, model, images, cost_usd) VALUES ($1, $2, $3, $4, 0)
-             ON CONFLICT (owner, day, model) DO UPDATE SET images = usage_daily.images + excluded.images",
-        ),
-        // The key joins the round-robin with its first queued task (no lock when it is there).
-        c.prepare_cached(
-            "INSERT INTO queue_owners (owner, last_claim_ms) SELECT $1, 0 WHERE $2 ON CONFLICT (owner) DO NOTHING",
-        ),
-    )
-    .await?;
-    let images = i64::from(task.reservation.images);
-    let (_, _, _, queue_position) = try_join4(
-        async { c.execute(&reserve, &[&task.reservation.cost_usd, &task.owner]).await.map_err(StoreError::from) },
-        async {
-            c.execute(&usage, &[&task.owner, &task.reservation.day, &task.model, &images])
-                .await
-                .map_err(StoreError::from)
-        },
-        async { c.execute(&in_queue, &[&task.owner, &queued]).await.map_err(StoreError::from) },
-        async { if !queued { Ok(None) } else { queued_ahead_of(c, task.created_at_ms, &task.id).await.map(Some) } },
-    )
-    .await?;
+    let queue_position = match task.claimed {
+        None => Some(queued_ahead_of(c, task.created_at_ms, &task.id).await?),
+        Some(_) => None,
+    };
     Ok(Some(Created::New { task: new_record(task), queue_position }))
 }
 
@@ -305,8 +222,8 @@ pub fn new_record(task: &NewTask) -> TaskRecord {
     }
 }
 
-/// Whether a submit can be written in one statement: no Idempotency-Key to look up, no limit
-/// to check first and no inputs to record (see `write_plain`).
+/// Whether a submit can join a group commit: no Idempotency-Key to look up, no limit to check
+/// first and no inputs to record (see `write_task` and `group.rs`).
 pub fn is_plain(task: &NewTask) -> bool {
     let l = &task.limits;
     task.inputs.is_empty()
@@ -316,26 +233,33 @@ pub fn is_plain(task: &NewTask) -> bool {
         && l.budget_usd.is_none()
 }
 
-/// Writes a plain submit (see `is_plain`) in one statement: the task, its reservation, the
-/// day's usage and the key's place in the round-robin. The day's usage row is written by the
-/// main statement after it has read `reserved` (the key's row, locked first): every
-/// transaction takes the key's row before the usage row, so none waits on another in a cycle. Group commits send many of these down
+/// Writes a task in one statement: the task, its reservation, the day's usage and the key's
+/// place in the round-robin; `false` (nothing written) when its Idempotency-Key is taken by a
+/// task committed meanwhile. The day's usage row is written by the main statement after it has
+/// read `reserved` (the key's row, locked first): every transaction takes the key's row before
+/// the usage row, so none waits on another in a cycle. Group commits send many of these down
 /// one connection back to back (see `group.rs`).
-pub async fn write_plain(c: &impl GenericClient, task: &NewTask) -> Result<(), StoreError> {
+pub async fn write_task(c: &impl GenericClient, task: &NewTask) -> Result<bool, StoreError> {
     let stmt = c
         .prepare_cached(
             "WITH written AS (
                  INSERT INTO tasks (id, owner, status, mode, model, request, attempts, webhook_url, webhook_events,
                                     reserved_usd, reserved_images, usage_day, created_at, updated_at, lease_owner,
-                                    lease_expires_at, started_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16)),
-             reserved AS (UPDATE keys SET reserved_usd = reserved_usd + $10 WHERE id = $2 RETURNING 1),
+                                    lease_expires_at, started_at, idempotency_key, request_hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16, $17, $18)
+                 ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                 RETURNING id),
+             reserved AS (
+                 UPDATE keys SET reserved_usd = reserved_usd + $10
+                 WHERE id = $2 AND EXISTS (SELECT 1 FROM written) RETURNING 1),
              turn AS (
-                 INSERT INTO queue_owners (owner, last_claim_ms) SELECT $2, 0 WHERE $3::text = 'queued'
+                 INSERT INTO queue_owners (owner, last_claim_ms)
+                 SELECT $2, 0 WHERE $3::text = 'queued' AND EXISTS (SELECT 1 FROM written)
                  ON CONFLICT (owner) DO NOTHING)
              INSERT INTO usage_daily (owner, day, model, images, cost_usd)
-             SELECT $2, $12, $5, $11, 0 WHERE (SELECT COUNT(*) FROM reserved) >= 0
-             ON CONFLICT (owner, day, model) DO UPDATE SET images = usage_daily.images + excluded.images",
+             SELECT $2, $12, $5, $11, 0 WHERE (SELECT COUNT(*) FROM reserved) >= 0 AND EXISTS (SELECT 1 FROM written)
+             ON CONFLICT (owner, day, model) DO UPDATE SET images = usage_daily.images + excluded.images
+             RETURNING 1",
         )
         .await?;
     let record = new_record(task);
@@ -344,30 +268,37 @@ pub async fn write_plain(c: &impl GenericClient, task: &NewTask) -> Result<(), S
         Some((worker, until)) => (Some(worker.as_str()), Some(*until)),
         None => (None, None),
     };
+    let (idem_key, idem_hash) = match &task.idempotency {
+        Some((k, h)) => (Some(k.as_str()), Some(h.as_str())),
+        None => (None, None),
+    };
     let request = task.request.to_string();
-    c.execute(
-        &stmt,
-        &[
-            &task.id,
-            &task.owner,
-            &record.status.as_str(),
-            &task.mode.as_str(),
-            &task.model,
-            &request,
-            &record.attempts,
-            &task.webhook.as_ref().map(|w| w.url.as_str()),
-            &events,
-            &task.reservation.cost_usd,
-            &i64::from(task.reservation.images),
-            &task.reservation.day,
-            &task.created_at_ms,
-            &lease_owner,
-            &lease_until,
-            &record.started_at_ms,
-        ],
-    )
-    .await?;
-    Ok(())
+    let written = c
+        .query_opt(
+            &stmt,
+            &[
+                &task.id,
+                &task.owner,
+                &record.status.as_str(),
+                &task.mode.as_str(),
+                &task.model,
+                &request,
+                &record.attempts,
+                &task.webhook.as_ref().map(|w| w.url.as_str()),
+                &events,
+                &task.reservation.cost_usd,
+                &i64::from(task.reservation.images),
+                &task.reservation.day,
+                &task.created_at_ms,
+                &lease_owner,
+                &lease_until,
+                &record.started_at_ms,
+                &idem_key,
+                &idem_hash,
+            ],
+        )
+        .await?;
+    Ok(written.is_some())
 }
 
 pub async fn find_idempotent(
@@ -555,7 +486,7 @@ pub async fn end(
         [&status.as_str(), &result, &error, &now_ms, &tries, &task_id, &worker];
     let Some((mut task, reserved)) = one_task(c, &sql, &p).await? else { return Ok(None) };
     let delivered = images.len() as u32;
-    let cost = charge(&reserved, delivered, actual);
+    let cost = crate::domain::pricing::charge(reserved.usd, reserved.images, delivered, actual);
     task.cost_usd = Some(cost);
     let message = webhook(&task);
     let (_, _, exports_owed, _) = try_join4(

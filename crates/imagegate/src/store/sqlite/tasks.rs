@@ -84,15 +84,8 @@ fn settle(
     delivered: u32,
     actual: Option<f64>,
 ) -> Result<f64, StoreError> {
+    let cost = crate::domain::pricing::charge(reserved.usd, reserved.images, delivered, actual);
     let delivered = i64::from(delivered).min(reserved.images);
-    let cost = match actual {
-        // The images' own prices (a fallback model may be cheaper), never above the reservation.
-        Some(c) => crate::domain::pricing::round6(c.min(reserved.usd)),
-        None if reserved.images > 0 => {
-            crate::domain::pricing::round6(reserved.usd * delivered as f64 / reserved.images as f64)
-        }
-        None => 0.0,
-    };
     conn.prepare_cached(
         "UPDATE keys SET reserved_usd = MAX(0, reserved_usd - ?), spent_usd = spent_usd + ? WHERE id = ?",
     )?
