@@ -56,6 +56,7 @@ impl FakeOpenAi {
         };
         let app = Router::new()
             .route("/v1/images/generations", post(generate))
+            .route("/v1/images/edits", post(edit))
             .route("/files/{name}", get(file))
             .with_state(shared);
         let server = tokio::spawn(async move {
@@ -91,11 +92,74 @@ async fn generate(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let guard = s.script.enter();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    answer(s, version, headers, body, "/v1/images/generations").await
+}
+
+/// `POST /v1/images/edits`: multipart `image` / `image[]` files (up to 16), optional `mask`
+/// (a PNG of the first image's size), and the generation's text fields. Recorded as JSON: the
+/// text fields, and `image` / `mask` as `{filename, content_type, data}` (data in base64).
+async fn edit(
+    State(s): State<Shared>,
+    version: axum::http::Version,
+    headers: HeaderMap,
+    mut form: axum::extract::Multipart,
+) -> Response {
+    let mut body = serde_json::Map::new();
+    let mut images = Vec::new();
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                return openai_error(400, "invalid_request_error", "invalid_multipart", &e.to_string(), None);
+            }
+        };
+        let name = field.name().unwrap_or("").to_string();
+        let file = field.file_name().map(str::to_string);
+        let content_type = field.content_type().map(str::to_string);
+        let Ok(data) = field.bytes().await else {
+            return openai_error(400, "invalid_request_error", "invalid_multipart", "unreadable field", None);
+        };
+        match (name.as_str(), file) {
+            ("image" | "image[]" | "mask", Some(filename)) => {
+                let item = json!({
+                    "filename": filename,
+                    "content_type": content_type,
+                    "data": base64::engine::general_purpose::STANDARD.encode(&data),
+                });
+                if name == "mask" {
+                    body.insert("mask".into(), item);
+                } else {
+                    images.push(item);
+                }
+            }
+            (_, None) => {
+                body.insert(name, Value::String(String::from_utf8_lossy(&data).into_owned()));
+            }
+            (_, Some(_)) => {
+                return openai_error(
+                    400,
+                    "invalid_request_error",
+                    "unknown_parameter",
+                    &format!("Unexpected file '{name}'."),
+                    Some(&name),
+                );
+            }
+        }
+    }
+    if images.is_empty() || images.len() > 16 {
+        return openai_error(400, "invalid_request_error", "invalid_value", "Give 1 to 16 images.", Some("image"));
+    }
+    body.insert("image".into(), Value::Array(images));
+    answer(s, version, headers, Value::Object(body), "/v1/images/edits").await
+}
+
+async fn answer(s: Shared, version: axum::http::Version, headers: HeaderMap, body: Value, path: &str) -> Response {
+    let guard = s.script.enter();
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
     s.script.record(Recorded {
-        path: "/v1/images/generations".into(),
+        path: path.into(),
         http_version: format!("{version:?}"),
         api_key: auth.as_ref().and_then(|a| a.strip_prefix("Bearer ").map(str::to_string)),
         body: body.clone(),

@@ -34,6 +34,8 @@ pub struct App {
     pub conversions: Arc<crate::imaging::Pool>,
     /// Image URLs per the configured mode (presigned ones signed afresh on every read).
     pub urls: ImageUrls,
+    /// Fetches `https` input images (SSRF-guarded: public addresses only unless configured).
+    pub fetcher: reqwest::Client,
     /// Stops background loops (the retention sweeper) at shutdown.
     pub background: CancellationToken,
     shutting_down: AtomicBool,
@@ -76,6 +78,13 @@ impl App {
         let exporter =
             Exporter::new(store.clone(), blobs.clone(), sealer.clone(), rt.export_schedule.clone(), rt.export_timeout);
         let conversions = Arc::new(crate::imaging::Pool::new(rt.conversion_concurrency, rt.conversion_queue));
+        let fetcher = crate::egress::guarded(crate::egress::Guarded {
+            resolver: rt.resolver.0.clone(),
+            allow_private: rt.inputs.allow_private_urls,
+            timeout: std::time::Duration::from_secs(60),
+            max_redirects: 3,
+            user_agent: concat!("imagegate/", env!("CARGO_PKG_VERSION")),
+        })?;
         let rt = Arc::new(rt);
         let keys = Arc::new(crate::keys::KeyCache::default());
         let workers = WorkerPool::new(Deps {
@@ -102,6 +111,7 @@ impl App {
             variants: Default::default(),
             conversions,
             urls,
+            fetcher,
             background: CancellationToken::new(),
             shutting_down: AtomicBool::new(false),
         }))

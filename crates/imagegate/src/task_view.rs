@@ -65,6 +65,12 @@ pub fn with_exports(task: &mut Value, exports: &[ExportRecord]) {
     task["exports"] = json!(list);
 }
 
+/// Whether a task object (or its stored request) names input images.
+pub fn has_inputs(task: &Value) -> bool {
+    let request = &task["request"];
+    request["reference_images"].as_array().is_some_and(|r| !r.is_empty()) || request["mask"].is_string()
+}
+
 /// Adds `inputs` (the task's input images, in order):
 /// `[{"id": "inp_…", "content_type", "width", "height", "bytes"}]`.
 pub fn with_inputs(task: &mut Value, inputs: &[crate::store::InputRecord]) {

@@ -163,3 +163,26 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+impl From<crate::inputs::InputError> for ApiError {
+    fn from(e: crate::inputs::InputError) -> ApiError {
+        use crate::inputs::InputError;
+        match e {
+            InputError::NotFound { param, message } => {
+                ApiError::new(StatusCode::NOT_FOUND, "image_not_found", message).with_param(&param)
+            }
+            InputError::Invalid { param, message } => {
+                ApiError::bad_request("invalid_image", message).with_param(&param)
+            }
+            InputError::Url { param, message } => {
+                ApiError::bad_request("invalid_image_url", message).with_param(&param)
+            }
+            InputError::Store(e) => e.into(),
+            InputError::Blob(e) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                format!("The input image could not be stored: {e}"),
+            ),
+        }
+    }
+}

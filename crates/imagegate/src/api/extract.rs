@@ -15,9 +15,22 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let RawJson(bytes) = RawJson::from_request(req, state).await?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(json_error)?;
+        Ok(JsonBody(value))
+    }
+}
+
+/// A JSON body's bytes, its content type checked and its size bounded, for routes that parse it
+/// in place (input images as `data:` URLs are borrowed from it, not copied).
+pub struct RawJson(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawJson {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        if mime != "application/json" && !mime.ends_with("+json") {
+        if !is_json(ct) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -35,11 +48,17 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 ApiError::bad_request("invalid_body", format!("Could not read the request body: {rej}"))
             }
         })?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::bad_request("invalid_json", format!("We could not parse the JSON body of your request: {e}."))
-        })?;
-        Ok(JsonBody(value))
+        Ok(RawJson(bytes))
     }
+}
+
+pub fn is_json(content_type: &str) -> bool {
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "application/json" || mime.ends_with("+json")
+}
+
+pub fn json_error(e: serde_json::Error) -> ApiError {
+    ApiError::bad_request("invalid_json", format!("We could not parse the JSON body of your request: {e}."))
 }
 
 /// `axum::extract::Query` whose rejection (`?w=1&w=2`, a value of the wrong type) is a 400 in
@@ -76,14 +95,27 @@ impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromR
     }
 }
 
+/// Body limits: most routes', and those of the routes that take input images.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub default: usize,
+    pub inputs: usize,
+}
+
+/// The routes whose bodies carry input images (and so get `BodyLimits::inputs`).
+pub fn takes_inputs(path: &str) -> bool {
+    path.starts_with("/v1/images/generations") || path.starts_with("/v1/images/edits")
+}
+
 /// Refuses a body declared (`Content-Length`) larger than the limit with 413 before reading any
 /// of it; chunked bodies are cut at the limit by `DefaultBodyLimit` as they are read.
 pub async fn declared_body_limit(
-    axum::extract::State(max): axum::extract::State<usize>,
+    axum::extract::State(limits): axum::extract::State<BodyLimits>,
     req: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let max = if takes_inputs(req.uri().path()) { limits.inputs } else { limits.default };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

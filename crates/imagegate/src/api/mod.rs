@@ -37,8 +37,9 @@ impl MakeRequestId for MakeId {
 pub fn router(app: Arc<App>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let max_body = app.rt.max_body_bytes;
+    let limits = extract::BodyLimits { default: max_body, inputs: app.rt.inputs.max_body_bytes };
     Router::new()
-        .merge(openai::routes())
+        .merge(openai::routes(limits.inputs))
         .merge(tasks::routes())
         .merge(usage::routes())
         .merge(webhook_secret::routes())
@@ -50,7 +51,7 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn_with_state(max_body, extract::declared_body_limit))
+        .layer(axum::middleware::from_fn_with_state(limits, extract::declared_body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

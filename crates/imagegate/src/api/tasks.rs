@@ -54,7 +54,7 @@ async fn render(app: &App, task: &TaskRecord) -> Result<Value, ApiError> {
         let exports = app.store.task_exports(&task.owner, std::slice::from_ref(&task.id)).await?;
         with_exports(&mut v, &exports);
     }
-    if task.request["reference_images"].as_array().is_some_and(|r| !r.is_empty()) {
+    if crate::task_view::has_inputs(&v) {
         let inputs = app.store.task_inputs(&task.owner, &task.id).await?;
         with_inputs(&mut v, &inputs);
     }
@@ -116,7 +116,7 @@ pub async fn list_tasks(
         let mine: Vec<_> = exports.iter().filter(|e| e.task_id == t.id).cloned().collect();
         with_exports(&mut v, &mine);
         // Only tasks given images read their inputs (one short read each).
-        if t.request["reference_images"].as_array().is_some_and(|r| !r.is_empty()) {
+        if crate::task_view::has_inputs(&v) {
             with_inputs(&mut v, &app.store.task_inputs(&key.id, &t.id).await?);
         }
         data.push(v);

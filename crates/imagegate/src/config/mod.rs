@@ -27,6 +27,7 @@ pub struct Config {
     pub timeouts: TimeoutsConfig,
     pub worker: WorkerConfig,
     pub webhooks: WebhooksConfig,
+    pub inputs: InputsSection,
     pub export: ExportSection,
     pub retry: RetrySection,
     pub breaker: BreakerSection,
@@ -93,6 +94,15 @@ pub struct WebhooksConfig {
     pub schedule: Vec<String>,
     pub timeout: String,
     pub allow_private: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputsSection {
+    pub max_body_bytes: usize,
+    pub max_image_bytes: usize,
+    pub max_total_bytes: usize,
+    pub allow_private_urls: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -420,6 +430,12 @@ impl Config {
             s3_secret_key: std::env::var("AWS_SECRET_ACCESS_KEY").ok().filter(|v| !v.is_empty()).map(Secret::new),
             webhook_timeout: dur("webhooks.timeout", &self.webhooks.timeout)?,
             webhook_allow_private: self.webhooks.allow_private,
+            inputs: crate::inputs::InputLimits {
+                max_body_bytes: self.inputs.max_body_bytes.max(self.server.max_body_bytes),
+                max_image_bytes: self.inputs.max_image_bytes.max(1024),
+                max_total_bytes: self.inputs.max_total_bytes.max(self.inputs.max_image_bytes.max(1024)),
+                allow_private_urls: self.inputs.allow_private_urls,
+            },
             resolver: Resolvers::system(),
             upstream_proxy: Some(self.providers.proxy.trim().to_string()).filter(|p| !p.is_empty()),
             upstream_max_answer_bytes: self.providers.max_answer_bytes.max(1024),
@@ -508,6 +524,8 @@ pub struct Runtime {
     pub webhook_schedule: Vec<Duration>,
     pub webhook_timeout: Duration,
     pub webhook_allow_private: bool,
+    /// Input images: body limit of the routes that take them, sizes, URL fetching.
+    pub inputs: crate::inputs::InputLimits,
     /// Resolves names for outbound connections that the SSRF guard checks.
     pub resolver: Resolvers,
     /// A proxy for upstream API calls, only when configured (`[providers] proxy`).

@@ -85,10 +85,20 @@ pub struct ImageRequest {
     pub quality: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// Reference images as the client named them: `img_…` ids of the same key or `data:` URLs
-    /// (in the stored task, a `data:` URL is replaced by the id of the input it became).
+    /// Input images, in order: as the stored task keeps them, the `img_…` ids the client named,
+    /// and for anything sent or fetched (`data:` and `https` URLs, uploaded files) the id of the
+    /// input it became (`inp_…`). On a validated body before storing, what the client sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reference_images: Vec<String>,
+    /// An edit's mask (the id of its input, stored after the images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<String>,
+    /// `transparent`, `opaque` or `auto` (OpenAI-compatible upstreams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background: Option<String>,
+    /// An edit's `input_fidelity` (`high`, `low`; OpenAI-compatible upstreams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_fidelity: Option<String>,
     /// Set on the worker's copy when a fallback model serves the request (never stored).
     #[serde(skip)]
     pub served_by_fallback: bool,
@@ -134,6 +144,11 @@ impl ImageRequest {
     pub fn resolution(&self) -> Resolution {
         Resolution::parse(&self.image_size).unwrap_or(Resolution::K1)
     }
+
+    /// Whether the task has input images (reference images, an edit's images or mask).
+    pub fn has_inputs(&self) -> bool {
+        !self.reference_images.is_empty() || self.mask.is_some()
+    }
 }
 
 /// A field-level validation failure: renders as a 400 with `param` and `code`.
@@ -169,46 +184,61 @@ const KNOWN_FIELDS: &[&str] = &[
     "reference_images",
 ];
 
-/// Reference images a Gemini image model takes at most (Gemini 3 Pro Image: 14; 2.5 Flash
-/// Image works best with up to 3).
+/// Input images a model takes at most (Gemini 3 Pro Image: 14; 2.5 Flash Image works best
+/// with up to 3; OpenAI's gpt-image-1 edits take 16).
 pub fn max_reference_images(family: Family) -> usize {
     match family {
         Family::Pro => 14,
         Family::Flash => 3,
-        Family::OpenAi => 0,
+        Family::OpenAi => 16,
     }
 }
 
-/// `reference_images`: strings, each an `img_…` id or a `data:` URL, at most as many as the
-/// model takes.
+/// Checks how many input images a request carries against its model; `param` names the list
+/// (`reference_images`, `image`, `images`).
+pub fn check_input_count(family: Family, model_id: &str, count: usize, param: &str) -> Result<(), Invalid> {
+    let max = max_reference_images(family);
+    if count > max {
+        return Err(invalid(
+            &format!("{param}[{max}]"),
+            "too_many_images",
+            format!("The model '{model_id}' takes at most {max} input images; {count} were given."),
+        ));
+    }
+    Ok(())
+}
+
+/// One input named by reference: an `img_…` id of the same key, a `data:` URL or an `https` URL.
+pub fn check_reference(text: &str, param: &str) -> Result<(), Invalid> {
+    let lower = text.get(..8).unwrap_or(text).to_ascii_lowercase();
+    if text.starts_with("img_")
+        || text.starts_with("data:")
+        || lower.starts_with("https://")
+        || lower.starts_with("http://")
+    {
+        return Ok(());
+    }
+    Err(invalid(
+        param,
+        "invalid_image_reference",
+        "An input image is an image id of this key (img_…), an https URL, or a data: URL (data:image/png;base64,…).",
+    ))
+}
+
+/// `reference_images`: strings, each an `img_…` id, an `https` URL or a `data:` URL, at most as
+/// many as the model takes.
 fn reference_images(obj: &Map<String, Value>, family: Family, model_id: &str) -> Result<Vec<String>, Invalid> {
     let list = match obj.get("reference_images") {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(list)) => list,
         Some(other) => return Err(wrong_type("reference_images", "an array of strings", other)),
     };
-    let max = max_reference_images(family);
-    if list.len() > max {
-        let why = if max == 0 {
-            format!("The model '{model_id}' takes no reference images here yet.")
-        } else {
-            format!("The model '{model_id}' takes at most {max} reference images; {} were given.", list.len())
-        };
-        return Err(invalid("reference_images", "too_many_images", why));
-    }
+    check_input_count(family, model_id, list.len(), "reference_images")?;
     let mut out = Vec::with_capacity(list.len());
     for (i, item) in list.iter().enumerate() {
         let param = format!("reference_images[{i}]");
         let Some(text) = item.as_str() else { return Err(wrong_type(&param, "a string", item)) };
-        if !(text.starts_with("img_") || text.starts_with("data:")) {
-            let why = if text.starts_with("https://") {
-                "Fetching reference images from https URLs is not supported yet: send the image as a data: URL, \
-                 or use the id (img_…) of an image made with this key."
-            } else {
-                "A reference image is an image id of this key (img_…) or a data: URL (data:image/png;base64,…)."
-            };
-            return Err(invalid(&param, "invalid_image_reference", why));
-        }
+        check_reference(text, &param)?;
         out.push(text.to_string());
     }
     Ok(out)
@@ -363,9 +393,11 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
             format!("Invalid quality '{q}'. Supported: auto, low, medium, high, standard, hd."),
         ));
     }
-    for field in ["style", "background", "moderation"] {
+    for field in ["style", "moderation"] {
         optional_string(obj, field)?;
     }
+    let background = one_of(obj, "background", &["transparent", "opaque", "auto"])?;
+    let input_fidelity = one_of(obj, "input_fidelity", &["high", "low"])?;
     match obj.get("stream") {
         None | Some(Value::Null) | Some(Value::Bool(false)) => {}
         Some(Value::Bool(true)) => {
@@ -398,6 +430,9 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
         quality: quality.map(str::to_string),
         user: user.map(str::to_string),
         reference_images,
+        mask: None,
+        background: background.map(str::to_string),
+        input_fidelity: input_fidelity.map(str::to_string),
         served_by_fallback: false,
     })
 }
@@ -428,9 +463,10 @@ fn validate_openai(
             ));
         }
     }
-    reference_images(obj, model.family, model_id)?;
+    let reference_images = reference_images(obj, model.family, model_id)?;
     // The common fields are checked by the Gemini path too; reuse it on a square 1K stand-in.
     let mut probe = obj.clone();
+    probe.remove("reference_images");
     probe.insert("model".into(), Value::String("nano-banana-pro".into()));
     probe.insert("size".into(), Value::String("auto".into()));
     let common = validate(&Value::Object(probe), &obj.keys().map(String::as_str).collect::<Vec<_>>())?;
@@ -442,6 +478,7 @@ fn validate_openai(
         size: size.to_string(),
         aspect_ratio: ratio.to_string(),
         image_size: "1K".into(),
+        reference_images,
         ..common
     })
 }
@@ -454,6 +491,21 @@ fn required_string<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a s
         Some(Value::String(s)) => Ok(s),
         Some(other) => Err(wrong_type(field, "a string", other)),
     }
+}
+
+/// An optional string field that must be one of `allowed`.
+fn one_of<'a>(obj: &'a Map<String, Value>, field: &str, allowed: &[&str]) -> Result<Option<&'a str>, Invalid> {
+    let value = optional_string(obj, field)?;
+    if let Some(v) = value
+        && !allowed.contains(&v)
+    {
+        return Err(invalid(
+            field,
+            "invalid_value",
+            format!("Invalid {field} '{v}'. Supported: {}.", allowed.join(", ")),
+        ));
+    }
+    Ok(value)
 }
 
 fn optional_string<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, Invalid> {

@@ -85,8 +85,36 @@ pub struct ProviderRequest {
     pub index: u32,
     /// Time budget for this call; adapters must not outlive it.
     pub deadline: Duration,
-    /// Input images (reference images, an edit's images), in order: the stored bytes.
-    pub inputs: std::sync::Arc<Vec<InputImage>>,
+    /// Input images (reference images, an edit's images and mask): the stored bytes.
+    pub inputs: std::sync::Arc<Inputs>,
+    /// Request fields only some upstreams take (OpenAI-compatible edits).
+    pub options: std::sync::Arc<Options>,
+}
+
+/// A request's input images, in order, and an edit's mask.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pub images: Vec<InputImage>,
+    pub mask: Option<InputImage>,
+}
+
+impl Inputs {
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty() && self.mask.is_none()
+    }
+
+    /// The bytes of all the inputs.
+    pub fn bytes(&self) -> usize {
+        self.images.iter().chain(&self.mask).map(|i| i.bytes.len()).sum()
+    }
+}
+
+/// Fields passed through to upstreams that take them, as the client sent them.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub quality: Option<String>,
+    pub background: Option<String>,
+    pub input_fidelity: Option<String>,
 }
 
 /// An input image as sent upstream.

@@ -163,6 +163,7 @@ mod tests {
             index,
             deadline: Duration::from_secs(5),
             inputs: Default::default(),
+            options: Default::default(),
         }
     }
 

@@ -107,19 +107,25 @@ impl Deliverer {
     }
 
     /// The payload to send now: as stored, with its task's image URLs signed afresh when they
-    /// are presigned ones.
-    async fn fresh_payload(&self, stored: &str) -> String {
-        if !self.urls.expire() {
+    /// are presigned ones, and its task's input images listed (as `GET /v1/tasks/{id}` does).
+    async fn fresh_payload(&self, msg: &WebhookMessage) -> String {
+        let stored = msg.payload.as_str();
+        let has_inputs = stored.contains("\"reference_images\"") || stored.contains("\"mask\"");
+        if !self.urls.expire() && !has_inputs {
             return stored.to_string();
         }
         let Ok(mut event) = serde_json::from_str::<serde_json::Value>(stored) else { return stored.to_string() };
-        match event.get_mut("data") {
-            Some(task) if !task["result"].is_null() => {
-                self.urls.refresh_task(task).await;
-                event.to_string()
-            }
-            _ => stored.to_string(),
+        let Some(task) = event.get_mut("data") else { return stored.to_string() };
+        if self.urls.expire() && !task["result"].is_null() {
+            self.urls.refresh_task(task).await;
         }
+        if crate::task_view::has_inputs(task) {
+            match self.store.task_inputs(&msg.owner, &msg.task_id).await {
+                Ok(inputs) => crate::task_view::with_inputs(task, &inputs),
+                Err(e) => tracing::warn!(message_id = msg.id, error = %e, "reading the task's inputs failed"),
+            }
+        }
+        event.to_string()
     }
 
     /// POSTs one signed attempt: the status and any `Retry-After`, or why it could not be sent.
@@ -132,7 +138,7 @@ impl Deliverer {
         // Checked again at send time: IP literals never reach the resolver, and a URL stored
         // under an earlier, looser policy is not trusted blindly.
         crate::egress::guard::check_url(&msg.url, self.allow_private).map_err(|e| format!("webhook_url {e}"))?;
-        let payload = self.fresh_payload(&msg.payload).await;
+        let payload = self.fresh_payload(msg).await;
         let timestamp = now_secs();
         let signature = sign::sign(&secret, &msg.id, timestamp, &payload).map_err(|e| e.to_string())?;
         let resp = self

@@ -15,7 +15,7 @@ use crate::providers::{GeneratedImage, ProviderError, ProviderRequest};
 use crate::store::{Ended, ImageRecord, Lease, StoreError, TaskRecord};
 
 /// A task's input images, shared by its calls.
-type Inputs = std::sync::Arc<Vec<crate::providers::InputImage>>;
+type Inputs = std::sync::Arc<crate::providers::Inputs>;
 use crate::webhooks;
 use std::time::Duration;
 
@@ -123,10 +123,10 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> 
     };
 
     // The stored inputs, read once per run: every try and failover sends these bytes.
-    let inputs = if req.reference_images.is_empty() {
-        std::sync::Arc::new(Vec::new())
+    let inputs = if !req.has_inputs() {
+        std::sync::Arc::new(crate::providers::Inputs::default())
     } else {
-        match crate::inputs::load(&deps.store, &deps.blobs, &task.owner, &task_id).await {
+        match crate::inputs::load(&deps.store, &deps.blobs, &task.owner, &task_id, req.mask.is_some()).await {
             Ok(i) => std::sync::Arc::new(i),
             Err(e) => {
                 tracing::error!(task_id, error = %e, "the task's input images could not be read");
@@ -343,6 +343,11 @@ async fn try_model(
     let deps = &pool.deps;
     let shape = req.shape();
     let (width, height) = shape.pixels();
+    let options = std::sync::Arc::new(crate::providers::Options {
+        quality: req.quality.clone(),
+        background: req.background.clone(),
+        input_fidelity: req.input_fidelity.clone(),
+    });
     let family = req.family();
     let router = deps.providers.for_model(&req.upstream_model);
     let mut failed_channels: Vec<usize> = Vec::new();
@@ -375,6 +380,7 @@ async fn try_model(
             index,
             deadline: remaining,
             inputs: inputs.clone(),
+            options: options.clone(),
         };
         let channel = lease.channel.spec.name.clone();
         let call_started = std::time::Instant::now();

@@ -75,9 +75,15 @@ async fn malformed_bodies_get_clear_errors_not_500s() {
 #[tokio::test]
 async fn an_oversized_body_is_refused_with_413() {
     let app = spawn_app().await;
-    let big = json!({"model": "nano-banana-pro", "prompt": "x".repeat(2 * 1024 * 1024)});
-    let resp = app.generate(big).await;
+    // Routes without input images keep the 1 MB limit.
+    let big = json!({"name": "x".repeat(2 * 1024 * 1024)});
+    let resp = app.admin(reqwest::Method::POST, "/admin/v1/keys", Some(big)).await;
     assert_error(resp, StatusCode::PAYLOAD_TOO_LARGE, "request_too_large").await;
+    // The image routes take bodies sized for their input images: a 2 MB prompt is read, and
+    // refused for its length.
+    let long = json!({"model": "nano-banana-pro", "prompt": "x".repeat(2 * 1024 * 1024)});
+    let err = assert_error(app.generate(long).await, StatusCode::BAD_REQUEST, "string_above_max_length").await;
+    assert_eq!(err["error"]["param"], "prompt");
 }
 
 #[tokio::test]
@@ -91,13 +97,20 @@ async fn unknown_routes_and_methods_answer_json() {
 
 #[tokio::test]
 async fn a_declared_oversized_body_is_refused_before_it_is_sent() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = spawn_app().await;
+    // Past the image routes' limit (140 MiB by default), and past the 1 MB of the others.
+    refused_before_sent(&app, "/v1/images/edits", 200 * 1024 * 1024).await;
+    refused_before_sent(&app, "/v1/images/generations", 200 * 1024 * 1024).await;
+    refused_before_sent(&app, "/admin/v1/keys", 2 * 1024 * 1024).await;
+}
+
+async fn refused_before_sent(app: &TestApp, path: &str, length: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = app.base.trim_start_matches("http://").to_string();
     let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let head = format!(
-        "POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/json\r\nContent-Length: 52428800\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n",
         app.key
     );
     conn.write_all(head.as_bytes()).await.unwrap();

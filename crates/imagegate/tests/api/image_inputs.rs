@@ -89,7 +89,9 @@ async fn bad_references_are_refused_naming_the_input_before_any_upstream_call() 
     let cases: Vec<(String, Value, u16, &str, &str)> = vec![
         (other_key.clone(), json!([good, mine]), 404, "image_not_found", "reference_images[1]"),
         (app.key.clone(), json!(["img_doesnotexist"]), 404, "image_not_found", "reference_images[0]"),
-        (app.key.clone(), json!(["https://example.com/a.png"]), 400, "invalid_image_reference", "reference_images[0]"),
+        (app.key.clone(), json!(["https://127.0.0.1/a.png"]), 400, "invalid_image_url", "reference_images[0]"),
+        (app.key.clone(), json!([good, "https://[::1]:8080/a.png"]), 400, "invalid_image_url", "reference_images[1]"),
+        (app.key.clone(), json!(["http://93.184.215.14/a.png"]), 400, "invalid_image_url", "reference_images[0]"),
         (app.key.clone(), json!(["file:///etc/passwd"]), 400, "invalid_image_reference", "reference_images[0]"),
         (
             app.key.clone(),
@@ -100,7 +102,7 @@ async fn bad_references_are_refused_naming_the_input_before_any_upstream_call() 
         ),
         (app.key.clone(), json!([good, "data:image/png;base64,@@"]), 400, "invalid_image", "reference_images[1]"),
         (app.key.clone(), json!([1]), 400, "invalid_type", "reference_images[0]"),
-        (app.key.clone(), json!(vec![mine.clone(); 15]), 400, "too_many_images", "reference_images"),
+        (app.key.clone(), json!(vec![mine.clone(); 15]), 400, "too_many_images", "reference_images[14]"),
     ];
     for (key, refs, status, code, param) in cases {
         let body = json!({"model": "nano-banana-pro", "prompt": "edit", "reference_images": refs});
@@ -111,8 +113,8 @@ async fn bad_references_are_refused_naming_the_input_before_any_upstream_call() 
     }
     let flash = json!({"model": "nano-banana", "prompt": "edit", "reference_images": vec![mine.clone(); 4]});
     assert_eq!(app.generate(flash).await.status(), 400, "Nano Banana takes at most 3");
-    let openai = json!({"model": "gpt-image-1", "prompt": "edit", "reference_images": [mine]});
-    assert_eq!(app.generate(openai).await.status(), 400, "not on the OpenAI-compatible upstream yet");
+    let openai = json!({"model": "gpt-image-1", "prompt": "edit", "reference_images": vec![mine.clone(); 17]});
+    assert_eq!(app.generate(openai).await.status(), 400, "gpt-image-1 takes at most 16");
     assert_eq!(app.upstream_calls(), calls, "nothing was sent upstream");
 }
 
@@ -124,7 +126,7 @@ async fn the_models_say_how_many_input_images_they_take() {
     let max = |id: &str| {
         models["data"].as_array().unwrap().iter().find(|m| m["id"] == id).unwrap()["max_input_images"].as_u64()
     };
-    assert_eq!((max("nano-banana-pro"), max("nano-banana"), max("gpt-image-1")), (Some(14), Some(3), Some(0)));
+    assert_eq!((max("nano-banana-pro"), max("nano-banana"), max("gpt-image-1")), (Some(14), Some(3), Some(16)));
 }
 
 fn files(dir: &std::path::Path) -> Vec<String> {

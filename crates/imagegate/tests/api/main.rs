@@ -15,6 +15,7 @@ mod export;
 mod gemini_wire;
 mod generation;
 mod idempotency;
+mod image_edits;
 mod image_inputs;
 mod image_serving;
 mod limits;

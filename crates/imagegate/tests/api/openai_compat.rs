@@ -201,3 +201,55 @@ async fn an_answer_larger_than_the_cap_is_refused_not_buffered() {
     let resp = app.generate(gpt("1024x1024")).await;
     assert_error(resp, StatusCode::BAD_GATEWAY, "upstream_error").await;
 }
+
+#[tokio::test]
+async fn edits_reach_an_openai_compatible_upstream_as_multipart_with_the_mask_as_sent() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    let app = app_with(&fake, &[]).await;
+    let photo = imagegate_fakes::images::picture(16, 16, 3, true);
+    let second = imagegate_fakes::images::picture(8, 8, 4, true);
+    let mask = {
+        let img = image::RgbaImage::from_fn(16, 16, |x, _| image::Rgba([0, 0, 0, if x < 8 { 0 } else { 255 }]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    };
+    let part = |b: &[u8], n: &str| reqwest::multipart::Part::bytes(b.to_vec()).file_name(n.to_string());
+    let form = reqwest::multipart::Form::new()
+        .text("model", "gpt-image-1")
+        .text("prompt", "a flamingo in the pool")
+        .text("size", "1024x1536")
+        .text("input_fidelity", "high")
+        .text("quality", "low")
+        .part("image[]", part(&photo, "a.png"))
+        .part("image[]", part(&second, "b.png"))
+        .part("mask", part(&mask, "mask.png"));
+    let resp = app.client.post(app.url("/v1/images/edits")).bearer_auth(&app.key).multipart(form).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let served = app.get(body["data"][0]["url"].as_str().unwrap()).await.bytes().await.unwrap();
+    assert_eq!(served.to_vec(), fake.images.lock().unwrap()[0]);
+    let calls = fake.script.calls();
+    assert_eq!(calls.len(), 1);
+    let sent = &calls[0].body;
+    assert_eq!(calls[0].path, "/v1/images/edits");
+    assert_eq!(calls[0].api_key.as_deref(), Some("sk-test-openai"));
+    let b64 = |b: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(b)
+    };
+    assert_eq!(sent["image"][0]["data"], b64(&photo));
+    assert_eq!(sent["image"][1]["data"], b64(&second));
+    assert_eq!(sent["image"][0]["content_type"], "image/png");
+    assert_eq!(sent["mask"]["data"], b64(&mask), "the mask as sent");
+    assert_eq!(
+        (sent["model"].as_str(), sent["size"].as_str(), sent["n"].as_str()),
+        (Some("gpt-image-1"), Some("1024x1536"), Some("1"))
+    );
+    assert_eq!((sent["input_fidelity"].as_str(), sent["quality"].as_str()), (Some("high"), Some("low")));
+    assert_eq!(sent["prompt"], "a flamingo in the pool", "no mask sentence: the upstream takes the mask itself");
+
+    // A generation without inputs stays a JSON generation.
+    assert_eq!(app.generate(gpt("1024x1024")).await.status(), 200);
+    assert_eq!(fake.script.calls()[1].path, "/v1/images/generations");
+}

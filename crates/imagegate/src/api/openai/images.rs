@@ -15,19 +15,24 @@ use std::time::Duration;
 
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
-use crate::api::extract::JsonBody;
+use crate::api::extract::RawJson;
+use std::borrow::Cow;
+
+use super::body;
 use crate::app::App;
 use crate::domain::request::{self, ImageRequest, ResponseFormat};
 use crate::domain::task::{TaskMode, TaskStatus};
 use crate::domain::{ids, now_millis};
 use crate::domain::{models, now_secs, utc_day};
-use crate::store::{Created, KeyRecord, LimitHit, Limits, NewTask, Reservation, TaskRecord, WebhookTarget};
+use crate::store::{
+    Created, InputRecord, KeyRecord, LimitHit, Limits, NewTask, Reservation, TaskRecord, WebhookTarget,
+};
 use crate::task_view::task_object;
 use crate::webhooks;
 use crate::worker::{Finished, Subscription};
 
-/// Fields the generation routes take on top of the image fields.
-const TASK_FIELDS: &[&str] = &["webhook_url", "webhook_events"];
+/// Fields the async routes take on top of the image fields.
+pub(super) const TASK_FIELDS: &[&str] = &["webhook_url", "webhook_events"];
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
@@ -35,37 +40,111 @@ pub async fn create_image(
     State(app): State<Arc<App>>,
     Caller(key): Caller,
     headers: HeaderMap,
-    JsonBody(body): JsonBody,
+    RawJson(bytes): RawJson,
 ) -> Result<Response, ApiError> {
-    let wants_async = headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async")));
+    let wants_async = wants_async(&headers);
     let mode = if wants_async { TaskMode::Async } else { TaskMode::Sync };
     // `Prefer: respond-async` makes this the async route, webhook fields included.
-    let req = request::validate(&body, if wants_async { TASK_FIELDS } else { &[] })?;
-    // The submit and response steps are boxed, and the body, headers and key record dropped
-    // before the wait: a sync request may wait minutes, and thousands may wait at once.
-    let submitted = Box::pin(submit(&app, &key, mode, &req, &body, &headers)).await?;
-    if wants_async {
-        return accepted(&app, &submitted).await;
-    }
-    let owner = key.id.clone();
-    drop((body, headers, key));
-    let ended = wait_for_end(&app, &owner, submitted, &req).await?;
-    Box::pin(respond_with_task(&app, &ended, &req)).await
+    let submission = generation(&bytes, if wants_async { TASK_FIELDS } else { &[] })?;
+    run(app, key, headers, mode, submission).await
 }
 
 pub async fn create_image_async(
     State(app): State<Arc<App>>,
     Caller(key): Caller,
     headers: HeaderMap,
-    JsonBody(body): JsonBody,
+    RawJson(bytes): RawJson,
 ) -> Result<Response, ApiError> {
-    let req = request::validate(&body, TASK_FIELDS)?;
-    let submitted = submit(&app, &key, TaskMode::Async, &req, &body, &headers).await?;
-    accepted(&app, &submitted).await
+    let submission = generation(&bytes, TASK_FIELDS)?;
+    run(app, key, headers, TaskMode::Async, submission).await
+}
+
+pub(super) fn wants_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async")))
+}
+
+/// A generations body: its fields validated, its `reference_images` left in the body's bytes.
+fn generation<'b>(bytes: &'b [u8], extra: &[&str]) -> Result<Submission<'b>, ApiError> {
+    let body::Split { fields, inputs } = body::split(bytes, &["reference_images"])?;
+    let req = request::validate(&fields, extra)?;
+    let references = match inputs.get("reference_images") {
+        Some(raw) => body::string_list(raw, "reference_images")?,
+        None => Vec::new(),
+    };
+    request::check_input_count(req.family(), &req.model, references.len(), "reference_images")?;
+    for (param, text) in &references {
+        request::check_reference(text, param)?;
+    }
+    Ok(Submission { req, fields, inputs: Pending::References { images: references, mask: None } })
+}
+
+/// Submits, then answers: 202 with the task for async, else the task's end.
+pub(super) async fn run(
+    app: Arc<App>,
+    key: KeyRecord,
+    headers: HeaderMap,
+    mode: TaskMode,
+    submission: Submission<'_>,
+) -> Result<Response, ApiError> {
+    // The submit and response steps are boxed, and the body, headers and key record dropped
+    // before the wait: a sync request may wait minutes, and thousands may wait at once.
+    let submitted = Box::pin(submit(&app, &key, mode, submission, &headers)).await?;
+    if mode == TaskMode::Async {
+        return accepted(&app, &submitted.0).await;
+    }
+    let (submitted, req) = submitted;
+    let owner = key.id.clone();
+    drop((headers, key));
+    let ended = wait_for_end(&app, &owner, submitted, &req).await?;
+    Box::pin(respond_with_task(&app, &ended, &req)).await
+}
+
+/// What a route hands to `submit`: the validated request (its inputs not yet set), the body's
+/// plain fields (webhook fields, the Idempotency-Key hash), and the inputs.
+pub(super) struct Submission<'b> {
+    pub req: ImageRequest,
+    pub fields: Value,
+    pub inputs: Pending<'b>,
+}
+
+/// A request's input images before the task is written.
+pub(super) enum Pending<'b> {
+    /// Named by reference (image ids, `https` and `data:` URLs, the last borrowed from the
+    /// body), each with its `param`; stored once the request has passed its limits.
+    References { images: Vec<(String, Cow<'b, str>)>, mask: Option<(String, Cow<'b, str>)> },
+    /// Uploaded (multipart) and stored already, with the task id they were stored for.
+    Stored { task_id: String, images: Vec<InputRecord>, mask: Option<InputRecord> },
+}
+
+impl Pending<'_> {
+    /// What the inputs add to the Idempotency-Key hash: the references as sent, the uploads'
+    /// contents.
+    fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        match self {
+            Pending::References { images, mask } => {
+                for (_, text) in images.iter().chain(mask) {
+                    h.update(Sha256::digest(text.as_bytes()));
+                }
+                if mask.is_some() {
+                    h.update(b"mask");
+                }
+            }
+            Pending::Stored { images, mask, .. } => {
+                for i in images.iter().chain(mask) {
+                    h.update(i.sha256.as_bytes());
+                }
+                if mask.is_some() {
+                    h.update(b"mask");
+                }
+            }
+        }
+        ids::hex(&h.finalize())
+    }
 }
 
 async fn accepted(app: &App, submitted: &Submitted<'_>) -> Result<Response, ApiError> {
@@ -75,7 +154,15 @@ async fn accepted(app: &App, submitted: &Submitted<'_>) -> Result<Response, ApiE
         (TaskStatus::Queued, None) => Some(app.store.queue_position(task).await?),
         _ => None,
     };
-    Ok(with_task_header((StatusCode::ACCEPTED, axum::Json(task_object(task, position))).into_response(), &task.id))
+    let mut v = task_object(task, position);
+    if crate::task_view::has_inputs(&v) {
+        let inputs = match &submitted.inputs {
+            Some(i) => i.clone(),
+            None => app.store.task_inputs(&task.owner, &task.id).await?,
+        };
+        crate::task_view::with_inputs(&mut v, &inputs);
+    }
+    Ok(with_task_header((StatusCode::ACCEPTED, axum::Json(v)).into_response(), &task.id))
 }
 
 /// `webhook_url` (checked against SSRF now and again at delivery) and `webhook_events`.
@@ -149,44 +236,59 @@ struct Submitted<'a> {
     watch: Option<Subscription<'a>>,
     /// Queued tasks ahead of a task just queued, as counted when it was written.
     queue_position: Option<i64>,
+    /// The inputs of a task just written.
+    inputs: Option<Vec<InputRecord>>,
 }
 
-/// Stores the request's reference images as the task's inputs (before the task is written);
-/// returns them and the request as the task keeps it (a `data:` URL replaced by its input's id).
+/// Stores the inputs named by reference (after the request passed its limits, before the task
+/// is written); returns the task's id, its inputs in order (the mask last), and the request as
+/// the task keeps it (what was sent or fetched replaced by the id of the input it became).
 async fn store_inputs(
     app: &App,
     key: &KeyRecord,
-    task_id: &str,
     req: &ImageRequest,
-) -> Result<(Vec<crate::store::InputRecord>, ImageRequest), ApiError> {
-    if req.reference_images.is_empty() {
-        return Ok((Vec::new(), req.clone()));
-    }
-    let expires_at = now_secs() + app.rt.retention_for(&key.policy).as_secs() as i64;
-    let inputs = crate::inputs::Inputs { store: &app.store, blobs: &app.blobs, expires_at };
-    let stored =
-        inputs.store_references(&key.id, task_id, &req.reference_images, now_millis()).await.map_err(|e| match e {
-            crate::inputs::InputError::NotFound { param, message } => {
-                ApiError::new(StatusCode::NOT_FOUND, "image_not_found", message).with_param(&param)
-            }
-            crate::inputs::InputError::Invalid { param, message } => {
-                ApiError::bad_request("invalid_image", message).with_param(&param)
-            }
-            crate::inputs::InputError::Store(e) => e.into(),
-            crate::inputs::InputError::Blob(e) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                format!("The input image could not be stored: {e}"),
-            ),
-        })?;
+    pending: Pending<'_>,
+) -> Result<(String, Vec<InputRecord>, ImageRequest), ApiError> {
     let mut kept = req.clone();
-    kept.reference_images = req
-        .reference_images
-        .iter()
-        .zip(&stored)
-        .map(|(r, i)| if r.starts_with("data:") { i.id.clone() } else { r.clone() })
-        .collect();
-    Ok((stored, kept))
+    let (task_id, images, mask) = match pending {
+        Pending::Stored { task_id, images, mask } => {
+            kept.reference_images = images.iter().map(|i| i.id.clone()).collect();
+            (task_id, images, mask)
+        }
+        Pending::References { images: refs, mask: mask_ref } => {
+            let task_id = ids::task_id();
+            let mut inputs = crate::inputs::Inputs {
+                store: &app.store,
+                blobs: &app.blobs,
+                fetcher: &app.fetcher,
+                resolver: app.rt.resolver.0.as_ref(),
+                limits: app.rt.inputs,
+                expires_at: now_secs() + app.rt.retention_for(&key.policy).as_secs() as i64,
+                total: 0,
+            };
+            let mut images = Vec::with_capacity(refs.len());
+            kept.reference_images.clear();
+            for (position, (param, text)) in refs.iter().enumerate() {
+                let rec = inputs.store_reference(&key.id, &task_id, position as u32, text, param, now_millis()).await?;
+                kept.reference_images.push(if text.starts_with("img_") { text.to_string() } else { rec.id.clone() });
+                images.push(rec);
+            }
+            let mask = match mask_ref {
+                Some((param, text)) => {
+                    let position = images.len() as u32;
+                    let rec = inputs.store_reference(&key.id, &task_id, position, &text, &param, now_millis()).await?;
+                    crate::inputs::check_mask(&rec, images.first(), &param)?;
+                    Some(rec)
+                }
+                None => None,
+            };
+            (task_id, images, mask)
+        }
+    };
+    kept.mask = mask.as_ref().map(|m| m.id.clone());
+    let mut all = images;
+    all.extend(mask);
+    Ok((task_id, all, kept))
 }
 
 /// Writes the task (or finds the one this Idempotency-Key already made) and wakes a worker.
@@ -194,8 +296,21 @@ async fn submit<'a>(
     app: &'a App,
     key: &KeyRecord,
     mode: TaskMode,
+    submission: Submission<'_>,
+    headers: &HeaderMap,
+) -> Result<(Submitted<'a>, ImageRequest), ApiError> {
+    let Submission { req, fields: body, inputs: pending } = submission;
+    let submitted = submit_request(app, key, mode, &req, &body, pending, headers).await?;
+    Ok((submitted, req))
+}
+
+async fn submit_request<'a>(
+    app: &'a App,
+    key: &KeyRecord,
+    mode: TaskMode,
     req: &ImageRequest,
     body: &Value,
+    pending: Pending<'_>,
     headers: &HeaderMap,
 ) -> Result<Submitted<'a>, ApiError> {
     let owner = key.id.as_str();
@@ -208,8 +323,12 @@ async fn submit<'a>(
                     format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters."),
                 )
             })?;
-            // serde_json's maps are ordered by key, so this is a canonical form of the body.
-            let hash = Sha256::digest(body.to_string().as_bytes());
+            // serde_json's maps are ordered by key, so this is a canonical form of the body;
+            // the inputs add their own digest.
+            let mut hash = Sha256::new();
+            hash.update(body.to_string().as_bytes());
+            hash.update(pending.digest().as_bytes());
+            let hash = hash.finalize();
             Some((key.to_string(), ids::hex(&hash)))
         }
     };
@@ -222,7 +341,7 @@ async fn submit<'a>(
         if &stored_hash != hash {
             return Err(idempotency_conflict());
         }
-        return Ok(Submitted { task, watch: None, queue_position: None });
+        return Ok(Submitted { task, watch: None, queue_position: None, inputs: None });
     }
     let policy = app.rt.policy_for(&key.policy);
     if !policy.allows_model(&req.model) {
@@ -255,8 +374,7 @@ async fn submit<'a>(
         budget_usd: policy.budget_usd,
     };
     let webhook = webhook_target(app, body).await?;
-    let task_id = ids::task_id();
-    let (inputs, stored_req) = store_inputs(app, key, &task_id, req).await?;
+    let (task_id, inputs, stored_req) = store_inputs(app, key, req, pending).await?;
     let new = NewTask {
         id: task_id,
         owner: owner.to_string(),
@@ -269,7 +387,7 @@ async fn submit<'a>(
         limits,
         created_at_ms: now_millis(),
         claimed: None,
-        inputs,
+        inputs: inputs.clone(),
     };
     // A sync request that finds a free worker slot starts at once: written already claimed,
     // run by this process without a round trip through the queue.
@@ -291,9 +409,9 @@ async fn submit<'a>(
                     None
                 }
             };
-            Ok(Submitted { task, watch, queue_position })
+            Ok(Submitted { task, watch, queue_position, inputs: Some(inputs) })
         }
-        Created::Existing(task) => Ok(Submitted { task, watch: None, queue_position: None }),
+        Created::Existing(task) => Ok(Submitted { task, watch: None, queue_position: None, inputs: None }),
         Created::Conflict => Err(idempotency_conflict()),
         Created::OverLimit(hit) => Err(over_limit(hit)),
     }

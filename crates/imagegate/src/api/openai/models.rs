@@ -21,9 +21,10 @@ fn model_json(app: &App, id: &str) -> Value {
         "created": 0,
         "owned_by": app.providers.owner_label(upstream),
         "upstream_model": upstream,
-        // What `reference_images` may carry for this model.
+        // What an edit's images or `reference_images` may carry for this model.
         "max_input_images": crate::domain::request::max_reference_images(family),
-        "max_input_image_bytes": crate::inputs::MAX_INPUT_BYTES,
+        "max_input_image_bytes": app.rt.inputs.max_image_bytes,
+        "max_input_total_bytes": app.rt.inputs.max_total_bytes,
         "max_input_image_pixels": crate::imaging::MAX_PIXELS,
     })
 }

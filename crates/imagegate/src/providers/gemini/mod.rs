@@ -9,7 +9,7 @@ use super::{GeneratedImage, Provider, ProviderError, ProviderRequest, decode_ima
 use crate::config::{Runtime, Secret};
 
 pub use errors::classify;
-pub use wire::{build_request, parse_response};
+pub use wire::{MASK_INSTRUCTION, body, build_request, parse_response};
 
 /// One Gemini channel: a credential and an endpoint.
 pub struct GeminiProvider {
@@ -35,9 +35,15 @@ impl Provider for GeminiProvider {
 
     async fn generate(&self, req: &ProviderRequest) -> Result<GeneratedImage, ProviderError> {
         let url = format!("{}/v1beta/models/{}:generateContent", self.base_url, req.model);
-        let body = build_request(req);
         let call = async {
-            let req = self.client.post(&url).header("x-goog-api-key", self.key.expose()).json(&body);
+            let (body, length) = body(req)?;
+            let req = self
+                .client
+                .post(&url)
+                .header("x-goog-api-key", self.key.expose())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(reqwest::header::CONTENT_LENGTH, length)
+                .body(body);
             let bytes = send_call(req, self.max_answer, classify).await?;
             let image = parse_response(&bytes)?;
             Ok(GeneratedImage {

@@ -1,4 +1,5 @@
-//! OpenAI-compatible image upstreams: `POST {base}/v1/images/generations` (OpenAI's
+//! OpenAI-compatible image upstreams: `POST {base}/v1/images/generations`, and with input images
+//! `POST {base}/v1/images/edits` (multipart, as OpenAI's edits take it) (OpenAI's
 //! `gpt-image-1`, other gateways, resellers). Answers may carry `b64_json` or a `url`, which is
 //! fetched into our storage with a size cap: from the upstream's own origin with its client,
 //! from anywhere else through the SSRF-guarded client (public addresses only, redirects
@@ -14,7 +15,7 @@ use super::{GeneratedImage, Provider, ProviderError, ProviderRequest, decode_ima
 use crate::config::{Runtime, Secret};
 
 pub use errors::classify;
-pub use wire::{build_request, parse_response};
+pub use wire::{build_request, edit_form, parse_response};
 
 pub struct OpenAiCompatProvider {
     client: reqwest::Client,
@@ -81,11 +82,16 @@ impl Provider for OpenAiCompatProvider {
     }
 
     async fn generate(&self, req: &ProviderRequest) -> Result<GeneratedImage, ProviderError> {
-        let url = format!("{}/v1/images/generations", self.base_url);
-        let body = build_request(req);
         let call = async {
-            let req = self.client.post(&url).bearer_auth(self.key.expose()).json(&body);
-            let bytes = send_call(req, self.max_answer, classify).await?;
+            // With input images, an edit (multipart); else a generation (JSON).
+            let call = if req.inputs.is_empty() {
+                let url = format!("{}/v1/images/generations", self.base_url);
+                self.client.post(url).json(&build_request(req))
+            } else {
+                let url = format!("{}/v1/images/edits", self.base_url);
+                self.client.post(url).multipart(edit_form(req))
+            };
+            let bytes = send_call(call.bearer_auth(self.key.expose()), self.max_answer, classify).await?;
             let answer = parse_response(&bytes)?;
             let (bytes, mime) = match (answer.b64_json, answer.url) {
                 (Some(b64), _) => (decode_image(&b64, "b64_json")?, None),

@@ -19,6 +19,47 @@ pub fn build_request(req: &ProviderRequest) -> ImagesRequest<'_> {
     ImagesRequest { model: &req.model, prompt: &req.prompt, n: 1, size: format!("{}x{}", req.width, req.height) }
 }
 
+/// An edit as OpenAI's `POST /v1/images/edits` takes it: multipart `image[]` files (the stored
+/// bytes, not copied), the `mask` as sent, and the text fields. One image per call.
+pub fn edit_form(req: &ProviderRequest) -> reqwest::multipart::Form {
+    let file = |name: String, input: &crate::providers::InputImage| {
+        let ext = input.content_type.strip_prefix("image/").unwrap_or("png").to_string();
+        let part = reqwest::multipart::Part::stream_with_length(
+            reqwest::Body::from(input.bytes.clone()),
+            input.bytes.len() as u64,
+        )
+        .file_name(format!("{name}.{ext}"));
+        part.mime_str(&input.content_type).unwrap_or_else(|_| {
+            reqwest::multipart::Part::stream_with_length(
+                reqwest::Body::from(input.bytes.clone()),
+                input.bytes.len() as u64,
+            )
+        })
+    };
+    let mut form = reqwest::multipart::Form::new()
+        .text("model", req.model.clone())
+        .text("prompt", req.prompt.clone())
+        .text("n", "1")
+        .text("size", format!("{}x{}", req.width, req.height));
+    let o = &req.options;
+    if let Some(q) = o.quality.as_deref().filter(|q| ["low", "medium", "high", "auto"].contains(q)) {
+        form = form.text("quality", q.to_string());
+    }
+    if let Some(b) = &o.background {
+        form = form.text("background", b.clone());
+    }
+    if let Some(f) = &o.input_fidelity {
+        form = form.text("input_fidelity", f.clone());
+    }
+    for (i, input) in req.inputs.images.iter().enumerate() {
+        form = form.part("image[]", file(format!("image-{i}"), input));
+    }
+    if let Some(mask) = &req.inputs.mask {
+        form = form.part("mask", file("mask".to_string(), mask));
+    }
+    form
+}
+
 #[derive(Debug, Deserialize)]
 struct ImagesResponse<'a> {
     #[serde(default, borrow)]
