@@ -67,7 +67,10 @@ impl FakeGemini {
             counter: Arc::new(AtomicU64::new(0)),
             finals: finals.clone(),
         };
-        let app = Router::new().route("/v1beta/models/{model_action}", post(generate_content)).with_state(shared);
+        let app = Router::new()
+            .route("/v1beta/models/{model_action}", post(generate_content))
+            .route("/_fake/calls", axum::routing::get(calls))
+            .with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let server = tokio::spawn(async move {
@@ -94,6 +97,11 @@ impl FakeGemini {
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+/// `GET /_fake/calls`: the calls received so far, for tests that run the fake as a process.
+async fn calls(State(s): State<Shared>) -> Json<Value> {
+    Json(s.script.calls_json())
 }
 
 impl Drop for FakeGemini {

@@ -158,6 +158,17 @@ impl Script {
         self.inner.calls.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
+    /// The calls as JSON: `[{path, api_key, body}]`.
+    pub fn calls_json(&self) -> Value {
+        let calls = self.calls();
+        Value::Array(
+            calls
+                .into_iter()
+                .map(|c| serde_json::json!({"path": c.path, "api_key": c.api_key, "body": c.body}))
+                .collect(),
+        )
+    }
+
     pub fn call_count(&self) -> usize {
         self.inner.calls.lock().map(|c| c.len()).unwrap_or(0)
     }
