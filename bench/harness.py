@@ -11,14 +11,17 @@ Every process started here is stopped by PID at exit. Results are appended to be
 """
 
 import atexit
+import base64
 import datetime
 import json
+import random
 import os
 import re
 import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -26,6 +29,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -744,6 +748,84 @@ def scenario_postgres():
         f"not pinned: it shares the cores with wrk and the gateway. Gateway pool: 16 connections, no TLS.\n")
 
 
+def noise_png(side, seed):
+    """A PNG of random pixels: it does not compress, so it is about 3 bytes a pixel."""
+    rnd = random.Random(seed)
+    raw = b"".join(b"\x00" + rnd.randbytes(side * 3) for _ in range(side))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 0)) + chunk(b"IEND", b"")
+
+
+def post_raw(url, body, content_type, token, timeout=900):
+    req = urllib.request.Request(url, data=body, method="POST")
+    req.add_header("Content-Type", content_type)
+    req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def edit_body(form, images):
+    """An edit of `images` with Nano Banana Pro, as multipart (the openai SDK's form) or JSON
+    with data: URLs: (body, content type)."""
+    if form == "json":
+        refs = [{"image_url": "data:image/png;base64," + base64.b64encode(i).decode()} for i in images]
+        body = {"model": "nano-banana-pro", "prompt": "compose these", "images": refs}
+        return json.dumps(body).encode(), "application/json"
+    boundary = "imagegate-bench-" + os.urandom(8).hex()
+    parts = []
+    for name, value in (("model", "nano-banana-pro"), ("prompt", "compose these")):
+        parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n".encode())
+    for k, img in enumerate(images):
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image[]\"; filename=\"p{k}.png\"\r\n"
+                "Content-Type: image/png\r\n\r\n")
+        parts += [head.encode(), img, b"\r\n"]
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def scenario_inputs():
+    count, side = (14, 400) if QUICK else (14, 1527)
+    images = [noise_png(side, k) for k in range(count)]
+    total_mb = sum(len(i) for i in images) / 1e6
+    out(f"### 9. One edit with {count} input images of {len(images[0]) / 1e6:.1f} MB ({total_mb:.0f} MB together, "
+        "the request limit): gateway RSS, MB")
+    out("Sync `POST /v1/images/edits` with Nano Banana Pro to the fake Gemini (which reads the whole call); a fresh "
+        "gateway per form. Peak is VmHWM; the inputs must cost at most ~2x their bytes.")
+    out()
+    out("| form | body MB | idle | peak | peak - idle | (peak - idle) / inputs | seconds | status |")
+    out("|---|---|---|---|---|---|---|---|")
+    fake = start_fake(size=1024)
+    for form in ("multipart", "json"):
+        gw = start_imagegate(fake, env={"GEMINI_API_KEY": "bench-gemini-key", "IMAGEGATE_GEMINI_BASE_URL": fake.base},
+                             name=f"imagegate-{form}")
+        status, _ = http("POST", f"{gw.base}/v1/images/generations", {"model": "nano-banana-pro", "prompt": "warm"},
+                         gw.key, timeout=60)
+        if status != 200:
+            raise SystemExit(f"warm-up answered {status}:\n{gw.tail()}")
+        time.sleep(2)
+        idle = gw.rss_mb()
+        body, ctype = edit_body(form, images)
+        t0 = time.time()
+        status, answer = post_raw(f"{gw.base}/v1/images/edits", body, ctype, gw.key)
+        took = time.time() - t0
+        if status != 200:
+            log(f"edit answered {status}: {answer[:300]!r}")
+        peak = gw.peak_mb()
+        out(f"| {form} | {len(body) / 1e6:.0f} | {idle:.0f} | {peak:.0f} | {peak - idle:.0f} | "
+            f"{(peak - idle) / total_mb:.2f} | {took:.1f} | {status} |")
+        del body
+        gw.stop()
+    out()
+    fake.stop()
+
+
 SCENARIOS = {
     "overhead": scenario_overhead,
     "payload": scenario_payload,
@@ -753,6 +835,7 @@ SCENARIOS = {
     "serve": scenario_serve,
     "convert": scenario_convert,
     "postgres": scenario_postgres,
+    "inputs": scenario_inputs,
 }
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # imagegate's benchmarks, one command:
-#   bench/run.sh [overhead|payload|memory|hold|async|serve|convert|postgres ...]   (default: all, ~30 min)
+#   bench/run.sh [overhead|payload|memory|hold|async|serve|convert|postgres|inputs ...]   (default: all, ~30 min)
 # Installs what it needs (wrk, nginx, libvips-tools from Debian; LiteLLM's proxy from PyPI into
 # bench/.work/litellm-venv), builds release binaries, starts everything on 127.0.0.1 pinned with
 # taskset, runs bounded loads, stops what it started and appends the figures to bench/RESULTS.md.

@@ -48,14 +48,31 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-async fn openai(State(a): State<Arc<Answers>>, _body: Bytes) -> Response {
+/// Reads a request body to its end without holding it (edits carry up to ~140 MB of inputs).
+async fn drain(body: axum::body::Body) -> Result<usize, Response> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut n = 0;
+    while let Some(chunk) = stream.next().await {
+        n += chunk.map_err(|_| StatusCode::BAD_REQUEST.into_response())?.len();
+    }
+    Ok(n)
+}
+
+async fn openai(State(a): State<Arc<Answers>>, body: axum::body::Body) -> Response {
+    if let Err(r) = drain(body).await {
+        return r;
+    }
     if !a.delay.is_zero() {
         tokio::time::sleep(a.delay).await;
     }
     ([(header::CONTENT_TYPE, "application/json")], a.openai.clone()).into_response()
 }
 
-async fn gemini(State(a): State<Arc<Answers>>, _body: Bytes) -> Response {
+async fn gemini(State(a): State<Arc<Answers>>, body: axum::body::Body) -> Response {
+    if let Err(r) = drain(body).await {
+        return r;
+    }
     if !a.delay.is_zero() {
         tokio::time::sleep(a.delay).await;
     }
@@ -95,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
     });
     let app = Router::new()
         .route("/v1/images/generations", axum::routing::post(openai))
+        .route("/v1/images/edits", axum::routing::post(openai))
         .route("/v1beta/models/{action}", axum::routing::post(gemini))
         .route("/healthz", axum::routing::get(|| async { StatusCode::OK }))
         .with_state(answers.clone());

@@ -37,18 +37,26 @@ impl<S: Send + Sync> FromRequest<S> for RawJson {
                 format!("Expected 'Content-Type: application/json', got {:?}.", ct),
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
-            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request_too_large",
-                    "The request body is larger than the limit.",
-                )
-            } else {
-                ApiError::bad_request("invalid_body", format!("Could not read the request body: {rej}"))
+        let _ = state;
+        // Read into one buffer sized from Content-Length: collecting chunks and joining them
+        // would hold a large body twice for a moment (an edit's JSON may be 140 MB).
+        let cap = req.extensions().get::<BodyCap>().map_or(DEFAULT_CAP, |c| c.0);
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(cap));
+        let mut stream = req.into_body().into_data_stream();
+        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            let chunk = chunk
+                .map_err(|e| ApiError::bad_request("invalid_body", format!("Could not read the request body: {e}")))?;
+            if buf.len() + chunk.len() > cap {
+                return Err(too_large(cap));
             }
-        })?;
-        Ok(RawJson(bytes))
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(RawJson(buf.freeze()))
     }
 }
 
@@ -95,6 +103,13 @@ impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromR
     }
 }
 
+/// The body limit of this request's route, as `declared_body_limit` chose it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyCap(pub usize);
+
+/// When no limit was chosen (the layer is always there in the server).
+const DEFAULT_CAP: usize = 1024 * 1024;
+
 /// Body limits: most routes', and those of the routes that take input images.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimits {
@@ -115,7 +130,9 @@ pub async fn declared_body_limit(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let mut req = req;
     let max = if takes_inputs(req.uri().path()) { limits.inputs } else { limits.default };
+    req.extensions_mut().insert(BodyCap(max));
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

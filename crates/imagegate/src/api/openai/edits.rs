@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 use super::body;
-use super::images::{Pending, Submission, TASK_FIELDS, run, wants_async};
+use super::images::{Pending, Submission, TASK_FIELDS, answer, submit, wants_async};
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
 use crate::api::extract::{RawJson, is_json};
@@ -63,7 +63,10 @@ async fn edit(
     if is_json(&ct) {
         let RawJson(bytes) = RawJson::from_request(req, &()).await?;
         let submission = json_edit(&bytes, &extra)?;
-        return run(app, key, headers, mode, submission).await;
+        let submitted = Box::pin(submit(&app, &key, mode, submission, &headers)).await?;
+        // Megabytes of data: URLs, stored now: not held through the wait.
+        drop(bytes);
+        return answer(&app, key, headers, mode, submitted).await;
     }
     if !ct.to_ascii_lowercase().starts_with("multipart/form-data") {
         return Err(ApiError::new(
@@ -76,7 +79,8 @@ async fn edit(
         ApiError::bad_request("invalid_body", format!("The multipart body cannot be read: {}.", e.body_text()))
     })?;
     let submission = multipart_edit(&app, &key, multipart, &extra).await?;
-    run(app, key, headers, mode, submission).await
+    let submitted = Box::pin(submit(&app, &key, mode, submission, &headers)).await?;
+    answer(&app, key, headers, mode, submitted).await
 }
 
 /// The JSON form: `images` and `mask` as references, read in place.

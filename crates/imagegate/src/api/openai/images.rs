@@ -46,7 +46,10 @@ pub async fn create_image(
     let mode = if wants_async { TaskMode::Async } else { TaskMode::Sync };
     // `Prefer: respond-async` makes this the async route, webhook fields included.
     let submission = generation(&bytes, if wants_async { TASK_FIELDS } else { &[] })?;
-    run(app, key, headers, mode, submission).await
+    let submitted = Box::pin(submit(&app, &key, mode, submission, &headers)).await?;
+    // The body (it may carry megabytes of data: URLs, now stored) is not kept for the wait.
+    drop(bytes);
+    answer(&app, key, headers, mode, submitted).await
 }
 
 pub async fn create_image_async(
@@ -56,7 +59,9 @@ pub async fn create_image_async(
     RawJson(bytes): RawJson,
 ) -> Result<Response, ApiError> {
     let submission = generation(&bytes, TASK_FIELDS)?;
-    run(app, key, headers, TaskMode::Async, submission).await
+    let submitted = Box::pin(submit(&app, &key, TaskMode::Async, submission, &headers)).await?;
+    drop(bytes);
+    answer(&app, key, headers, TaskMode::Async, submitted).await
 }
 
 pub(super) fn wants_async(headers: &HeaderMap) -> bool {
@@ -82,25 +87,24 @@ fn generation<'b>(bytes: &'b [u8], extra: &[&str]) -> Result<Submission<'b>, Api
     Ok(Submission { req, fields, inputs: Pending::References { images: references, mask: None } })
 }
 
-/// Submits, then answers: 202 with the task for async, else the task's end.
-pub(super) async fn run(
-    app: Arc<App>,
+/// Answers a submitted task: 202 with the task for async, else the task's end.
+pub(super) async fn answer(
+    app: &App,
     key: KeyRecord,
     headers: HeaderMap,
     mode: TaskMode,
-    submission: Submission<'_>,
+    submitted: (Submitted<'_>, ImageRequest),
 ) -> Result<Response, ApiError> {
     // The submit and response steps are boxed, and the body, headers and key record dropped
     // before the wait: a sync request may wait minutes, and thousands may wait at once.
-    let submitted = Box::pin(submit(&app, &key, mode, submission, &headers)).await?;
     if mode == TaskMode::Async {
-        return accepted(&app, &submitted.0).await;
+        return accepted(app, &submitted.0).await;
     }
     let (submitted, req) = submitted;
     let owner = key.id.clone();
     drop((headers, key));
-    let ended = wait_for_end(&app, &owner, submitted, &req).await?;
-    Box::pin(respond_with_task(&app, &ended, &req)).await
+    let ended = wait_for_end(app, &owner, submitted, &req).await?;
+    Box::pin(respond_with_task(app, &ended, &req)).await
 }
 
 /// What a route hands to `submit`: the validated request (its inputs not yet set), the body's
@@ -231,7 +235,7 @@ pub fn with_task_header(mut resp: Response, task_id: &str) -> Response {
 
 /// A submitted task, and for a sync task started at once in this process, the subscription to
 /// its end (taken before it started, so the end cannot be missed and need not be read back).
-struct Submitted<'a> {
+pub(super) struct Submitted<'a> {
     task: TaskRecord,
     watch: Option<Subscription<'a>>,
     /// Queued tasks ahead of a task just queued, as counted when it was written.
@@ -292,7 +296,7 @@ async fn store_inputs(
 }
 
 /// Writes the task (or finds the one this Idempotency-Key already made) and wakes a worker.
-async fn submit<'a>(
+pub(super) async fn submit<'a>(
     app: &'a App,
     key: &KeyRecord,
     mode: TaskMode,
