@@ -189,7 +189,21 @@ fn success(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Value) 
             &format!("Multiple candidates is not enabled for models/{model}"),
         );
     }
-    let prompt_ok = body["contents"][0]["parts"][0]["text"].as_str().is_some_and(|t| !t.is_empty());
+    // Text anywhere in the conversation (images may come first, and earlier turns before).
+    let texts: Vec<&str> = body["contents"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .flat_map(|t| t["parts"].as_array().into_iter().flatten())
+                .filter_map(|p| p["text"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    if texts.iter().any(|t| t.contains("[fake:block]")) {
+        // A prompt the safety system blocks: 200, no candidates, promptFeedback (the fixture).
+        return Json(fixture("prompt-blocked.json")).into_response();
+    }
+    let prompt_ok = texts.iter().any(|t| !t.is_empty());
     if !prompt_ok {
         return google_error(400, "INVALID_ARGUMENT", "* GenerateContentRequest.contents: contents is not specified");
     }

@@ -104,6 +104,29 @@ impl Inputs<'_> {
         self.store_bytes(owner, task_id, position, bytes, param, now_ms).await
     }
 
+    /// Stores one input sent inline as base64 (Gemini's `inlineData`).
+    pub async fn store_base64(
+        &mut self,
+        owner: &str,
+        task_id: &str,
+        position: u32,
+        data: &str,
+        param: &str,
+        now_ms: i64,
+    ) -> Result<InputRecord, InputError> {
+        if data.len() / 4 * 3 > self.limits.max_image_bytes + 3 {
+            return Err(invalid(param, "The image is larger than an input image may be."));
+        }
+        // Standard base64, or its URL-safe alphabet (some clients' JSON encoders use it).
+        let data = data.trim();
+        let bytes = base64_simd::STANDARD
+            .decode_to_vec(data)
+            .or_else(|_| base64_simd::URL_SAFE.decode_to_vec(data))
+            .map(Bytes::from)
+            .map_err(|_| invalid(param, "The image data is not valid base64."))?;
+        self.store_bytes(owner, task_id, position, bytes, param, now_ms).await
+    }
+
     async fn referenced_image(&self, owner: &str, id: &str, param: &str) -> Result<Bytes, InputError> {
         let not_found = || InputError::NotFound {
             param: param.to_string(),

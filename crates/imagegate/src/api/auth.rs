@@ -36,22 +36,38 @@ impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
-        let key = bearer(parts)
-            .or_else(|| parts.headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()))
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "You didn't provide an API key. Send it as 'Authorization: Bearer igk_…'; create one with `imagegate keys create`.",
-                )
-            })?;
-        if !key.starts_with("igk_") || key.len() > 100 {
-            return Err(ApiError::unauthorized("Incorrect API key provided."));
-        }
-        match app.keys.by_hash(app.store.as_ref(), &hash_key(key)).await? {
-            Some(k) if k.revoked_at.is_none() => Ok(Caller(k)),
-            Some(_) => Err(ApiError::unauthorized("This API key has been revoked.")),
-            None => Err(ApiError::unauthorized("Incorrect API key provided.")),
-        }
+        let key = bearer(parts).or_else(|| parts.headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()));
+        authenticate(app, key).await.map(Caller)
     }
+}
+
+/// The key record for a presented key, or 401.
+pub async fn authenticate(app: &App, key: Option<&str>) -> Result<KeyRecord, ApiError> {
+    let key = key.ok_or_else(|| {
+        ApiError::unauthorized(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer igk_…'; create one with `imagegate keys create`.",
+        )
+    })?;
+    if !key.starts_with("igk_") || key.len() > 100 {
+        return Err(ApiError::unauthorized("Incorrect API key provided."));
+    }
+    match app.keys.by_hash(app.store.as_ref(), &hash_key(key)).await? {
+        Some(k) if k.revoked_at.is_none() => Ok(k),
+        Some(_) => Err(ApiError::unauthorized("This API key has been revoked.")),
+        None => Err(ApiError::unauthorized("Incorrect API key provided.")),
+    }
+}
+
+/// The key presented as Gemini clients present theirs: `x-goog-api-key`, `?key=`, or Bearer.
+pub fn gemini_key(parts: &Parts) -> Option<String> {
+    if let Some(k) = parts.headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.trim().to_string());
+    }
+    let from_query = parts
+        .uri
+        .query()
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "key").map(|(_, v)| v.into_owned()));
+    from_query.or_else(|| bearer(parts).map(str::to_string))
 }
 
 /// The operator, holding the admin token.

@@ -119,7 +119,9 @@ pub struct BodyLimits {
 
 /// The routes whose bodies carry input images (and so get `BodyLimits::inputs`).
 pub fn takes_inputs(path: &str) -> bool {
-    path.starts_with("/v1/images/generations") || path.starts_with("/v1/images/edits")
+    path.starts_with("/v1/images/generations")
+        || path.starts_with("/v1/images/edits")
+        || ((path.starts_with("/v1beta/models/") || path.starts_with("/v1/models/")) && path.contains(':'))
 }
 
 /// Refuses a body declared (`Content-Length`) larger than the limit with 413 before reading any

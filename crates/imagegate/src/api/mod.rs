@@ -7,6 +7,7 @@ pub mod channels;
 pub mod error;
 pub mod export;
 pub mod extract;
+pub mod gemini;
 pub mod health;
 pub mod images;
 pub mod openai;
@@ -40,6 +41,7 @@ pub fn router(app: Arc<App>) -> Router {
     let limits = extract::BodyLimits { default: max_body, inputs: app.rt.inputs.max_body_bytes };
     Router::new()
         .merge(openai::routes(limits.inputs))
+        .merge(gemini::routes())
         .merge(tasks::routes())
         .merge(usage::routes())
         .merge(webhook_secret::routes())

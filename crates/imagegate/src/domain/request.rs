@@ -99,6 +99,16 @@ pub struct ImageRequest {
     /// An edit's `input_fidelity` (`high`, `low`; OpenAI-compatible upstreams).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_fidelity: Option<String>,
+    /// The request as a conversation, when it came as one (the Gemini surface): sent whole to
+    /// upstreams that take one; `prompt` and `reference_images` are its last prompt and images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<super::conversation::Turn>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub safety: Vec<super::conversation::SafetySetting>,
+    /// The API surface the request came through when not OpenAI's (`gemini`), to render its
+    /// answer again in that surface's shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surface: Option<String>,
     /// Set on the worker's copy when a fallback model serves the request (never stored).
     #[serde(skip)]
     pub served_by_fallback: bool,
@@ -433,6 +443,9 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
         mask: None,
         background: background.map(str::to_string),
         input_fidelity: input_fidelity.map(str::to_string),
+        turns: Vec::new(),
+        safety: Vec::new(),
+        surface: None,
         served_by_fallback: false,
     })
 }

@@ -115,6 +115,9 @@ pub struct Options {
     pub quality: Option<String>,
     pub background: Option<String>,
     pub input_fidelity: Option<String>,
+    /// The conversation, for upstreams that take one (its images are `inputs.images`).
+    pub turns: Vec<crate::domain::conversation::Turn>,
+    pub safety: Vec<crate::domain::conversation::SafetySetting>,
 }
 
 /// An input image as sent upstream.
@@ -153,7 +156,8 @@ pub enum ProviderError {
     Network(#[source] reqwest::Error),
     /// Content refusal (safety block, prohibited content, text-only answer): never retried.
     #[error("{message}")]
-    Rejected { reason: String, message: String },
+    /// `prompt`: the prompt itself was blocked (no candidate at all), not the output.
+    Rejected { reason: String, message: String, prompt: bool },
     /// The upstream said our request is invalid (400/404): not retried.
     #[error("upstream refused the request: {message}")]
     Invalid { message: String },

@@ -57,12 +57,14 @@ impl Provider for SimulatedProvider {
             return Err(ProviderError::Rejected {
                 reason: "IMAGE_SAFETY".into(),
                 message: "The model declined to generate this image: IMAGE_SAFETY (simulated).".into(),
+                prompt: false,
             });
         }
         if directive(&req.prompt, "text").is_some() {
             return Err(ProviderError::Rejected {
                 reason: "TEXT_ONLY".into(),
                 message: "The model answered with text instead of an image (simulated).".into(),
+                prompt: false,
             });
         }
         if let Some(code) = directive(&req.prompt, "error") {

@@ -27,8 +27,13 @@ pub fn error_json(status: u16, kind: &str, code: &str, message: &str) -> Value {
 /// How a provider error is reported to the client (status, type, code, message).
 pub fn provider_error_json(e: &ProviderError) -> Value {
     match e {
-        ProviderError::Rejected { message, .. } => {
-            error_json(400, "invalid_request_error", "content_policy_violation", message)
+        ProviderError::Rejected { message, reason, prompt } => {
+            let mut e = error_json(400, "invalid_request_error", "content_policy_violation", message);
+            // The upstream's own words, for surfaces that answer in its shape (Gemini's
+            // `promptFeedback.blockReason` or a candidate's `finishReason`).
+            e["reason"] = json!(reason);
+            e["blocked"] = json!(if *prompt { "prompt" } else { "output" });
+            e
         }
         ProviderError::Invalid { message } => error_json(
             400,
@@ -347,6 +352,8 @@ async fn try_model(
         quality: req.quality.clone(),
         background: req.background.clone(),
         input_fidelity: req.input_fidelity.clone(),
+        turns: req.turns.clone(),
+        safety: req.safety.clone(),
     });
     let family = req.family();
     let router = deps.providers.for_model(&req.upstream_model);

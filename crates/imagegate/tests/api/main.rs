@@ -12,6 +12,7 @@ mod database_outage;
 mod durability;
 mod errors;
 mod export;
+mod gemini_surface;
 mod gemini_wire;
 mod generation;
 mod idempotency;

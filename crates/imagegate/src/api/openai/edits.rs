@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 use super::body;
-use super::images::{Pending, Submission, TASK_FIELDS, answer, submit, wants_async};
+use super::images::{Pending, Source, Submission, TASK_FIELDS, answer, submit, wants_async};
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
 use crate::api::extract::{RawJson, is_json};
@@ -102,6 +102,8 @@ fn json_edit<'b>(bytes: &'b [u8], extra: &[&str]) -> Result<Submission<'b>, ApiE
     for (param, text) in images.iter().chain(&mask) {
         request::check_reference(text, param)?;
     }
+    let images = images.into_iter().map(|(p, t)| (p, Source::Named(t))).collect();
+    let mask = mask.map(|(p, t)| (p, Source::Named(t)));
     Ok(Submission { req, fields, inputs: Pending::References { images, mask } })
 }
 

@@ -84,7 +84,8 @@ fn generation<'b>(bytes: &'b [u8], extra: &[&str]) -> Result<Submission<'b>, Api
     for (param, text) in &references {
         request::check_reference(text, param)?;
     }
-    Ok(Submission { req, fields, inputs: Pending::References { images: references, mask: None } })
+    let images = references.into_iter().map(|(p, t)| (p, Source::Named(t))).collect();
+    Ok(Submission { req, fields, inputs: Pending::References { images, mask: None } })
 }
 
 /// Answers a submitted task: 202 with the task for async, else the task's end.
@@ -109,19 +110,35 @@ pub(super) async fn answer(
 
 /// What a route hands to `submit`: the validated request (its inputs not yet set), the body's
 /// plain fields (webhook fields, the Idempotency-Key hash), and the inputs.
-pub(super) struct Submission<'b> {
+pub(crate) struct Submission<'b> {
     pub req: ImageRequest,
     pub fields: Value,
     pub inputs: Pending<'b>,
 }
 
 /// A request's input images before the task is written.
-pub(super) enum Pending<'b> {
-    /// Named by reference (image ids, `https` and `data:` URLs, the last borrowed from the
-    /// body), each with its `param`; stored once the request has passed its limits.
-    References { images: Vec<(String, Cow<'b, str>)>, mask: Option<(String, Cow<'b, str>)> },
+pub(crate) enum Pending<'b> {
+    /// Named by reference (image ids, `https` and `data:` URLs) or sent inline (base64), each
+    /// with its `param`, borrowed from the body; stored once the request has passed its limits.
+    References { images: Vec<(String, Source<'b>)>, mask: Option<(String, Source<'b>)> },
     /// Uploaded (multipart) and stored already, with the task id they were stored for.
     Stored { task_id: String, images: Vec<InputRecord>, mask: Option<InputRecord> },
+}
+
+/// One input before it is stored.
+pub(crate) enum Source<'b> {
+    /// An image id of the key, an `https` URL or a `data:` URL.
+    Named(Cow<'b, str>),
+    /// Base64 bytes (Gemini's `inlineData`).
+    Inline(Cow<'b, str>),
+}
+
+impl Source<'_> {
+    fn text(&self) -> &str {
+        match self {
+            Source::Named(t) | Source::Inline(t) => t,
+        }
+    }
 }
 
 impl Pending<'_> {
@@ -131,8 +148,8 @@ impl Pending<'_> {
         let mut h = Sha256::new();
         match self {
             Pending::References { images, mask } => {
-                for (_, text) in images.iter().chain(mask) {
-                    h.update(Sha256::digest(text.as_bytes()));
+                for (_, source) in images.iter().chain(mask) {
+                    h.update(Sha256::digest(source.text().as_bytes()));
                 }
                 if mask.is_some() {
                     h.update(b"mask");
@@ -235,7 +252,7 @@ pub fn with_task_header(mut resp: Response, task_id: &str) -> Response {
 
 /// A submitted task, and for a sync task started at once in this process, the subscription to
 /// its end (taken before it started, so the end cannot be missed and need not be read back).
-pub(super) struct Submitted<'a> {
+pub(crate) struct Submitted<'a> {
     task: TaskRecord,
     watch: Option<Subscription<'a>>,
     /// Queued tasks ahead of a task just queued, as counted when it was written.
@@ -272,15 +289,18 @@ async fn store_inputs(
             };
             let mut images = Vec::with_capacity(refs.len());
             kept.reference_images.clear();
-            for (position, (param, text)) in refs.iter().enumerate() {
-                let rec = inputs.store_reference(&key.id, &task_id, position as u32, text, param, now_millis()).await?;
-                kept.reference_images.push(if text.starts_with("img_") { text.to_string() } else { rec.id.clone() });
+            for (position, (param, source)) in refs.iter().enumerate() {
+                let rec = store_source(&mut inputs, key, &task_id, position as u32, source, param).await?;
+                kept.reference_images.push(match source {
+                    Source::Named(t) if t.starts_with("img_") => t.to_string(),
+                    _ => rec.id.clone(),
+                });
                 images.push(rec);
             }
             let mask = match mask_ref {
-                Some((param, text)) => {
+                Some((param, source)) => {
                     let position = images.len() as u32;
-                    let rec = inputs.store_reference(&key.id, &task_id, position, &text, &param, now_millis()).await?;
+                    let rec = store_source(&mut inputs, key, &task_id, position, &source, &param).await?;
                     crate::inputs::check_mask(&rec, images.first(), &param)?;
                     Some(rec)
                 }
@@ -295,8 +315,22 @@ async fn store_inputs(
     Ok((task_id, all, kept))
 }
 
+async fn store_source(
+    inputs: &mut crate::inputs::Inputs<'_>,
+    key: &KeyRecord,
+    task_id: &str,
+    position: u32,
+    source: &Source<'_>,
+    param: &str,
+) -> Result<InputRecord, ApiError> {
+    Ok(match source {
+        Source::Named(t) => inputs.store_reference(&key.id, task_id, position, t, param, now_millis()).await?,
+        Source::Inline(b64) => inputs.store_base64(&key.id, task_id, position, b64, param, now_millis()).await?,
+    })
+}
+
 /// Writes the task (or finds the one this Idempotency-Key already made) and wakes a worker.
-pub(super) async fn submit<'a>(
+pub(crate) async fn submit<'a>(
     app: &'a App,
     key: &KeyRecord,
     mode: TaskMode,
@@ -452,7 +486,7 @@ fn over_limit(hit: LimitHit) -> ApiError {
 }
 
 /// Waits until the task ends, or until its deadline (plus slack for queueing) passes.
-async fn wait_for_end(
+pub(crate) async fn wait_for_end(
     app: &App,
     owner: &str,
     submitted: Submitted<'_>,
@@ -574,13 +608,13 @@ async fn inline_images(app: &App, result: &mut Value, at_hand: &[(String, Bytes)
         .map_err(|e| ApiError::internal(&e))
 }
 
-fn placeholder(nonce: u64, i: usize) -> String {
+pub(crate) fn placeholder(nonce: u64, i: usize) -> String {
     format!("\u{1}imagegate-b64-{nonce:016x}-{i}\u{1}")
 }
 
 /// Replaces each image's placeholder string (as serialized) with the image's base64 text. Base64
 /// needs no JSON escaping.
-fn splice_base64(skeleton: &[u8], nonce: u64, images: &[bytes::Bytes]) -> Vec<u8> {
+pub(crate) fn splice_base64(skeleton: &[u8], nonce: u64, images: &[bytes::Bytes]) -> Vec<u8> {
     let total: usize = images.iter().map(|b| base64_simd::STANDARD.encoded_length(b.len())).sum();
     let mut out = Vec::with_capacity(skeleton.len() + total);
     let mut rest = skeleton;

@@ -1,8 +1,8 @@
 //! The OpenAI-compatible surface: `/v1/images/generations`, `/v1/images/edits`, `/v1/models`.
 
-mod body;
+pub(crate) mod body;
 mod edits;
-mod images;
+pub(crate) mod images;
 pub use images::with_task_header;
 mod models;
 

@@ -13,8 +13,10 @@ use crate::providers::{InputImage, ProviderError, ProviderRequest};
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateContentRequest<'a> {
-    contents: [Content<'a>; 1],
+    contents: Vec<Content<'a>>,
     generation_config: GenerationConfig<'a>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    safety_settings: &'a [crate::domain::conversation::SafetySetting],
 }
 
 #[derive(Debug, Serialize)]
@@ -23,17 +25,32 @@ struct Content<'a> {
     parts: Vec<RequestPart<'a>>,
 }
 
-/// The prompt's text, then each input image inline (base64), in the order given.
+/// Text or an input image inline (base64); `thought` and `thoughtSignature` as the model
+/// marked its own parts in an earlier turn.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 enum RequestPart<'a> {
     Text {
         text: Cow<'a, str>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        thought: bool,
+        #[serde(rename = "thoughtSignature", skip_serializing_if = "Option::is_none")]
+        thought_signature: Option<&'a str>,
     },
     Image {
         #[serde(rename = "inlineData")]
         inline_data: InlineInput<'a>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        thought: bool,
+        #[serde(rename = "thoughtSignature", skip_serializing_if = "Option::is_none")]
+        thought_signature: Option<&'a str>,
     },
+}
+
+impl<'a> RequestPart<'a> {
+    fn text(text: Cow<'a, str>) -> RequestPart<'a> {
+        RequestPart::Text { text, thought: false, thought_signature: None }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -74,13 +91,51 @@ fn parts<'a>(req: &'a ProviderRequest, data: impl Fn(usize, &InputImage) -> Stri
         Some(_) => Cow::Owned(format!("{}{MASK_INSTRUCTION}", req.prompt)),
         None => Cow::Borrowed(req.prompt.as_str()),
     };
-    parts.push(RequestPart::Text { text });
+    parts.push(RequestPart::text(text));
     for (i, input) in inputs.images.iter().chain(&inputs.mask).enumerate() {
         parts.push(RequestPart::Image {
             inline_data: InlineInput { mime_type: &input.content_type, data: data(i, input) },
+            thought: false,
+            thought_signature: None,
         });
     }
     parts
+}
+
+/// The conversation as the client gave it (its images are the inputs, by position), or else
+/// one user turn: the prompt, then the images.
+fn contents<'a>(req: &'a ProviderRequest, data: impl Fn(usize, &InputImage) -> String) -> Vec<Content<'a>> {
+    use crate::domain::conversation::TurnPart;
+    let turns = &req.options.turns;
+    if turns.is_empty() {
+        return vec![Content { role: "user", parts: parts(req, data) }];
+    }
+    let images = &req.inputs.images;
+    turns
+        .iter()
+        .map(|turn| Content {
+            role: turn.role.as_str(),
+            parts: turn
+                .parts
+                .iter()
+                .filter_map(|part| match part {
+                    TurnPart::Text { text, thought, signature } => Some(RequestPart::Text {
+                        text: Cow::Borrowed(text),
+                        thought: *thought,
+                        thought_signature: signature.as_deref(),
+                    }),
+                    TurnPart::Input { input, thought, signature } => {
+                        let i = *input as usize;
+                        images.get(i).map(|image| RequestPart::Image {
+                            inline_data: InlineInput { mime_type: &image.content_type, data: data(i, image) },
+                            thought: *thought,
+                            thought_signature: signature.as_deref(),
+                        })
+                    }
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 fn request_with<'a>(
@@ -88,7 +143,8 @@ fn request_with<'a>(
     data: impl Fn(usize, &InputImage) -> String,
 ) -> GenerateContentRequest<'a> {
     GenerateContentRequest {
-        contents: [Content { role: "user", parts: parts(req, data) }],
+        contents: contents(req, data),
+        safety_settings: &req.options.safety,
         generation_config: GenerationConfig {
             response_modalities: ["TEXT", "IMAGE"],
             image_config: ImageConfig {
@@ -112,16 +168,26 @@ const ENCODE_CHUNK: usize = 3 * 128 * 1024;
 /// not again as megabytes of base64 text (14 inputs at 7 MB would be 130 MB more per call).
 pub fn body(req: &ProviderRequest) -> Result<(reqwest::Body, u64), ProviderError> {
     let nonce: u64 = rand::random();
-    let placeholder = |i: usize| format!("imagegate-input-{nonce:016x}-{i}");
-    let request = request_with(req, |i, _| placeholder(i));
+    let placeholder = |k: usize| format!("imagegate-input-{nonce:016x}-{k}");
+    // Which input each placeholder stands for, in the order they are written.
+    let order = std::cell::RefCell::new(Vec::new());
+    let request = request_with(req, |i, _| {
+        let mut order = order.borrow_mut();
+        order.push(i);
+        placeholder(order.len() - 1)
+    });
     let skeleton = serde_json::to_vec(&request)
         .map_err(|e| ProviderError::Malformed { message: format!("the request could not be encoded: {e}") })?;
     let skeleton = Bytes::from(skeleton);
     let mut pieces = Vec::new();
     let mut length = 0u64;
     let mut at = 0;
-    for (i, input) in req.inputs.images.iter().chain(&req.inputs.mask).enumerate() {
-        let token = placeholder(i);
+    let inputs: Vec<&InputImage> = req.inputs.images.iter().chain(&req.inputs.mask).collect();
+    for (k, i) in order.into_inner().into_iter().enumerate() {
+        let Some(input) = inputs.get(i) else {
+            return Err(ProviderError::Malformed { message: format!("the request names input {i}, which it lacks") });
+        };
+        let token = placeholder(k);
         let Some(found) = skeleton[at..].windows(token.len()).position(|w| w == token.as_bytes()) else {
             return Err(ProviderError::Malformed { message: "the request's input placeholder is missing".into() });
         };
@@ -254,6 +320,7 @@ pub fn parse_response(body: &[u8]) -> Result<FinalImage<'_>, ProviderError> {
             return Err(ProviderError::Rejected {
                 message: format!("The prompt was blocked by the model's safety system: {reason}{detail}."),
                 reason,
+                prompt: true,
             });
         }
         return Err(ProviderError::Malformed { message: "response has no candidates".into() });
@@ -296,12 +363,14 @@ pub fn parse_response(body: &[u8]) -> Result<FinalImage<'_>, ProviderError> {
         return Err(ProviderError::Rejected {
             reason: reason.clone(),
             message: format!("The model declined to generate this image: {reason}{detail}."),
+            prompt: false,
         });
     }
     if let Some(t) = text {
         return Err(ProviderError::Rejected {
             reason: "TEXT_ONLY".into(),
             message: format!("The model answered with text instead of an image: {t}"),
+            prompt: false,
         });
     }
     Err(ProviderError::Malformed {

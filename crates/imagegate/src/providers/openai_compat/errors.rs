@@ -29,7 +29,7 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<&str>) -> Provider
     };
     let code = parsed.as_ref().and_then(|e| e.code.clone()).unwrap_or_default();
     if REFUSALS.contains(&code.as_str()) {
-        return ProviderError::Rejected { reason: code, message };
+        return ProviderError::Rejected { reason: code, message, prompt: true };
     }
     match status {
         // Out of credit is the credential's problem: fail over to another channel.
