@@ -118,6 +118,22 @@ fn google_error(code: u16, status: &str, message: &str) -> Response {
 async fn generate_content(
     State(s): State<Shared>,
     Path(model_action): Path<String>,
+    uri: axum::http::Uri,
+    version: axum::http::Version,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let resp = generate_content_json(State(s), Path(model_action.clone()), version, headers, body).await;
+    if !model_action.ends_with(":streamGenerateContent") {
+        return resp;
+    }
+    let sse = uri.query().is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
+    crate::gemini_stream::stream(resp, sse).await
+}
+
+async fn generate_content_json(
+    State(s): State<Shared>,
+    Path(model_action): Path<String>,
     version: axum::http::Version,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -163,7 +179,9 @@ async fn answer(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Va
 }
 
 fn success(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Value) -> Response {
-    let Some(model) = model_action.strip_suffix(":generateContent") else {
+    let Some(model) =
+        model_action.strip_suffix(":generateContent").or_else(|| model_action.strip_suffix(":streamGenerateContent"))
+    else {
         return google_error(404, "NOT_FOUND", "Method not found.");
     };
     if api_key.is_none_or(str::is_empty) {
@@ -239,10 +257,14 @@ fn success(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Value) 
         f.push(final_image.clone());
     }
     let parts = if pro {
+        // Gemini 3 Pro Image thinks in up to two draft images before its final one.
         let draft = b64.encode(picture(w / 8, h / 8, n + 1_000_000, false));
+        let second = b64.encode(picture(w / 4, h / 4, n + 2_000_000, false));
         json!([
             {"text": "Composing the scene...", "thought": true},
             {"inlineData": {"mimeType": "image/jpeg", "data": draft}, "thought": true},
+            {"text": "Refining the light.", "thought": true},
+            {"inlineData": {"mimeType": "image/jpeg", "data": second}, "thought": true},
             {"text": "Here is the image you asked for."},
             {"inlineData": {"mimeType": "image/jpeg", "data": final_image}, "thoughtSignature": "c2lnbmF0dXJl"}
         ])

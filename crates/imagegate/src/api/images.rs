@@ -34,6 +34,23 @@ fn gone() -> ApiError {
     ApiError::new(StatusCode::GONE, "image_expired", "This image has passed its retention period and was deleted.")
 }
 
+/// A draft shown while its task ran (`prv_task_…_{image}_{draft}.{ext}`): small, whole, not
+/// converted, cached briefly (the orphan sweep removes drafts after its grace).
+async fn preview(app: &App, file: &str, ext: &str) -> Result<Response, ApiError> {
+    let not_found = || ApiError::not_found("No such image.");
+    let mime = OutputFormat::parse(ext).ok_or_else(not_found)?.mime();
+    if file.len() > 120 || !file.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.') {
+        return Err(not_found());
+    }
+    let bytes =
+        app.blobs.get(file).await.map_err(|e| if e.is_not_found() { not_found() } else { ApiError::internal(&e) })?;
+    let mut out = HeaderMap::new();
+    put(&mut out, header::CONTENT_TYPE, mime.to_string());
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    out.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    Ok((StatusCode::OK, out, bytes).into_response())
+}
+
 pub async fn get_image(
     State(app): State<Arc<App>>,
     method: Method,
@@ -43,6 +60,9 @@ pub async fn get_image(
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found("No such image.");
     let (id, ext) = file.rsplit_once('.').ok_or_else(not_found)?;
+    if id.starts_with("prv_task_") {
+        return preview(&app, &file, ext).await;
+    }
     if !ids::looks_like(id, "img_") {
         return Err(not_found());
     }

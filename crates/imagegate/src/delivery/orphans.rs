@@ -51,7 +51,8 @@ fn kind(key: &str) -> Kind<'_> {
     if key.starts_with("inp_key_") {
         return if key.contains(".tmp") { Kind::Scratch } else { Kind::Input };
     }
-    if key.starts_with("probe_") { Kind::Scratch } else { Kind::Foreign }
+    // Drafts shown while a task ran: kept for the grace, then removed.
+    if key.starts_with("probe_") || key.starts_with("prv_task_") { Kind::Scratch } else { Kind::Foreign }
 }
 
 /// Sweeps one page from `cursor`: deletes its orphans older than `grace`. Returns how many were
@@ -150,6 +151,7 @@ mod tests {
         assert_eq!(kind(&format!("{id}_256x256_q80.webp")), Kind::Image(id));
         assert_eq!(kind(&format!("{id}.tmp12345")), Kind::Scratch);
         assert_eq!(kind("probe_1234.bin"), Kind::Scratch);
+        assert_eq!(kind("prv_task_01ABC_0_1.jpeg"), Kind::Scratch);
         assert_eq!(kind("someone-elses/file.txt"), Kind::Foreign);
         assert_eq!(kind("img_short.png"), Kind::Foreign);
         assert_eq!(kind("inp_key_01ABC_0123abcd.png"), Kind::Input);

@@ -89,7 +89,20 @@ pub struct ProviderRequest {
     pub inputs: std::sync::Arc<Inputs>,
     /// Request fields only some upstreams take (OpenAI-compatible edits).
     pub options: std::sync::Arc<Options>,
+    /// Where drafts go as they arrive (Gemini 3 Pro Image's thought images), when wanted.
+    pub previews: Option<PreviewSink>,
 }
+
+/// A draft of an image, received before the final one: shown as a preview, never a result.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// Which of the request's images it is a draft of.
+    pub index: u32,
+    pub mime: String,
+    pub bytes: Bytes,
+}
+
+pub type PreviewSink = tokio::sync::mpsc::UnboundedSender<Draft>;
 
 /// A request's input images, in order, and an edit's mask.
 #[derive(Debug, Clone, Default)]

@@ -166,6 +166,7 @@ mod tests {
             deadline: Duration::from_secs(5),
             inputs: Default::default(),
             options: Default::default(),
+            previews: None,
         }
     }
 

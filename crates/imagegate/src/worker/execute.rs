@@ -16,6 +16,7 @@ use crate::store::{Ended, ImageRecord, Lease, StoreError, TaskRecord};
 
 /// A task's input images, shared by its calls.
 type Inputs = std::sync::Arc<crate::providers::Inputs>;
+type PreviewSink = crate::providers::PreviewSink;
 use crate::webhooks;
 use std::time::Duration;
 
@@ -159,13 +160,30 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> 
         }
     };
 
+    // Drafts (previews) are stored and announced as they arrive, beside the generation; the
+    // channel closes when the generation ends.
+    let (draft_tx, mut draft_rx) = tokio::sync::mpsc::unbounded_channel::<crate::providers::Draft>();
+    let generation = async {
+        let previews = Some(draft_tx);
+        generate_all(pool, &task, &req, &inputs, &previews, retention).await
+    };
+    let drafts = async {
+        let mut numbers = std::collections::HashMap::new();
+        while let Some(d) = draft_rx.recv().await {
+            let number = numbers.entry(d.index).or_insert(0u32);
+            super::previews::store(pool, &task_id, d, *number).await;
+            *number += 1;
+        }
+    };
+    let generation = async { tokio::join!(generation, drafts).0 };
     // Dropping the generation future aborts the upstream calls (their connections close).
     let outcome = tokio::select! {
-        r = generate_all(pool, &task, &req, &inputs, retention) => Some(r),
+        r = generation => Some(r),
         why = heartbeat => { control.abort(why); None }
         _ = control.token.cancelled() => None,
     };
     let Some((stored, errors, tries)) = outcome else {
+        pool.signals.clear_previews(&task_id);
         match control.reason() {
             Some(Abort::Cancel) => return finish_cancelled(pool, &task_id, claim).await,
             Some(Abort::LeaseLost) => tracing::warn!(task_id, "lease lost; another claim has the task"),
@@ -283,9 +301,10 @@ async fn generate_all(
     task: &TaskRecord,
     req: &ImageRequest,
     inputs: &Inputs,
+    previews: &Option<PreviewSink>,
     retention: std::time::Duration,
 ) -> (Vec<StoredImage>, Vec<ProviderError>, u32) {
-    let results = join_all((0..req.n).map(|i| generate_one(pool, task, req, inputs, i, retention))).await;
+    let results = join_all((0..req.n).map(|i| generate_one(pool, task, req, inputs, previews, i, retention))).await;
     let mut stored = Vec::new();
     let mut errors = Vec::new();
     let mut tries = 0;
@@ -306,6 +325,7 @@ async fn generate_one(
     task: &TaskRecord,
     req: &ImageRequest,
     inputs: &Inputs,
+    previews: &Option<PreviewSink>,
     index: u32,
     retention: std::time::Duration,
 ) -> (Result<StoredImage, ProviderError>, u32) {
@@ -320,7 +340,7 @@ async fn generate_one(
         if i > 0 {
             tracing::warn!(task_id = task.id, from = req.upstream_model, to = model, error = %last, "falling back to another model");
         }
-        let (result, t) = try_model(pool, task, &attempt, inputs, index, started, deadline).await;
+        let (result, t) = try_model(pool, task, &attempt, inputs, previews, index, started, deadline).await;
         tries += t;
         match result {
             Ok(image) => return (store_image(pool, task, &attempt, image, retention).await, tries),
@@ -336,11 +356,13 @@ async fn generate_one(
 
 /// One model: tries channels with failover and backoff until it succeeds, the error is final,
 /// the tries run out or the per-resolution deadline would be passed.
+#[allow(clippy::too_many_arguments)]
 async fn try_model(
     pool: &WorkerPool,
     task: &TaskRecord,
     req: &ImageRequest,
     inputs: &Inputs,
+    previews: &Option<PreviewSink>,
     index: u32,
     started: std::time::Instant,
     deadline: std::time::Duration,
@@ -388,6 +410,7 @@ async fn try_model(
             deadline: remaining,
             inputs: inputs.clone(),
             options: options.clone(),
+            previews: previews.clone(),
         };
         let channel = lease.channel.spec.name.clone();
         let call_started = std::time::Instant::now();

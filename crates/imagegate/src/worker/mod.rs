@@ -5,6 +5,7 @@
 //! A process that dies mid-task leaves a lease that runs out, and the task is claimed again.
 
 mod execute;
+mod previews;
 mod signals;
 
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ use crate::providers::Registry;
 use crate::store::{Store, TaskRecord};
 use crate::webhooks::outbox::Deliverer;
 
-pub use signals::{Finished, Signals, Subscription};
+pub use signals::{Finished, Preview, Signals, Subscription};
 
 /// After the grace period, how long aborted tasks get to put themselves back in the queue and
 /// finished ones to record their end.

@@ -41,6 +41,20 @@ struct Channel {
 pub struct Signals {
     map: Mutex<HashMap<String, Channel>>,
     numbers: AtomicU64,
+    /// The drafts of tasks running here, in arrival order, until each task ends.
+    previews: Mutex<HashMap<String, Vec<Preview>>>,
+}
+
+/// A draft of one of a task's images, stored and shown while the final image is made.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    /// Which of the task's images (0-based) it is a draft of.
+    pub index: u32,
+    /// Which draft of that image (0-based).
+    pub number: u32,
+    pub url: String,
+    pub content_type: String,
+    pub bytes: Bytes,
 }
 
 /// One subscriber's view of a task's changes. Dropping the last one forgets the task.
@@ -117,7 +131,28 @@ impl Signals {
 
     /// Wakes the subscribers one last time, with how the task ended when it ended here, and
     /// forgets the task.
+    /// Records a draft of a task running here and wakes its subscribers.
+    pub fn add_preview(&self, task_id: &str, preview: Preview) {
+        if let Ok(mut p) = self.previews.lock() {
+            p.entry(task_id.to_string()).or_default().push(preview);
+        }
+        self.notify(task_id);
+    }
+
+    /// The task's drafts so far (empty once it ended, or when it runs elsewhere).
+    pub fn previews(&self, task_id: &str) -> Vec<Preview> {
+        self.previews.lock().ok().and_then(|p| p.get(task_id).cloned()).unwrap_or_default()
+    }
+
+    /// Forgets a task's drafts (its run here is over).
+    pub fn clear_previews(&self, task_id: &str) {
+        if let Ok(mut p) = self.previews.lock() {
+            p.remove(task_id);
+        }
+    }
+
     pub fn finish(&self, task_id: &str, ended: Option<Finished>) {
+        self.clear_previews(task_id);
         if let Some(c) = self.map.lock().ok().and_then(|mut m| m.remove(task_id)) {
             let ended = ended.map(Arc::new);
             c.tx.send_modify(|latest| *latest = ended);

@@ -49,7 +49,7 @@ async fn every_size_form_reaches_gemini_as_the_documented_image_config() {
         assert_eq!(resp.status(), 200, "{body}: {}", resp.text().await.unwrap());
         let calls = app.gemini().script.calls();
         let call = &calls[i];
-        assert_eq!(call.path, format!("/v1beta/models/{model}:generateContent"), "{body}");
+        assert_eq!(call.path, format!("/v1beta/models/{model}:streamGenerateContent"), "{body}");
         assert_eq!(call.api_key.as_deref(), Some("test-gemini-key"));
         let config = &call.body["generationConfig"];
         assert_eq!(config["responseModalities"], json!(["TEXT", "IMAGE"]));

@@ -274,7 +274,7 @@ async fn a_configured_fallback_model_serves_when_the_primary_keeps_failing() {
     assert_eq!(body["usage"]["cost_usd"], 0.039, "charged at the fallback's price");
     let calls = app.gemini().script.calls();
     assert_eq!(calls.len(), 4);
-    assert_eq!(calls[3].path, "/v1beta/models/gemini-2.5-flash-image:generateContent");
+    assert_eq!(calls[3].path, "/v1beta/models/gemini-2.5-flash-image:streamGenerateContent");
     let img = app.get(body["data"][0]["url"].as_str().unwrap()).await.bytes().await.unwrap();
     let img = image::load_from_memory(&img).unwrap();
     assert_eq!((img.width(), img.height()), (1024, 1024), "Flash's 1K");

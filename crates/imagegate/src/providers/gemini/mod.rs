@@ -1,15 +1,17 @@
-//! Gemini image models over REST: `POST {base}/v1beta/models/{model}:generateContent`.
+//! Gemini image models over REST: `POST {base}/v1beta/models/{model}:streamGenerateContent?alt=sse`
+//! (the answer of `generateContent`, its drafts first).
 
 mod errors;
+mod stream;
 mod wire;
 
 use async_trait::async_trait;
 
-use super::{GeneratedImage, Provider, ProviderError, ProviderRequest, decode_image, send_call, within_deadline};
+use super::{GeneratedImage, Provider, ProviderError, ProviderRequest, within_deadline};
 use crate::config::{Runtime, Secret};
 
 pub use errors::classify;
-pub use wire::{MASK_INSTRUCTION, body, build_request, parse_response};
+pub use wire::{Answer, MASK_INSTRUCTION, body, build_request, parse_response};
 
 /// One Gemini channel: a credential and an endpoint.
 pub struct GeminiProvider {
@@ -33,26 +35,37 @@ impl Provider for GeminiProvider {
         "gemini"
     }
 
+    /// Streams the call (`:streamGenerateContent?alt=sse`): Gemini 3 Pro Image's drafts arrive
+    /// while it thinks, and go to `req.previews`; the final image ends the stream.
     async fn generate(&self, req: &ProviderRequest) -> Result<GeneratedImage, ProviderError> {
-        let url = format!("{}/v1beta/models/{}:generateContent", self.base_url, req.model);
+        let url = format!("{}/v1beta/models/{}:streamGenerateContent?alt=sse", self.base_url, req.model);
         let call = async {
             let (body, length) = body(req)?;
-            let req = self
+            let resp = self
                 .client
                 .post(&url)
                 .header("x-goog-api-key", self.key.expose())
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header(reqwest::header::CONTENT_LENGTH, length)
-                .body(body);
-            let bytes = send_call(req, self.max_answer, classify).await?;
-            let image = parse_response(&bytes)?;
-            Ok(GeneratedImage {
-                bytes: decode_image(&image.data, "image data")?,
-                mime: image.mime_type,
-                text: image.text,
-                input_tokens: image.input_tokens,
-                output_tokens: image.output_tokens,
-            })
+                .body(body)
+                .send()
+                .await
+                .map_err(ProviderError::Network)?;
+            let status = resp.status().as_u16();
+            if !(200..300).contains(&status) {
+                let retry_after =
+                    resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
+                let body = crate::egress::read_capped(resp, 64 * 1024).await.unwrap_or_default();
+                return Err(classify(status, &body, retry_after.as_deref()));
+            }
+            let mut answer = Answer::default();
+            let mut on_draft = |mime: String, bytes: bytes::Bytes| {
+                if let Some(tx) = &req.previews {
+                    let _ = tx.send(super::Draft { index: req.index, mime, bytes });
+                }
+            };
+            stream::read(resp, self.max_answer, |event| answer.feed(event, &mut on_draft)).await?;
+            answer.finish()
         };
         within_deadline(req.deadline, call).await
     }

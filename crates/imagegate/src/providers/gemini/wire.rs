@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use crate::domain::models::Family;
 use bytes::Bytes;
 
-use crate::providers::{InputImage, ProviderError, ProviderRequest};
+use crate::providers::{GeneratedImage, InputImage, ProviderError, ProviderRequest, decode_image};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -280,16 +280,6 @@ struct InlineData<'a> {
     data: Cow<'a, str>,
 }
 
-/// The final image of a response, still base64 (borrowed from the response body).
-#[derive(Debug)]
-pub struct FinalImage<'a> {
-    pub mime_type: String,
-    pub data: Cow<'a, str>,
-    pub text: Option<String>,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-}
-
 /// Finish reasons that mean "the model would not make this image".
 const REFUSAL_REASONS: &[&str] = &[
     "SAFETY",
@@ -304,81 +294,112 @@ const REFUSAL_REASONS: &[&str] = &[
     "NO_IMAGE",
 ];
 
-/// Picks the final image: skips `thought: true` parts (Gemini 3 Pro sends up to two draft
-/// images first) and takes the last non-thought `inlineData`. Blocks, refusal finish reasons
-/// and text-only answers are content refusals.
-pub fn parse_response(body: &[u8]) -> Result<FinalImage<'_>, ProviderError> {
-    let resp: GenerateContentResponse = serde_json::from_slice(body)
-        .map_err(|e| ProviderError::Malformed { message: format!("response is not a generateContent body: {e}") })?;
-    if resp.candidates.is_empty() {
-        if let Some(reason) = resp.prompt_feedback.as_ref().and_then(|f| f.block_reason.clone()) {
-            let detail = resp
-                .prompt_feedback
-                .and_then(|f| f.block_reason_message)
-                .map(|m| format!(" ({m})"))
-                .unwrap_or_default();
+/// What an answer's events have said so far: one event for `generateContent`, one per part or
+/// so when streamed. Drafts (`thought: true` images; Gemini 3 Pro sends up to two) go to the
+/// caller as they come; the final image is the last non-thought `inlineData`.
+#[derive(Debug, Default)]
+pub struct Answer {
+    image: Option<(String, Bytes)>,
+    texts: Vec<String>,
+    finish: Option<(String, Option<String>)>,
+    block: Option<(String, Option<String>)>,
+    input_tokens: u64,
+    output_tokens: u64,
+    events: usize,
+}
+
+impl Answer {
+    /// Takes one `GenerateContentResponse` (an event, or a whole answer); `draft` gets each
+    /// thought image it carries, decoded.
+    pub fn feed(&mut self, event: &[u8], mut draft: impl FnMut(String, Bytes)) -> Result<(), ProviderError> {
+        let resp: GenerateContentResponse = serde_json::from_slice(event).map_err(|e| ProviderError::Malformed {
+            message: format!("response is not a generateContent body: {e}"),
+        })?;
+        self.events += 1;
+        if let Some(f) = resp.prompt_feedback
+            && let Some(reason) = f.block_reason
+        {
+            self.block = Some((reason, f.block_reason_message));
+        }
+        if let Some(u) = resp.usage_metadata {
+            self.input_tokens = u.prompt_token_count;
+            self.output_tokens = u.candidates_token_count + u.thoughts_token_count;
+        }
+        for cand in resp.candidates {
+            if let Some(content) = cand.content {
+                for part in content.parts {
+                    match (part.inline_data, part.thought) {
+                        (Some(img), true) => draft(img.mime_type, decode_image(&img.data, "a draft image")?),
+                        (Some(img), false) => {
+                            self.image = Some((img.mime_type, decode_image(&img.data, "image data")?));
+                        }
+                        (None, false) => self.texts.extend(part.text),
+                        (None, true) => {}
+                    }
+                }
+            }
+            if let Some(r) = cand.finish_reason {
+                self.finish = Some((r, cand.finish_message));
+            }
+        }
+        Ok(())
+    }
+
+    /// The final image, or why there is none: a blocked prompt, a refusal finish reason and a
+    /// text-only answer are content refusals; anything else is a malformed answer.
+    pub fn finish(self) -> Result<GeneratedImage, ProviderError> {
+        if self.events == 0 {
+            return Err(ProviderError::Malformed { message: "the answer is empty".into() });
+        }
+        let text = (!self.texts.is_empty()).then(|| self.texts.join("\n"));
+        if let Some((mime, bytes)) = self.image {
+            return Ok(GeneratedImage {
+                bytes,
+                mime,
+                text,
+                input_tokens: self.input_tokens,
+                output_tokens: self.output_tokens,
+            });
+        }
+        if let Some((reason, message)) = self.block {
+            let detail = message.map(|m| format!(" ({m})")).unwrap_or_default();
             return Err(ProviderError::Rejected {
                 message: format!("The prompt was blocked by the model's safety system: {reason}{detail}."),
                 reason,
                 prompt: true,
             });
         }
-        return Err(ProviderError::Malformed { message: "response has no candidates".into() });
-    }
-    let usage = resp.usage_metadata.unwrap_or_default();
-    let mut last_image = None;
-    let mut texts = Vec::new();
-    let mut finish = None;
-    for cand in resp.candidates {
-        if let Some(content) = cand.content {
-            for part in content.parts {
-                if part.thought {
-                    continue;
-                }
-                if let Some(img) = part.inline_data {
-                    last_image = Some(img);
-                } else if let Some(t) = part.text {
-                    texts.push(t);
-                }
-            }
+        if let Some((reason, message)) = self.finish.as_ref()
+            && REFUSAL_REASONS.contains(&reason.as_str())
+        {
+            let detail = message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default();
+            return Err(ProviderError::Rejected {
+                reason: reason.clone(),
+                message: format!("The model declined to generate this image: {reason}{detail}."),
+                prompt: false,
+            });
         }
-        if finish.is_none() {
-            finish = cand.finish_reason.map(|r| (r, cand.finish_message));
+        if let Some(t) = text {
+            return Err(ProviderError::Rejected {
+                reason: "TEXT_ONLY".into(),
+                message: format!("The model answered with text instead of an image: {t}"),
+                prompt: false,
+            });
         }
+        Err(ProviderError::Malformed {
+            message: format!(
+                "response has no image (finishReason {})",
+                self.finish.map(|(r, _)| r).unwrap_or_else(|| "missing".into())
+            ),
+        })
     }
-    let text = (!texts.is_empty()).then(|| texts.join("\n"));
-    if let Some(img) = last_image {
-        return Ok(FinalImage {
-            mime_type: img.mime_type,
-            data: img.data,
-            text,
-            input_tokens: usage.prompt_token_count,
-            output_tokens: usage.candidates_token_count + usage.thoughts_token_count,
-        });
-    }
-    if let Some((reason, message)) = finish.as_ref()
-        && REFUSAL_REASONS.contains(&reason.as_str())
-    {
-        let detail = message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default();
-        return Err(ProviderError::Rejected {
-            reason: reason.clone(),
-            message: format!("The model declined to generate this image: {reason}{detail}."),
-            prompt: false,
-        });
-    }
-    if let Some(t) = text {
-        return Err(ProviderError::Rejected {
-            reason: "TEXT_ONLY".into(),
-            message: format!("The model answered with text instead of an image: {t}"),
-            prompt: false,
-        });
-    }
-    Err(ProviderError::Malformed {
-        message: format!(
-            "response has no image (finishReason {})",
-            finish.map(|(r, _)| r).unwrap_or_else(|| "missing".into())
-        ),
-    })
+}
+
+/// A whole (unstreamed) answer's final image.
+pub fn parse_response(body: &[u8]) -> Result<GeneratedImage, ProviderError> {
+    let mut answer = Answer::default();
+    answer.feed(body, |_, _| {})?;
+    answer.finish()
 }
 
 #[cfg(test)]
@@ -395,18 +416,25 @@ mod tests {
     fn the_final_image_is_taken_not_a_thought_draft() {
         let body = fixture("pro-image-with-thoughts.json");
         let img = parse_response(&body).unwrap();
-        assert_eq!(img.mime_type, "image/jpeg");
+        assert_eq!(img.mime, "image/jpeg");
         let v: serde_json::Value = serde_json::from_slice(&fixture("pro-image-with-thoughts.json")).unwrap();
         let parts = v["candidates"][0]["content"]["parts"].as_array().unwrap();
-        assert_eq!(img.data, parts[3]["inlineData"]["data"].as_str().unwrap());
-        assert_ne!(img.data, parts[1]["inlineData"]["data"].as_str().unwrap());
+        let b64 =
+            |i: usize| base64_simd::STANDARD.decode_to_vec(parts[i]["inlineData"]["data"].as_str().unwrap()).unwrap();
+        assert_eq!(img.bytes.to_vec(), b64(3));
+        assert_ne!(img.bytes.to_vec(), b64(1));
         assert_eq!(img.text.as_deref(), Some("Here is the image you asked for."));
+        let mut drafts = Vec::new();
+        let mut answer = Answer::default();
+        answer.feed(&body, |mime, bytes| drafts.push((mime, bytes))).unwrap();
+        assert_eq!(drafts.len(), 1, "the fixture's one thought image");
+        assert_eq!(drafts[0].1.to_vec(), b64(1));
         assert_eq!((img.input_tokens, img.output_tokens), (14, 1120 + 812));
     }
 
     #[test]
     fn flash_returns_png() {
-        assert_eq!(parse_response(&fixture("flash-image-png.json")).unwrap().mime_type, "image/png");
+        assert_eq!(parse_response(&fixture("flash-image-png.json")).unwrap().mime, "image/png");
     }
 
     #[test]
@@ -439,6 +467,7 @@ mod tests {
             deadline: std::time::Duration::from_secs(1),
             inputs: Default::default(),
             options: Default::default(),
+            previews: None,
         };
         let got = serde_json::to_value(build_request(&req)).unwrap();
         let want: serde_json::Value = serde_json::from_slice(&fixture("request-pro-16x9-2k.json")).unwrap();
@@ -469,6 +498,7 @@ mod tests {
                 mask: None,
             }),
             options: Default::default(),
+            previews: None,
         };
         let got = serde_json::to_value(build_request(&req)).unwrap();
         let parts = &got["contents"][0]["parts"];
