@@ -198,7 +198,21 @@ fn events(app: Arc<App>, owner: String, first: TaskRecord) -> impl Stream<Item =
         let mut changes = app.workers.signals.subscribe(&first.id);
         let mut task = first;
         let mut last: Option<TaskStatus> = None;
+        // Drafts already sent as `task.partial_image` events.
+        let mut shown = 0;
+        let mut finished_previews = Vec::new();
         loop {
+            let previews = if finished_previews.is_empty() {
+                app.workers.signals.previews(&task.id)
+            } else {
+                std::mem::take(&mut finished_previews)
+            };
+            for p in previews.iter().skip(shown) {
+                if tx.send(partial_event(&task.id, p)).await.is_err() {
+                    return;
+                }
+            }
+            shown = shown.max(previews.len());
             if last != Some(task.status) {
                 last = Some(task.status);
                 if tx.send(sse_event(&app, &task).await).await.is_err() {
@@ -220,6 +234,7 @@ fn events(app: Arc<App>, owner: String, first: TaskRecord) -> impl Stream<Item =
             }
             if let Some(ended) = changes.ended() {
                 task = ended.task;
+                finished_previews = ended.previews;
                 continue;
             }
             match app.store.get_task(&owner, &task.id).await {
@@ -232,6 +247,18 @@ fn events(app: Arc<App>, owner: String, first: TaskRecord) -> impl Stream<Item =
         }
     });
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) })
+}
+
+/// A draft of one of the task's images: `task.partial_image` with its URL.
+fn partial_event(task_id: &str, p: &crate::worker::Preview) -> Event {
+    let data = json!({
+        "task_id": task_id,
+        "image_index": p.index,
+        "partial_image_index": p.number,
+        "url": p.url,
+        "content_type": p.content_type,
+    });
+    Event::default().event("task.partial_image").id(format!("partial-{}-{}", p.index, p.number)).data(data.to_string())
 }
 
 async fn sse_event(app: &App, task: &TaskRecord) -> Event {

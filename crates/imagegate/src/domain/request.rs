@@ -109,6 +109,12 @@ pub struct ImageRequest {
     /// answer again in that surface's shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub surface: Option<String>,
+    /// Answer as server-sent events (`image_generation.partial_image` events for up to
+    /// `partial_images` drafts, then `image_generation.completed`), as OpenAI streams images.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_images: Option<u8>,
     /// Set on the worker's copy when a fallback model serves the request (never stored).
     #[serde(skip)]
     pub served_by_fallback: bool,
@@ -408,16 +414,27 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
     }
     let background = one_of(obj, "background", &["transparent", "opaque", "auto"])?;
     let input_fidelity = one_of(obj, "input_fidelity", &["high", "low"])?;
-    match obj.get("stream") {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => {}
-        Some(Value::Bool(true)) => {
-            return Err(invalid(
-                "stream",
-                "unsupported_value",
-                "Streaming partial images is not supported; use the async route and GET /v1/tasks/{id}/events.",
-            ));
-        }
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
         Some(other) => return Err(wrong_type("stream", "a boolean", other)),
+    };
+    let partial_images = match obj.get("partial_images") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(num)) => match num.as_u64() {
+            Some(p) if p <= 3 => Some(p as u8),
+            _ => {
+                return Err(invalid(
+                    "partial_images",
+                    "invalid_value",
+                    format!("'partial_images' must be an integer from 0 to 3; got {num}."),
+                ));
+            }
+        },
+        Some(other) => return Err(wrong_type("partial_images", "an integer", other)),
+    };
+    if stream && n > 1 {
+        return Err(invalid("n", "invalid_value", "A streamed request makes one image: 'n' must be 1."));
     }
     let user = optional_string(obj, "user")?;
     if user.is_some_and(|u| u.len() > 256) {
@@ -434,7 +451,8 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
         size: size.to_string(),
         aspect_ratio: aspect_ratio.to_string(),
         image_size: resolution.as_str().to_string(),
-        response_format,
+        // A stream ends with the image inline, as OpenAI's does.
+        response_format: if stream { ResponseFormat::B64Json } else { response_format },
         output_format,
         output_compression,
         quality: quality.map(str::to_string),
@@ -446,6 +464,8 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
         turns: Vec::new(),
         safety: Vec::new(),
         surface: None,
+        stream,
+        partial_images: if stream { partial_images } else { None },
         served_by_fallback: false,
     })
 }
@@ -619,7 +639,13 @@ mod tests {
                 "invalid_value",
             ),
             (json!({"model": "nano-banana-pro", "prompt": "x", "colour": "red"}), "colour", "unknown_parameter"),
-            (json!({"model": "nano-banana-pro", "prompt": "x", "stream": true}), "stream", "unsupported_value"),
+            (json!({"model": "nano-banana-pro", "prompt": "x", "stream": "yes"}), "stream", "invalid_type"),
+            (json!({"model": "nano-banana-pro", "prompt": "x", "stream": true, "n": 2}), "n", "invalid_value"),
+            (
+                json!({"model": "nano-banana-pro", "prompt": "x", "partial_images": 4}),
+                "partial_images",
+                "invalid_value",
+            ),
         ];
         for (body, param, code) in cases {
             let e = err(body.clone());

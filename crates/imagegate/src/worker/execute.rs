@@ -216,7 +216,7 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> 
         Ok(Some(ended)) => {
             tracing::info!(task_id, images = records.len(), failed = errors.len(), "task completed");
             let images = stored.into_iter().filter_map(|s| Some((s.record.id, s.inline?))).collect();
-            Some(Finished { task: woke_for(pool, ended), images })
+            Some(Finished { task: woke_for(pool, ended), images, previews: Vec::new() })
         }
         Ok(None) => {
             tracing::warn!(task_id, "task was taken over before it completed; dropping its images");

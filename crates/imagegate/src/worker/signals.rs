@@ -19,12 +19,15 @@ pub struct Finished {
     pub task: TaskRecord,
     /// `(image id, stored bytes)`, kept when the request wants the bytes inline (`b64_json`).
     pub images: Vec<(String, Bytes)>,
+    /// The drafts shown while it ran here, in arrival order (for subscribers that have not
+    /// shown them all yet).
+    pub previews: Vec<Preview>,
 }
 
 impl From<TaskRecord> for Finished {
     /// A task's end with no bytes at hand (they are in storage).
     fn from(task: TaskRecord) -> Finished {
-        Finished { task, images: Vec::new() }
+        Finished { task, images: Vec::new(), previews: Vec::new() }
     }
 }
 
@@ -152,9 +155,12 @@ impl Signals {
     }
 
     pub fn finish(&self, task_id: &str, ended: Option<Finished>) {
-        self.clear_previews(task_id);
+        let previews = self.previews.lock().ok().and_then(|mut p| p.remove(task_id)).unwrap_or_default();
         if let Some(c) = self.map.lock().ok().and_then(|mut m| m.remove(task_id)) {
-            let ended = ended.map(Arc::new);
+            let ended = ended.map(|mut f| {
+                f.previews = previews;
+                Arc::new(f)
+            });
             c.tx.send_modify(|latest| *latest = ended);
         }
     }
@@ -199,7 +205,7 @@ mod tests {
         assert!(sub.changed().await.is_ok());
         assert!(sub.ended().is_none(), "a status change carries no record");
         let images = vec![("img_1".to_string(), Bytes::from_static(b"png"))];
-        s.finish("t", Some(Finished { task: record(TaskStatus::Completed), images }));
+        s.finish("t", Some(Finished { task: record(TaskStatus::Completed), images, previews: Vec::new() }));
         assert!(sub.changed().await.is_ok(), "the last change is seen");
         let ended = sub.ended().expect("ended here");
         assert_eq!(ended.task.status, TaskStatus::Completed);

@@ -39,7 +39,7 @@ async fn each_bad_input_gets_its_status_and_makes_no_upstream_call() {
             "unknown_field",
             "unknown_parameter",
         ),
-        (json!({"model": "nano-banana-pro", "prompt": "x", "stream": true}), "stream", "unsupported_value"),
+        (json!({"model": "nano-banana-pro", "prompt": "x", "stream": true, "n": 3}), "n", "invalid_value"),
     ];
     for (body, param, code) in cases {
         let resp = app.generate(body.clone()).await;

@@ -21,6 +21,7 @@ mod image_inputs;
 mod image_serving;
 mod limits;
 mod openai_compat;
+mod previews;
 mod process;
 mod replicas;
 mod resilience;

@@ -90,7 +90,7 @@ fn generation<'b>(bytes: &'b [u8], extra: &[&str]) -> Result<Submission<'b>, Api
 
 /// Answers a submitted task: 202 with the task for async, else the task's end.
 pub(super) async fn answer(
-    app: &App,
+    app: &Arc<App>,
     key: KeyRecord,
     headers: HeaderMap,
     mode: TaskMode,
@@ -104,6 +104,9 @@ pub(super) async fn answer(
     let (submitted, req) = submitted;
     let owner = key.id.clone();
     drop((headers, key));
+    if req.stream {
+        return super::stream::respond(app.clone(), owner, submitted, req).await;
+    }
     let ended = wait_for_end(app, &owner, submitted, &req).await?;
     Box::pin(respond_with_task(app, &ended, &req)).await
 }
@@ -253,7 +256,7 @@ pub fn with_task_header(mut resp: Response, task_id: &str) -> Response {
 /// A submitted task, and for a sync task started at once in this process, the subscription to
 /// its end (taken before it started, so the end cannot be missed and need not be read back).
 pub(crate) struct Submitted<'a> {
-    task: TaskRecord,
+    pub(crate) task: TaskRecord,
     watch: Option<Subscription<'a>>,
     /// Queued tasks ahead of a task just queued, as counted when it was written.
     queue_position: Option<i64>,

@@ -5,6 +5,7 @@ mod edits;
 pub(crate) mod images;
 pub use images::with_task_header;
 mod models;
+mod stream;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
