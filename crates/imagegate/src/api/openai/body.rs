@@ -44,14 +44,16 @@ pub fn split<'b>(bytes: &'b [u8], input_fields: &[&str]) -> Result<Split<'b>, Ap
 #[derive(Deserialize)]
 struct Text<'b>(#[serde(borrow)] Cow<'b, str>);
 
-/// `{"image_url": "…"}` or `{"image_id": "img_…"}` (the JSON form of OpenAI's edits).
+/// `{"image_url": "…"}` or `{"image_id": "img_…"}` (the JSON form of OpenAI's edits). The
+/// strings are `Text`, not `Option<Cow>`: serde borrows a `Cow` only when it is the field's
+/// own type, and would copy every `data:` URL here otherwise.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ImageRef<'b> {
     #[serde(borrow, default)]
-    image_url: Option<Cow<'b, str>>,
+    image_url: Option<Text<'b>>,
     #[serde(borrow, default)]
-    image_id: Option<Cow<'b, str>>,
+    image_id: Option<Text<'b>>,
 }
 
 fn type_error(param: &str, expected: &str) -> ApiError {
@@ -75,7 +77,7 @@ pub fn string_list<'b>(raw: &'b RawValue, name: &str) -> Result<Vec<(String, Cow
 pub fn image_ref<'b>(raw: &'b RawValue, param: &str) -> Result<Cow<'b, str>, ApiError> {
     let expected = "an object with 'image_url' (an https or data: URL) or 'image_id' (img_…)";
     let r: ImageRef<'b> = serde_json::from_str(raw.get()).map_err(|_| type_error(param, expected))?;
-    match (r.image_url, r.image_id) {
+    match (r.image_url.map(|t| t.0), r.image_id.map(|t| t.0)) {
         (Some(url), None) => Ok(url),
         (None, Some(id)) if id.starts_with("img_") => Ok(id),
         (None, Some(_)) => {
@@ -111,6 +113,13 @@ mod tests {
         let list = string_list(s.inputs["reference_images"], "reference_images").unwrap();
         assert_eq!(list[1], ("reference_images[1]".to_string(), Cow::Borrowed("img_1")));
         assert!(matches!(list[0].1, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn image_objects_borrow_their_urls() {
+        let raw: &RawValue = serde_json::from_str(r#"[{"image_url":"data:image/png;base64,AAAA"}]"#).unwrap();
+        let list = image_list(raw, "images").unwrap();
+        assert!(matches!(list[0].1, Cow::Borrowed("data:image/png;base64,AAAA")), "not copied");
     }
 
     #[test]

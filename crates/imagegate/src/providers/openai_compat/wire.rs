@@ -69,12 +69,16 @@ struct ImagesResponse<'a> {
 
 #[derive(Debug, Deserialize)]
 struct ImageData<'a> {
-    /// Megabytes of base64: borrowed from the response body (it has no JSON escapes), not copied.
-    #[serde(borrow)]
-    b64_json: Option<Cow<'a, str>>,
+    /// Megabytes of base64: borrowed from the response body (it has no JSON escapes), not
+    /// copied (through `Borrowed`: serde borrows a `Cow` only as a field's own type).
+    #[serde(borrow, default)]
+    b64_json: Option<Borrowed<'a>>,
     url: Option<String>,
     revised_prompt: Option<String>,
 }
+
+#[derive(Debug, Deserialize)]
+struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
 
 #[derive(Debug, Default, Deserialize)]
 struct Usage {
@@ -103,7 +107,7 @@ pub fn parse_response(body: &[u8]) -> Result<Answer<'_>, ProviderError> {
         .next()
         .ok_or_else(|| ProviderError::Malformed { message: "answer has no data".into() })?;
     Ok(Answer {
-        b64_json: first.b64_json,
+        b64_json: first.b64_json.map(|b| b.0),
         url: first.url,
         revised_prompt: first.revised_prompt,
         input_tokens: usage.input_tokens,
@@ -123,7 +127,7 @@ mod tests {
     fn reads_b64_and_url_answers() {
         let body = fixture("images-response-b64.json");
         let a = parse_response(&body).unwrap();
-        assert!(a.b64_json.is_some() && a.url.is_none());
+        assert!(matches!(a.b64_json, Some(Cow::Borrowed(_))) && a.url.is_none(), "borrowed, not copied");
         assert_eq!(a.revised_prompt.as_deref(), Some("a watercolor fox in a birch forest"));
         assert_eq!((a.input_tokens, a.output_tokens), (16, 4160));
         let body = fixture("images-response-url.json");
