@@ -100,7 +100,11 @@ def test_a_revoked_key_is_unauthenticated():
 
 def test_streaming_yields_the_image(gemini):
     chunks = list(gemini.models.generate_content_stream(model="nano-banana-pro", contents="a lantern"))
-    assert chunks and image_of(chunks[-1]).size[0] > 0
+    assert image_of(chunks[-1]).size == (1024, 1024)
+    # Live previews: Nano Banana Pro's two drafts arrive first, as thought parts.
+    drafts = [c.candidates[0].content.parts[0] for c in chunks[:-1]]
+    assert len(drafts) == 2 and all(p.thought for p in drafts)
+    assert [Image.open(io.BytesIO(p.inline_data.data)).size[0] for p in drafts] == [128, 256]
 
 
 def test_a_chat_of_two_turns_sends_the_first_image_back(gemini):

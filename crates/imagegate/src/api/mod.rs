@@ -13,6 +13,7 @@ pub mod images;
 pub mod openai;
 pub mod tasks;
 pub mod usage;
+pub mod watch;
 pub mod webhook_secret;
 
 use axum::Router;

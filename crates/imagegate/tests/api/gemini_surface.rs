@@ -196,8 +196,30 @@ async fn streaming_urls_and_models() {
         .unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let text = resp.text().await.unwrap();
-    let event: Value = serde_json::from_str(text.trim().strip_prefix("data: ").unwrap()).unwrap();
-    assert_eq!(event["candidates"][0]["finishReason"], "STOP");
+    let events: Vec<Value> =
+        text.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
+    // The two drafts as they were made (thought parts), then the answer.
+    assert_eq!(events.len(), 3, "{text:.400}");
+    for (draft, side) in events[..2].iter().zip([128, 256]) {
+        let part = &draft["candidates"][0]["content"]["parts"][0];
+        assert_eq!(part["thought"], true);
+        assert_eq!(image::load_from_memory(&decoded(part)).unwrap().width(), side);
+    }
+    assert_eq!(events[2]["candidates"][0]["finishReason"], "STOP");
+    let last_parts = events[2]["candidates"][0]["content"]["parts"].as_array().unwrap();
+    assert!(last_parts.iter().all(|p| p.get("thought").is_none()), "the answer has no drafts in it");
+
+    // Without alt=sse: the same chunks as one JSON array.
+    let resp = app
+        .client
+        .post(app.url("/v1beta/models/nano-banana-pro:streamGenerateContent"))
+        .header("x-goog-api-key", &app.key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let chunks: Vec<Value> = resp.json().await.unwrap();
+    assert_eq!(chunks.len(), 3);
 
     // URLs instead of megabytes of base64, on request.
     let resp = app

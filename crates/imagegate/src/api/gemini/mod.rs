@@ -7,6 +7,7 @@ mod answer;
 mod error;
 mod models;
 mod request;
+mod stream;
 
 use axum::Router;
 use axum::extract::{FromRequest, Request, State};
@@ -62,26 +63,14 @@ async fn generate(
     drop(bytes);
     let owner = key.id.clone();
     drop(key);
+    if stream {
+        return Ok(stream::respond(app.clone(), owner, submitted, image_req, inline, sse).await);
+    }
     let ended = wait_for_end(&app, &owner, submitted, &image_req).await?;
     let task_id = ended.task.id.clone();
     let body = Box::pin(answer::render(&app, &ended, &image_req, inline)).await?;
     drop(ended);
-    let mut resp = if stream && sse {
-        // One event: the answer whole (live previews of the drafts come as earlier events).
-        let mut framed = Vec::with_capacity(body.len() + 10);
-        framed.extend_from_slice(b"data: ");
-        framed.extend_from_slice(&body);
-        framed.extend_from_slice(b"\r\n\r\n");
-        ([(header::CONTENT_TYPE, "text/event-stream")], framed).into_response()
-    } else if stream {
-        let mut array = Vec::with_capacity(body.len() + 2);
-        array.push(b'[');
-        array.extend_from_slice(&body);
-        array.push(b']');
-        ([(header::CONTENT_TYPE, "application/json")], array).into_response()
-    } else {
-        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-    };
+    let mut resp = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     *resp.status_mut() = StatusCode::OK;
     error::header(&mut resp, "imagegate-task-id", &task_id);
     Ok(resp)

@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use super::images::{Submitted, with_task_header};
 use crate::api::error::ApiError;
+use crate::api::watch::Watched;
 use crate::app::App;
 use crate::domain::now_secs;
 use crate::domain::request::ImageRequest;
 use crate::domain::task::TaskStatus;
-use crate::worker::{Finished, Preview};
+use crate::worker::Finished;
 
 pub async fn respond(
     app: Arc<App>,
@@ -25,13 +26,36 @@ pub async fn respond(
     req: ImageRequest,
 ) -> Result<Response, ApiError> {
     let task_id = submitted.task.id.clone();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(8);
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let first = submitted.task.clone();
-    tokio::spawn(run(app, owner, first, req, tx, ready_tx));
-    // The stream's own subscription is taken before the submit's is let go: no end is missed.
-    let _ = ready_rx.await;
+    let wait = app.rt.deadline(req.resolution()) + Duration::from_secs(60);
+    let mut watched = crate::api::watch::start(app.clone(), owner, submitted.task.clone(), wait).await;
     drop(submitted);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(8);
+    tokio::spawn(async move {
+        let wanted = req.partial_images.unwrap_or(0) as usize;
+        let mut sent = 0usize;
+        while let Some(w) = watched.recv().await {
+            let event = match w {
+                Watched::Draft(p) if p.index == 0 && sent < wanted => {
+                    let mut data = common(&req, format_of(&p.content_type));
+                    data["type"] = json!("image_generation.partial_image");
+                    data["partial_image_index"] = json!(sent);
+                    data["b64_json"] = json!(base64_simd::STANDARD.encode_to_string(&p.bytes));
+                    sent += 1;
+                    Event::default().event("image_generation.partial_image").data(data.to_string())
+                }
+                Watched::Draft(_) => continue,
+                Watched::End(ended) => final_event(&app, &ended, &req).await,
+                Watched::TimedOut(id) => {
+                    let err = json!({"error": {"type": "server_error", "code": "still_running",
+                        "message": format!("The image is still being generated. It will be kept: GET /v1/tasks/{id}.")}});
+                    Event::default().event("error").data(err.to_string())
+                }
+            };
+            if tx.send(event).await.is_err() {
+                return; // the client went away; the task runs on
+            }
+        }
+    });
     let stream =
         futures_util::stream::unfold(
             rx,
@@ -54,81 +78,6 @@ fn common(req: &ImageRequest, output_format: &str) -> Value {
 
 fn format_of(mime: &str) -> &str {
     mime.strip_prefix("image/").unwrap_or("png")
-}
-
-async fn run(
-    app: Arc<App>,
-    owner: String,
-    first: crate::store::TaskRecord,
-    req: ImageRequest,
-    tx: tokio::sync::mpsc::Sender<Event>,
-    ready: tokio::sync::oneshot::Sender<()>,
-) {
-    let mut changes = app.workers.signals.subscribe(&first.id);
-    let _ = ready.send(());
-    let wanted = req.partial_images.unwrap_or(0) as usize;
-    let mut sent = 0usize;
-    let give_up = tokio::time::Instant::now() + app.rt.deadline(req.resolution()) + Duration::from_secs(60);
-    let mut task = first;
-    let ended: Finished = loop {
-        let previews: Vec<Preview> = app.workers.signals.previews(&task.id);
-        if send_partials(&tx, &req, &previews, &mut sent, wanted).await.is_err() {
-            return; // the client went away; the task runs on
-        }
-        if task.status.is_terminal() {
-            break task.into();
-        }
-        tokio::select! {
-            r = changes.changed() => {
-                if r.is_err() {
-                    changes = app.workers.signals.subscribe(&task.id);
-                }
-            }
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = tokio::time::sleep_until(give_up) => {
-                let err = json!({"error": {"type": "server_error", "code": "still_running",
-                    "message": format!("The image is still being generated. It will be kept: GET /v1/tasks/{}.", task.id)}});
-                let _ = tx.send(Event::default().event("error").data(err.to_string())).await;
-                return;
-            }
-            _ = tx.closed() => return,
-        }
-        if let Some(ended) = changes.ended() {
-            if send_partials(&tx, &req, &ended.previews, &mut sent, wanted).await.is_err() {
-                return;
-            }
-            break ended;
-        }
-        match app.store.get_task(&owner, &task.id).await {
-            Ok(Some(t)) => task = t,
-            Ok(None) => return,
-            Err(e) => tracing::warn!(task_id = task.id, error = %e, "stream: reading the task failed"),
-        }
-    };
-    let _ = tx.send(final_event(&app, &ended, &req).await).await;
-}
-
-async fn send_partials(
-    tx: &tokio::sync::mpsc::Sender<Event>,
-    req: &ImageRequest,
-    previews: &[Preview],
-    sent: &mut usize,
-    wanted: usize,
-) -> Result<(), ()> {
-    for p in previews.iter().filter(|p| p.index == 0).skip(*sent) {
-        if *sent >= wanted {
-            break;
-        }
-        let mut data = common(req, format_of(&p.content_type));
-        data["type"] = json!("image_generation.partial_image");
-        data["partial_image_index"] = json!(*sent);
-        data["b64_json"] = json!(base64_simd::STANDARD.encode_to_string(&p.bytes));
-        tx.send(Event::default().event("image_generation.partial_image").data(data.to_string()))
-            .await
-            .map_err(|_| ())?;
-        *sent += 1;
-    }
-    Ok(())
 }
 
 async fn final_event(app: &App, ended: &Finished, req: &ImageRequest) -> Event {
