@@ -44,7 +44,7 @@ def calls():
 
 def image_of(response):
     for part in response.candidates[0].content.parts:
-        if part.inline_data is not None:
+        if part.inline_data is not None and not part.thought:
             return Image.open(io.BytesIO(part.inline_data.data))
     raise AssertionError(f"no image in {response}")
 

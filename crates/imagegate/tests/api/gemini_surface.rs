@@ -45,9 +45,15 @@ async fn generate_content_answers_in_geminis_shape_at_the_asked_size() {
     let candidate = &answer["candidates"][0];
     assert_eq!(candidate["finishReason"], "STOP");
     assert_eq!(candidate["content"]["role"], "model");
-    let image_part =
-        candidate["content"]["parts"].as_array().unwrap().iter().find(|p| p.get("inlineData").is_some()).unwrap();
+    let image_part = candidate["content"]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p.get("inlineData").is_some() && p.get("thought").is_none())
+        .unwrap();
     assert_eq!(image_part["inlineData"]["mimeType"], "image/jpeg");
+    let thoughts = candidate["content"]["parts"].as_array().unwrap().iter().filter(|p| p["thought"] == true).count();
+    assert_eq!(thoughts, 2, "the upstream's two drafts, as thought parts before the image");
     let img = image::load_from_memory(&decoded(image_part)).unwrap();
     assert_eq!((img.width(), img.height()), (2752, 1536), "Gemini's 16:9 2K size");
     assert!(answer["usageMetadata"]["totalTokenCount"].as_u64().unwrap() > 0);
@@ -103,7 +109,14 @@ async fn a_chat_sends_earlier_turns_back_with_the_models_own_image() {
         .await
         .unwrap();
     let model_parts = first["candidates"][0]["content"]["parts"].clone();
-    let made = decoded(model_parts.as_array().unwrap().iter().find(|p| p.get("inlineData").is_some()).unwrap());
+    let made = decoded(
+        model_parts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p.get("inlineData").is_some() && p.get("thought").is_none())
+            .unwrap(),
+    );
     let second = json!({"contents": [
         first_body["contents"][0],
         {"role": "model", "parts": model_parts},
@@ -115,7 +128,12 @@ async fn a_chat_sends_earlier_turns_back_with_the_models_own_image() {
     let contents = sent["contents"].as_array().unwrap();
     assert_eq!(contents.len(), 3);
     assert_eq!(contents[1]["role"], "model");
-    let image = contents[1]["parts"].as_array().unwrap().iter().find(|p| p.get("inlineData").is_some()).unwrap();
+    let image = contents[1]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p.get("inlineData").is_some() && p.get("thought").is_none())
+        .unwrap();
     assert_eq!(decoded(image), made, "the model's own image, as it was answered");
     assert_eq!(contents[2]["parts"][0]["text"], "make it blue");
 }

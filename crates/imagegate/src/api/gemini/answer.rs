@@ -53,6 +53,17 @@ async fn completed(app: &App, ended: &Finished, req: &ImageRequest, inline: bool
     for (index, item) in result["data"].as_array().cloned().unwrap_or_default().iter().enumerate() {
         let mime = item["content_type"].as_str().unwrap_or("image/png");
         let mut parts = Vec::new();
+        // The drafts the upstream sent before this image (when it ended in this process), as
+        // thought parts, as Gemini answers them.
+        for p in ended.previews.iter().filter(|p| p.index as usize == index) {
+            if inline {
+                images.push(p.bytes.clone());
+                let data = placeholder(nonce, images.len() - 1);
+                parts.push(json!({"inlineData": {"mimeType": p.content_type, "data": data}, "thought": true}));
+            } else {
+                parts.push(json!({"fileData": {"mimeType": p.content_type, "fileUri": p.url}, "thought": true}));
+            }
+        }
         if let Some(text) = item["revised_prompt"].as_str() {
             parts.push(json!({"text": text}));
         }

@@ -192,6 +192,11 @@ fn conversation<'b>(raw: &'b RawValue) -> Result<(Vec<Turn>, Vec<(String, Source
         };
         let mut parts = Vec::with_capacity(content.parts.len());
         for (p, part) in content.parts.into_iter().enumerate() {
+            // The model's own drafts in an earlier turn (its thought parts): not sent back, so
+            // that a chat does not store and resend every draft; its answers stay.
+            if role == Role::Model && part.thought {
+                continue;
+            }
             let param = format!("contents[{c}].parts[{p}]");
             let signature = part.thought_signature;
             let source = match (part.text, part.inline_data, part.file_data) {

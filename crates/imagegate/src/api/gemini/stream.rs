@@ -49,10 +49,14 @@ pub async fn respond(
                     });
                     (event.to_string().into_bytes(), false)
                 }
-                Watched::End(ended) => match answer::render(&app, &ended, &req, inline).await {
-                    Ok(body) => (body, true),
-                    Err(e) => (error_chunk(e.0.status, &e.0.message), true),
-                },
+                Watched::End(mut ended) => {
+                    // The drafts went out as chunks already; the answer does not repeat them.
+                    ended.previews.clear();
+                    match answer::render(&app, &ended, &req, inline).await {
+                        Ok(body) => (body, true),
+                        Err(e) => (error_chunk(e.0.status, &e.0.message), true),
+                    }
+                }
                 Watched::TimedOut(id) => (
                     error_chunk(
                         StatusCode::GATEWAY_TIMEOUT,
