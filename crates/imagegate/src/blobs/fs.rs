@@ -139,6 +139,51 @@ impl BlobStore for FsBlobStore {
         Ok(())
     }
 
+    async fn put_stream<'a>(
+        &self,
+        key: &str,
+        mut stream: super::InStream<'a>,
+        _content_type: &str,
+    ) -> Result<u64, BlobError> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let path = self.path(key)?;
+        let tmp = path.with_extension(format!("tmp{}", rand::random::<u32>()));
+        let sync = self.durability == Durability::Power;
+        let written = async {
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            let mut f = tokio::fs::File::create(&tmp).await?;
+            let mut n = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                f.write_all(&chunk).await?;
+                n += chunk.len() as u64;
+            }
+            f.flush().await?;
+            if sync {
+                f.sync_data().await?;
+            }
+            drop(f);
+            tokio::fs::rename(&tmp, &path).await?;
+            Ok::<u64, std::io::Error>(n)
+        }
+        .await;
+        match written {
+            Ok(n) => {
+                if !sync && let Ok(mut pending) = self.unflushed.lock() {
+                    pending.push((path, n));
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(io(key)(e))
+            }
+        }
+    }
+
     fn flush(&self) -> Result<usize, BlobError> {
         let files = match self.unflushed.lock() {
             Ok(mut pending) => std::mem::take(&mut *pending),

@@ -49,6 +49,10 @@ pub trait BlobStore: Send + Sync {
     /// Stores `bytes` under `key`, replacing any previous object. Once it returns the object
     /// survives a crash of this process; with `power` durability, also a power cut.
     async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), BlobError>;
+    /// Stores a stream of bytes under `key` without holding them whole (files of the Files
+    /// API); the object appears only once the stream has ended well, and an error from the
+    /// stream leaves nothing behind. Returns the object's size.
+    async fn put_stream<'a>(&self, key: &str, stream: InStream<'a>, content_type: &str) -> Result<u64, BlobError>;
     /// Puts every object stored so far on the disk (blocking: call it off the async threads);
     /// returns how many objects it had to flush. Stores whose `put` is already durable (S3)
     /// have nothing to do.
@@ -79,6 +83,9 @@ pub trait BlobStore: Send + Sync {
         Ok(None)
     }
 }
+
+/// Bytes on their way into the store.
+pub type InStream<'a> = futures_util::stream::BoxStream<'a, Result<Bytes, std::io::Error>>;
 
 /// A stream of an object's bytes.
 pub type ByteStream = Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send>>;

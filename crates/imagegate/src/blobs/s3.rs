@@ -97,6 +97,34 @@ impl BlobStore for S3BlobStore {
         Ok(())
     }
 
+    /// A multipart upload as the stream comes (aborted if the stream fails).
+    async fn put_stream<'a>(
+        &self,
+        key: &str,
+        mut stream: super::InStream<'a>,
+        content_type: &str,
+    ) -> Result<u64, BlobError> {
+        use futures_util::StreamExt;
+        check_key(key)?;
+        let mut w = self.op.writer_with(key).content_type(content_type).await.map_err(|e| map(key, &self.bucket, e))?;
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let written = match chunk {
+                Ok(c) => {
+                    n += c.len() as u64;
+                    w.write(c).await.map_err(|e| map(key, &self.bucket, e))
+                }
+                Err(e) => Err(BlobError::Io { key: key.to_string(), source: e }),
+            };
+            if let Err(e) = written {
+                let _ = w.abort().await;
+                return Err(e);
+            }
+        }
+        w.close().await.map_err(|e| map(key, &self.bucket, e))?;
+        Ok(n)
+    }
+
     async fn get(&self, key: &str) -> Result<Bytes, BlobError> {
         check_key(key)?;
         Ok(self.op.read(key).await.map_err(|e| map(key, &self.bucket, e))?.to_bytes())

@@ -233,6 +233,20 @@ pub enum CancelOutcome {
     NotFound,
 }
 
+/// A file uploaded through the Files API (or written by the gateway for a batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    pub id: String,
+    pub owner: String,
+    pub purpose: String,
+    pub filename: String,
+    pub bytes: i64,
+    pub blob_key: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
 /// An image given to a task (an edit's image, a reference image), stored before the task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputRecord {
@@ -574,6 +588,22 @@ pub trait Store: Send + Sync {
     async fn release_task(&self, task_id: &str, worker: &str, now_ms: i64) -> Result<bool, StoreError>;
     /// Count of tasks that are queued or running (for start-up logging and `/readyz`).
     async fn count_unfinished(&self) -> Result<i64, StoreError>;
+
+    /// Records an uploaded file (its bytes are stored already).
+    async fn create_file(&self, file: &FileRecord) -> Result<(), StoreError>;
+    /// The owner's file, or `None` (also for another owner's).
+    async fn get_file(&self, owner: &str, id: &str) -> Result<Option<FileRecord>, StoreError>;
+    /// The owner's files, newest first, after the cursor `after` (a file id), optionally of one
+    /// purpose.
+    async fn list_files(
+        &self,
+        owner: &str,
+        purpose: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<FileRecord>, StoreError>;
+    /// Deletes the owner's file's record; returns it (its blob is the caller's to delete).
+    async fn delete_file(&self, owner: &str, id: &str) -> Result<Option<FileRecord>, StoreError>;
 
     /// The owner's task's inputs, in order; empty for an unknown task or another owner's.
     async fn task_inputs(&self, owner: &str, task_id: &str) -> Result<Vec<InputRecord>, StoreError>;

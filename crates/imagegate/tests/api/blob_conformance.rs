@@ -52,6 +52,19 @@ async fn conformance(store: Arc<dyn BlobStore>) {
     assert!(store.get("img_conf1.jpeg").await.unwrap_err().is_not_found());
     assert!(store.head("img_missing.png").await.unwrap_err().is_not_found());
     assert!(matches!(store.get("../escape").await, Err(BlobError::InvalidKey(_))));
+    // A stream is stored as it comes; a failing one leaves nothing behind.
+    let chunks: Vec<Result<Bytes, std::io::Error>> = (0..40u8).map(|i| Ok(Bytes::from(vec![i; 100_000]))).collect();
+    let n = store
+        .put_stream("files_conf2", Box::pin(futures_util::stream::iter(chunks)), "application/jsonl")
+        .await
+        .unwrap();
+    assert_eq!(n, 4_000_000);
+    let got = store.get("files_conf2").await.unwrap();
+    assert_eq!((got.len(), got[0], got[3_999_999]), (4_000_000, 0, 39));
+    let failing = futures_util::stream::iter([Ok(Bytes::from_static(b"half")), Err(std::io::Error::other("cut off"))]);
+    assert!(store.put_stream("files_conf3", Box::pin(failing), "application/jsonl").await.is_err());
+    assert!(store.head("files_conf3").await.unwrap_err().is_not_found(), "nothing stored");
+    store.delete("files_conf2").await.unwrap();
     store.flush().expect("flush");
     assert_eq!(store.flush().unwrap(), 0, "a second flush has nothing left to do");
 }

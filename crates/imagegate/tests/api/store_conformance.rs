@@ -43,6 +43,7 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    files_are_kept_per_owner_listed_newest_first_and_deleted_once,
     inputs_are_written_with_their_task_and_swept_only_when_no_live_input_shares_their_blob,
     many_workers_claiming_at_once_take_each_task_once,
     a_cancel_racing_a_completion_ends_the_task_once,
@@ -735,4 +736,32 @@ async fn inputs_are_written_with_their_task_and_swept_only_when_no_live_input_sh
     let keys = vec![a[0].blob_key.clone(), a[1].blob_key.clone(), "inp_key_x_unknown.png".to_string()];
     let live = s.live_input_blobs(&keys).await.unwrap();
     assert_eq!(live, std::collections::HashSet::from([a[0].blob_key.clone()]), "wanted by the second task's input");
+}
+
+async fn files_are_kept_per_owner_listed_newest_first_and_deleted_once(s: Arc<dyn Store>) {
+    let file = |id: &str, owner: &str, purpose: &str| imagegate::store::FileRecord {
+        id: id.into(),
+        owner: owner.into(),
+        purpose: purpose.into(),
+        filename: format!("{id}.jsonl"),
+        bytes: 42,
+        blob_key: format!("file_{id}.jsonl"),
+        created_at: 1_700_000_000,
+        expires_at: None,
+    };
+    for (id, owner, purpose) in
+        [("file_1", "a", "batch"), ("file_2", "a", "batch_output"), ("file_3", "a", "batch"), ("file_4", "b", "batch")]
+    {
+        s.create_file(&file(id, owner, purpose)).await.unwrap();
+    }
+    assert_eq!(s.get_file("a", "file_1").await.unwrap(), Some(file("file_1", "a", "batch")));
+    assert_eq!(s.get_file("b", "file_1").await.unwrap(), None, "another owner's file is not found");
+    let ids = |v: Vec<imagegate::store::FileRecord>| v.into_iter().map(|f| f.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_files("a", None, None, 10).await.unwrap()), ["file_3", "file_2", "file_1"]);
+    assert_eq!(ids(s.list_files("a", Some("batch"), None, 10).await.unwrap()), ["file_3", "file_1"]);
+    assert_eq!(ids(s.list_files("a", None, Some("file_3"), 1).await.unwrap()), ["file_2"]);
+    assert_eq!(s.delete_file("b", "file_1").await.unwrap(), None, "not another owner's");
+    assert_eq!(s.delete_file("a", "file_1").await.unwrap().map(|f| f.blob_key), Some("file_file_1.jsonl".into()));
+    assert_eq!(s.delete_file("a", "file_1").await.unwrap(), None, "deleted once");
+    assert_eq!(ids(s.list_files("a", None, None, 10).await.unwrap()), ["file_3", "file_2"]);
 }

@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../../migrations/postgres/0002_rates.sql")),
     (3, include_str!("../../../migrations/postgres/0003_inputs.sql")),
+    (4, include_str!("../../../migrations/postgres/0004_files.sql")),
 ];
 
 /// The lock's key: one per schema, so that databases or schemas sharing a server migrate

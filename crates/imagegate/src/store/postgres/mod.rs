@@ -7,6 +7,7 @@
 
 mod db;
 mod exports;
+mod files;
 mod group;
 mod images;
 mod inputs;
@@ -29,7 +30,7 @@ use crate::domain::policy::KeyPolicy;
 use crate::domain::task::TaskStatus;
 
 use super::{
-    AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, Ended, ExportJob, ExportOutcome, ExportRecord,
+    AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, Ended, ExportJob, ExportOutcome, ExportRecord, FileRecord,
     ImageRecord, InputRecord, KeyRecord, Lease, NewKey, NewTask, NewWebhook, Options, Store, StoreError, StoreEvent,
     TaskRecord, UsageRow, WebhookFor, WebhookMessage,
 };
@@ -309,6 +310,28 @@ impl Store for PgStore {
 
     async fn count_unfinished(&self) -> Result<i64, StoreError> {
         on_conn!(self.db, |c| tasks::count_unfinished(c).await)
+    }
+
+    async fn create_file(&self, file: &FileRecord) -> Result<(), StoreError> {
+        on_conn!(self.db, |c| files::insert(c, file).await)
+    }
+
+    async fn get_file(&self, owner: &str, id: &str) -> Result<Option<FileRecord>, StoreError> {
+        on_conn!(self.db, |c| files::get(c, owner, id).await)
+    }
+
+    async fn list_files(
+        &self,
+        owner: &str,
+        purpose: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<FileRecord>, StoreError> {
+        on_conn!(self.db, |c| files::list(c, owner, purpose, after, limit).await)
+    }
+
+    async fn delete_file(&self, owner: &str, id: &str) -> Result<Option<FileRecord>, StoreError> {
+        on_conn!(self.db, |c| files::delete(c, owner, id).await)
     }
 
     async fn task_inputs(&self, owner: &str, task_id: &str) -> Result<Vec<InputRecord>, StoreError> {

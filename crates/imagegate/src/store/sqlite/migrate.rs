@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../../../migrations/sqlite/0007_partial_indexes.sql")),
     (8, include_str!("../../../migrations/sqlite/0008_image_indexes.sql")),
     (9, include_str!("../../../migrations/sqlite/0009_inputs.sql")),
+    (10, include_str!("../../../migrations/sqlite/0010_files.sql")),
 ];
 
 pub fn run(conn: &mut Connection) -> Result<(), StoreError> {

@@ -3,6 +3,7 @@
 
 mod db;
 mod exports;
+mod files;
 mod group;
 mod images;
 mod inputs;
@@ -23,7 +24,7 @@ use crate::domain::export::ExportDestination;
 use crate::domain::policy::KeyPolicy;
 
 use super::{
-    AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, Ended, ExportJob, ExportOutcome, ExportRecord,
+    AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, Ended, ExportJob, ExportOutcome, ExportRecord, FileRecord,
     ImageRecord, InputRecord, KeyRecord, Lease, NewKey, NewTask, NewWebhook, Store, StoreError, TaskRecord, UsageRow,
     WebhookFor, WebhookMessage,
 };
@@ -245,6 +246,28 @@ impl Store for SqliteStore {
 
     async fn count_unfinished(&self) -> Result<i64, StoreError> {
         self.db.read(tasks::count_unfinished)
+    }
+
+    async fn create_file(&self, file: &FileRecord) -> Result<(), StoreError> {
+        self.db.write(|c| files::insert(c, file))
+    }
+
+    async fn get_file(&self, owner: &str, id: &str) -> Result<Option<FileRecord>, StoreError> {
+        self.db.read(|c| files::get(c, owner, id))
+    }
+
+    async fn list_files(
+        &self,
+        owner: &str,
+        purpose: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<FileRecord>, StoreError> {
+        self.db.read(|c| files::list(c, owner, purpose, after, limit))
+    }
+
+    async fn delete_file(&self, owner: &str, id: &str) -> Result<Option<FileRecord>, StoreError> {
+        self.db.write(|c| files::delete(c, owner, id))
     }
 
     async fn task_inputs(&self, owner: &str, task_id: &str) -> Result<Vec<InputRecord>, StoreError> {
