@@ -99,3 +99,19 @@ def test_an_image_is_edited_by_its_id_as_the_readme_shows(client):
     with pytest.raises(openai.NotFoundError) as err:
         client.images.generate(model="nano-banana-pro", prompt="x", extra_body={"reference_images": ["img_nope"]})
     assert err.value.body["param"] == "reference_images[0]"
+
+
+def test_files_round_trip_as_the_sdk_uses_them(client):
+    lines = b"".join(
+        b'{"custom_id": "l%d", "method": "POST", "url": "/v1/images/generations", '
+        b'"body": {"model": "nano-banana-pro", "prompt": "p%d"}}\n' % (i, i)
+        for i in range(100)
+    )
+    created = client.files.create(file=("requests.jsonl", lines), purpose="batch")
+    assert created.id.startswith("file-") and created.bytes == len(lines) and created.purpose == "batch"
+    assert client.files.retrieve(created.id).filename == "requests.jsonl"
+    assert client.files.content(created.id).read() == lines
+    assert created.id in [f.id for f in client.files.list(purpose="batch")]
+    assert client.files.delete(created.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(created.id)

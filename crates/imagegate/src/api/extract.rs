@@ -133,7 +133,14 @@ pub async fn declared_body_limit(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let mut req = req;
-    let max = if takes_inputs(req.uri().path()) { limits.inputs } else { limits.default };
+    let path = req.uri().path();
+    let max = if path == "/v1/files" {
+        crate::api::openai::files::MAX_FILE_BYTES as usize + 1024 * 1024
+    } else if takes_inputs(path) {
+        limits.inputs
+    } else {
+        limits.default
+    };
     req.extensions_mut().insert(BodyCap(max));
     let declared = req
         .headers()

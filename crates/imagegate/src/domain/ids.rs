@@ -11,6 +11,11 @@ pub fn input_id() -> String {
     format!("inp_{}", ulid::Ulid::new())
 }
 
+/// `file-` + ULID, in the shape of OpenAI's file ids.
+pub fn file_id() -> String {
+    format!("file-{}", ulid::Ulid::new())
+}
+
 pub fn task_id() -> String {
     format!("task_{}", ulid::Ulid::new())
 }

@@ -12,6 +12,7 @@ mod database_outage;
 mod durability;
 mod errors;
 mod export;
+mod files;
 mod gemini_surface;
 mod gemini_wire;
 mod generation;

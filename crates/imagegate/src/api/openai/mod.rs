@@ -2,6 +2,7 @@
 
 pub(crate) mod body;
 mod edits;
+pub mod files;
 pub(crate) mod images;
 pub use images::with_task_header;
 mod models;
@@ -22,8 +23,14 @@ pub fn routes(input_body_limit: usize) -> Router<Arc<App>> {
         .route("/v1/images/edits", post(edits::edit_image))
         .route("/v1/images/edits/async", post(edits::edit_image_async))
         .route_layer(DefaultBodyLimit::max(input_body_limit));
+    let files = Router::new()
+        .route("/v1/files", post(files::create_file).get(files::list_files))
+        .route("/v1/files/{id}", get(files::get_file).delete(files::delete_file))
+        .route("/v1/files/{id}/content", get(files::file_content))
+        .route_layer(DefaultBodyLimit::max(files::MAX_FILE_BYTES as usize + 1024 * 1024));
     Router::new()
         .merge(with_inputs)
+        .merge(files)
         .route("/v1/models", get(models::list_models))
         .route("/v1/models/{id}", get(models::get_model))
 }
