@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # imagegate's benchmarks, one command:
-#   bench/run.sh [overhead|payload|memory|hold|async|serve|convert|postgres|inputs ...]   (default: all, ~30 min)
+#   bench/run.sh [overhead|payload|memory|hold|async|serve|convert|postgres|inputs|batch ...]   (default: all, ~30 min)
 # Installs what it needs (wrk, nginx, libvips-tools from Debian; LiteLLM's proxy from PyPI into
 # bench/.work/litellm-venv), builds release binaries, starts everything on 127.0.0.1 pinned with
 # taskset, runs bounded loads, stops what it started and appends the figures to bench/RESULTS.md.
@@ -29,7 +29,7 @@ if [ -z "${BENCH_NO_LITELLM:-}" ] && [ ! -x bench/.work/litellm-venv/bin/litellm
 fi
 cargo build --release --quiet --bin imagegate -p imagegate
 cargo build --release --quiet --bin fake-upstream -p imagegate-fakes
-cargo build --release --quiet --example convert -p imagegate
+cargo build --release --quiet --example convert --example batch_validate -p imagegate
 
 # 10,000 held requests need as many sockets on each side.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
