@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 /// How long apart the events go: drafts arrive while the model is still thinking.
-pub const EVENT_GAP: Duration = Duration::from_millis(60);
+pub const EVENT_GAP: Duration = Duration::from_millis(10);
 
 /// Turns a whole answer into its stream.
 pub async fn stream(full: Response, sse: bool) -> Response {
