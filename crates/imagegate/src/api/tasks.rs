@@ -16,6 +16,7 @@ use std::time::Duration;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::openai::with_task_header;
+use crate::api::watch::Watched;
 use crate::app::App;
 use crate::domain::task::TaskStatus;
 use crate::domain::{ids, now_millis};
@@ -195,54 +196,18 @@ pub async fn task_events(
 fn events(app: Arc<App>, owner: String, first: TaskRecord) -> impl Stream<Item = Result<Event, Infallible>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(8);
     tokio::spawn(async move {
-        let mut changes = app.workers.signals.subscribe(&first.id);
-        let mut task = first;
-        let mut last: Option<TaskStatus> = None;
-        // Drafts already sent as `task.partial_image` events.
-        let mut shown = 0;
-        let mut finished_previews = Vec::new();
-        loop {
-            let previews = if finished_previews.is_empty() {
-                app.workers.signals.previews(&task.id)
-            } else {
-                std::mem::take(&mut finished_previews)
+        let task_id = first.id.clone();
+        // As long as the client listens: the task's own deadline is not this stream's.
+        let mut watched = crate::api::watch::start(app.clone(), owner, first, Duration::from_secs(7 * 86_400)).await;
+        while let Some(w) = watched.recv().await {
+            let (event, end) = match w {
+                Watched::Status(task) => (sse_event(&app, &task).await, false),
+                Watched::Draft(p) => (partial_event(&task_id, &p), false),
+                Watched::End(ended) => (sse_event(&app, &ended.task).await, true),
+                Watched::TimedOut(_) => return,
             };
-            for p in previews.iter().skip(shown) {
-                if tx.send(partial_event(&task.id, p)).await.is_err() {
-                    return;
-                }
-            }
-            shown = shown.max(previews.len());
-            if last != Some(task.status) {
-                last = Some(task.status);
-                if tx.send(sse_event(&app, &task).await).await.is_err() {
-                    return; // the client went away
-                }
-                if task.status.is_terminal() {
-                    return;
-                }
-            }
-            // Woken by this process's changes; the poll covers other replicas.
-            tokio::select! {
-                r = changes.changed() => {
-                    if r.is_err() {
-                        changes = app.workers.signals.subscribe(&task.id);
-                    }
-                }
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = tx.closed() => return,
-            }
-            if let Some(ended) = changes.ended() {
-                task = ended.task;
-                finished_previews = ended.previews;
-                continue;
-            }
-            match app.store.get_task(&owner, &task.id).await {
-                Ok(Some(t)) => task = t,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(task_id = task.id, error = %e, "SSE: reading the task failed");
-                }
+            if tx.send(event).await.is_err() || end {
+                return; // the client went away, or the task ended
             }
         }
     });

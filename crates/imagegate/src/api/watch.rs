@@ -1,6 +1,7 @@
-//! Watching a task run for a streamed answer: its drafts as they arrive (all of them, in
-//! order, whatever image they belong to), then its end. The streams of both surfaces
-//! (OpenAI's `stream: true`, Gemini's `:streamGenerateContent`) render what this yields.
+//! Watching a task run: its status changes, its drafts as they arrive (all of them, in order,
+//! whatever image they belong to), then its end. The task's event stream
+//! (`GET /v1/tasks/{id}/events`) and the streamed answers of both surfaces (OpenAI's
+//! `stream: true`, Gemini's `:streamGenerateContent`) render what this yields.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,8 @@ use crate::store::TaskRecord;
 use crate::worker::{Finished, Preview};
 
 pub enum Watched {
+    /// The task as it is now, each time its status changes while it runs (its end is `End`).
+    Status(Box<TaskRecord>),
     Draft(Preview),
     End(Box<Finished>),
     /// The task outlived the wait (it goes on; its result will be kept).
@@ -41,7 +44,9 @@ async fn run(
     let give_up = tokio::time::Instant::now() + wait;
     let mut sent = 0usize;
     let mut task = first;
+    let mut last = None;
     loop {
+        // Drafts first: a task's end never overtakes the drafts made before it.
         for p in app.workers.signals.previews(&task.id).into_iter().skip(sent) {
             if tx.send(Watched::Draft(p)).await.is_err() {
                 return;
@@ -51,6 +56,12 @@ async fn run(
         if task.status.is_terminal() {
             let _ = tx.send(Watched::End(Box::new(task.into()))).await;
             return;
+        }
+        if last != Some(task.status) {
+            last = Some(task.status);
+            if tx.send(Watched::Status(Box::new(task.clone()))).await.is_err() {
+                return;
+            }
         }
         tokio::select! {
             r = changes.changed() => {

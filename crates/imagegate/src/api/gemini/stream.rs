@@ -35,6 +35,7 @@ pub async fn respond(
         let mut first = true;
         while let Some(w) = watched.recv().await {
             let (chunk, last) = match w {
+                Watched::Status(_) => continue,
                 Watched::Draft(p) => {
                     let part = if inline {
                         let data = base64_simd::STANDARD.encode_to_string(&p.bytes);

@@ -43,7 +43,7 @@ pub async fn respond(
                     sent += 1;
                     Event::default().event("image_generation.partial_image").data(data.to_string())
                 }
-                Watched::Draft(_) => continue,
+                Watched::Draft(_) | Watched::Status(_) => continue,
                 Watched::End(ended) => final_event(&app, &ended, &req).await,
                 Watched::TimedOut(id) => {
                     let err = json!({"error": {"type": "server_error", "code": "still_running",
