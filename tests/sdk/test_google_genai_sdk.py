@@ -116,4 +116,5 @@ def test_a_chat_of_two_turns_sends_the_first_image_back(gemini):
     contents = calls()[-1]["body"]["contents"]
     assert [c["role"] for c in contents] == ["user", "model", "user"]
     back = [p for p in contents[1]["parts"] if "inlineData" in p][0]
+    assert back.get("thoughtSignature") == "c2lnbmF0dXJl", "the upstream's signature, handed back by the SDK"
     assert Image.open(io.BytesIO(base64.b64decode(back["inlineData"]["data"]))).size == made.size

@@ -151,6 +151,9 @@ pub struct GeneratedImage {
     /// Tokens the upstream billed for the prompt and for the output (image + thoughts).
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// The upstream's opaque token for the image (Gemini's `thoughtSignature`), for clients that
+    /// hand the image back in a later turn.
+    pub signature: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -96,6 +96,7 @@ impl Provider for SimulatedProvider {
             // Gemini bills ~1 token per 4 prompt characters, 1120 image tokens at 1K/2K, 2000 at 4K.
             input_tokens: (req.prompt.len() as u64).div_ceil(4),
             output_tokens: if req.resolution == crate::domain::sizes::Resolution::K4 { 2000 } else { 1120 },
+            signature: None,
         })
     }
 }

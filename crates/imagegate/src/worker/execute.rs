@@ -88,6 +88,8 @@ struct StoredImage {
     /// The fallback model that made it, when not the requested one.
     model: Option<String>,
     revised_prompt: Option<String>,
+    /// The upstream's token for the image (see `GeneratedImage::signature`).
+    signature: Option<String>,
     input_tokens: u64,
     output_tokens: u64,
     /// The stored bytes, kept when the request wants them inline (`b64_json`).
@@ -533,6 +535,7 @@ async fn store_image(
         url,
         url_expires_at,
         revised_prompt: image.text,
+        signature: image.signature,
         input_tokens: image.input_tokens,
         output_tokens: image.output_tokens,
         inline,
@@ -557,6 +560,9 @@ fn result_json(req: &ImageRequest, stored: &[StoredImage]) -> Value {
             }
             if let Some(m) = &s.model {
                 item["model"] = json!(m);
+            }
+            if let Some(sig) = &s.signature {
+                item["signature"] = json!(sig);
             }
             if let Some(t) = s.url_expires_at {
                 item["url_expires_at"] = json!(t);

@@ -135,6 +135,7 @@ async fn a_chat_sends_earlier_turns_back_with_the_models_own_image() {
         .find(|p| p.get("inlineData").is_some() && p.get("thought").is_none())
         .unwrap();
     assert_eq!(decoded(image), made, "the model's own image, as it was answered");
+    assert_eq!(image["thoughtSignature"], "c2lnbmF0dXJl", "with the upstream's signature, handed back");
     assert_eq!(contents[2]["parts"][0]["text"], "make it blue");
 }
 

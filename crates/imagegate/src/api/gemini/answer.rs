@@ -67,13 +67,19 @@ async fn completed(app: &App, ended: &Finished, req: &ImageRequest, inline: bool
         if let Some(text) = item["revised_prompt"].as_str() {
             parts.push(json!({"text": text}));
         }
-        if inline {
+        let mut part = if inline {
             let id = item["id"].as_str().unwrap_or_default();
             images.push(image_bytes(app, id, &ended.images).await.map_err(|e| GeminiError(e.with_task(&task.id)))?);
-            parts.push(json!({"inlineData": {"mimeType": mime, "data": placeholder(nonce, images.len() - 1)}}));
+            json!({"inlineData": {"mimeType": mime, "data": placeholder(nonce, images.len() - 1)}})
         } else {
-            parts.push(json!({"fileData": {"mimeType": mime, "fileUri": item["url"]}}));
+            json!({"fileData": {"mimeType": mime, "fileUri": item["url"]}})
+        };
+        // The upstream's signature, so that a chat hands it back with the image, as Gemini's
+        // SDKs do with Gemini's own answers.
+        if let Some(sig) = item["signature"].as_str() {
+            part["thoughtSignature"] = json!(sig);
         }
+        parts.push(part);
         candidates.push(json!({"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": index}));
     }
     let body = json!({

@@ -269,6 +269,7 @@ struct Part<'a> {
     inline_data: Option<InlineData<'a>>,
     #[serde(default)]
     thought: bool,
+    thought_signature: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -300,6 +301,7 @@ const REFUSAL_REASONS: &[&str] = &[
 #[derive(Debug, Default)]
 pub struct Answer {
     image: Option<(String, Bytes)>,
+    signature: Option<String>,
     texts: Vec<String>,
     finish: Option<(String, Option<String>)>,
     block: Option<(String, Option<String>)>,
@@ -332,6 +334,7 @@ impl Answer {
                         (Some(img), true) => draft(img.mime_type, decode_image(&img.data, "a draft image")?),
                         (Some(img), false) => {
                             self.image = Some((img.mime_type, decode_image(&img.data, "image data")?));
+                            self.signature = part.thought_signature;
                         }
                         (None, false) => self.texts.extend(part.text),
                         (None, true) => {}
@@ -359,6 +362,7 @@ impl Answer {
                 text,
                 input_tokens: self.input_tokens,
                 output_tokens: self.output_tokens,
+                signature: self.signature,
             });
         }
         if let Some((reason, message)) = self.block {

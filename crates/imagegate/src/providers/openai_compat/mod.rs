@@ -110,6 +110,7 @@ impl Provider for OpenAiCompatProvider {
                 text: answer.revised_prompt,
                 input_tokens: answer.input_tokens,
                 output_tokens: answer.output_tokens,
+                signature: None,
             })
         };
         within_deadline(req.deadline, call).await
