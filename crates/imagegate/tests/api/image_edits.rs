@@ -237,6 +237,13 @@ async fn bad_edits_are_refused_naming_the_input_before_anything_is_sent() {
         let err: Value = resp.json().await.unwrap();
         assert_eq!((err["error"]["code"].as_str(), err["error"]["param"].as_str()), (Some(code), Some(param)), "{err}");
     }
+    // Text fields are bounded together, not only one by one.
+    let mut many = form("nano-banana-pro", "x", &[&small]);
+    for i in 0..5 {
+        many = many.text(format!("pad{i}[]"), "x".repeat(250 * 1024));
+    }
+    let resp = edit(&app, "/v1/images/edits", many, &[]).await;
+    assert_error(resp, StatusCode::PAYLOAD_TOO_LARGE, "request_too_large").await;
     let resp = app
         .client
         .post(app.url("/v1/images/edits"))

@@ -4,12 +4,11 @@
 //! its `finishReason`, as Gemini answers them (200); other failures as Gemini errors.
 
 use axum::http::StatusCode;
-use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::error::GeminiError;
 use crate::api::error::ApiError;
-use crate::api::openai::images::{placeholder, splice_base64};
+use crate::api::openai::images::{image_bytes, placeholder, splice_base64};
 use crate::app::App;
 use crate::domain::request::ImageRequest;
 use crate::domain::task::TaskStatus;
@@ -116,14 +115,4 @@ fn refused(error: &Value, req: &ImageRequest, task_id: &str) -> Value {
         json!({"finishReason": reason, "finishMessage": error["message"], "index": 0})
     };
     json!({"candidates": [candidate], "usageMetadata": zero, "modelVersion": req.upstream_model, "responseId": task_id})
-}
-
-/// An image's bytes: the worker's, when it ended in this process, or else from storage.
-async fn image_bytes(app: &App, id: &str, at_hand: &[(String, Bytes)]) -> Result<Bytes, ApiError> {
-    if let Some((_, b)) = at_hand.iter().find(|(i, _)| i == id) {
-        return Ok(b.clone());
-    }
-    let gone = || ApiError::new(StatusCode::GONE, "image_expired", "The image is no longer stored.");
-    let rec = app.store.get_image(id).await?.ok_or_else(gone)?;
-    app.blobs.get(&rec.blob_key).await.map_err(|e| if e.is_not_found() { gone() } else { ApiError::internal(&e) })
 }

@@ -25,8 +25,10 @@ use crate::store::{InputRecord, KeyRecord};
 /// Fields only edits take, on top of the image fields.
 const EDIT_FIELDS: &[&str] = &["input_fidelity"];
 
-/// A text field of a multipart body at most (a prompt is at most 32,000 characters).
+/// A text field of a multipart body at most (a prompt is at most 32,000 characters), and all
+/// its text fields together (the rest of the body limit is for images, stored as they come).
 const MAX_TEXT_FIELD: usize = 256 * 1024;
+const MAX_TEXT_TOTAL: usize = 1024 * 1024;
 
 /// Multipart fields taken as numbers or booleans (multipart carries text only).
 const NUMBER_FIELDS: &[&str] = &["n", "output_compression", "partial_images"];
@@ -135,6 +137,7 @@ async fn multipart_edit(
     let mut fields = Map::new();
     let mut images: Vec<InputRecord> = Vec::new();
     let mut mask: Option<InputRecord> = None;
+    let mut text_bytes = 0usize;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or("").to_string();
         match name.as_str() {
@@ -163,6 +166,14 @@ async fn multipart_edit(
             "" => return Err(ApiError::bad_request("invalid_body", "A multipart field has no name.")),
             _ => {
                 let text = read_text(&mut field, &name).await?;
+                text_bytes += name.len() + text.len();
+                if text_bytes > MAX_TEXT_TOTAL {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request_too_large",
+                        format!("The form's text fields add up to more than {MAX_TEXT_TOTAL} bytes."),
+                    ));
+                }
                 add_text_field(&mut fields, &name, text)?;
             }
         }

@@ -579,7 +579,6 @@ async fn respond_with_task(app: &App, ended: &Finished, req: &ImageRequest) -> R
 /// async threads straight into the body, between the pieces of the serialized result (a
 /// placeholder per image), instead of going through a JSON value and its serializer.
 async fn inline_images(app: &App, result: &mut Value, at_hand: &[(String, Bytes)]) -> Result<Vec<u8>, ApiError> {
-    let gone = || ApiError::new(StatusCode::GONE, "image_expired", "The image is no longer stored.");
     // Unpredictable, so no text in the result (a revised prompt) can pose as a placeholder.
     let nonce: u64 = rand::random();
     let mut images = Vec::new();
@@ -588,16 +587,7 @@ async fn inline_images(app: &App, result: &mut Value, at_hand: &[(String, Bytes)
             let Some(id) = item.get("id").and_then(|v| v.as_str()).map(str::to_string) else {
                 continue;
             };
-            let bytes = match at_hand.iter().find(|(i, _)| *i == id) {
-                Some((_, b)) => b.clone(),
-                None => {
-                    let rec = app.store.get_image(&id).await?.ok_or_else(gone)?;
-                    app.blobs
-                        .get(&rec.blob_key)
-                        .await
-                        .map_err(|e| if e.is_not_found() { gone() } else { ApiError::internal(&e) })?
-                }
-            };
+            let bytes = image_bytes(app, &id, at_hand).await?;
             if let Some(obj) = item.as_object_mut() {
                 obj.remove("url");
                 obj.insert("b64_json".into(), json!(placeholder(nonce, images.len())));
@@ -609,6 +599,17 @@ async fn inline_images(app: &App, result: &mut Value, at_hand: &[(String, Bytes)
     tokio::task::spawn_blocking(move || splice_base64(&skeleton, nonce, &images))
         .await
         .map_err(|e| ApiError::internal(&e))
+}
+
+/// An ended task's image's bytes: the worker's, when it ended in this process, or else from
+/// storage (410 once they are gone).
+pub(crate) async fn image_bytes(app: &App, id: &str, at_hand: &[(String, Bytes)]) -> Result<Bytes, ApiError> {
+    if let Some((_, b)) = at_hand.iter().find(|(i, _)| i == id) {
+        return Ok(b.clone());
+    }
+    let gone = || ApiError::new(StatusCode::GONE, "image_expired", "The image is no longer stored.");
+    let rec = app.store.get_image(id).await?.ok_or_else(gone)?;
+    app.blobs.get(&rec.blob_key).await.map_err(|e| if e.is_not_found() { gone() } else { ApiError::internal(&e) })
 }
 
 pub(crate) fn placeholder(nonce: u64, i: usize) -> String {

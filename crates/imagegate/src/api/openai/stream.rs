@@ -91,15 +91,7 @@ async fn final_event(app: &App, ended: &Finished, req: &ImageRequest) -> Event {
             let result = task.result.clone().unwrap_or(Value::Null);
             let item = &result["data"][0];
             let id = item["id"].as_str().unwrap_or_default();
-            let bytes = match ended.images.iter().find(|(i, _)| i == id) {
-                Some((_, b)) => Ok(b.clone()),
-                None => match app.store.get_image(id).await {
-                    Ok(Some(rec)) => app.blobs.get(&rec.blob_key).await.map_err(|e| ApiError::internal(&e)),
-                    Ok(None) => Err(ApiError::not_found("The image is no longer stored.")),
-                    Err(e) => Err(e.into()),
-                },
-            };
-            let bytes = match bytes {
+            let bytes = match super::images::image_bytes(app, id, &ended.images).await {
                 Ok(b) => b,
                 Err(e) => return error(e),
             };

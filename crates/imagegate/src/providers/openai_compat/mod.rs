@@ -89,7 +89,7 @@ impl Provider for OpenAiCompatProvider {
                 self.client.post(url).json(&build_request(req))
             } else {
                 let url = format!("{}/v1/images/edits", self.base_url);
-                self.client.post(url).multipart(edit_form(req))
+                self.client.post(url).multipart(edit_form(req)?)
             };
             let bytes = send_call(call.bearer_auth(self.key.expose()), self.max_answer, classify).await?;
             let answer = parse_response(&bytes)?;

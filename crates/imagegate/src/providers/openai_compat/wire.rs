@@ -21,20 +21,14 @@ pub fn build_request(req: &ProviderRequest) -> ImagesRequest<'_> {
 
 /// An edit as OpenAI's `POST /v1/images/edits` takes it: multipart `image[]` files (the stored
 /// bytes, not copied), the `mask` as sent, and the text fields. One image per call.
-pub fn edit_form(req: &ProviderRequest) -> reqwest::multipart::Form {
+pub fn edit_form(req: &ProviderRequest) -> Result<reqwest::multipart::Form, ProviderError> {
     let file = |name: String, input: &crate::providers::InputImage| {
-        let ext = input.content_type.strip_prefix("image/").unwrap_or("png").to_string();
-        let part = reqwest::multipart::Part::stream_with_length(
-            reqwest::Body::from(input.bytes.clone()),
-            input.bytes.len() as u64,
-        )
-        .file_name(format!("{name}.{ext}"));
-        part.mime_str(&input.content_type).unwrap_or_else(|_| {
-            reqwest::multipart::Part::stream_with_length(
-                reqwest::Body::from(input.bytes.clone()),
-                input.bytes.len() as u64,
-            )
-        })
+        let ext = input.content_type.strip_prefix("image/").unwrap_or("png");
+        let body = reqwest::Body::from(input.bytes.clone());
+        reqwest::multipart::Part::stream_with_length(body, input.bytes.len() as u64)
+            .file_name(format!("{name}.{ext}"))
+            .mime_str(&input.content_type)
+            .map_err(|e| ProviderError::Malformed { message: format!("an input's type cannot be sent: {e}") })
     };
     let mut form = reqwest::multipart::Form::new()
         .text("model", req.model.clone())
@@ -52,12 +46,12 @@ pub fn edit_form(req: &ProviderRequest) -> reqwest::multipart::Form {
         form = form.text("input_fidelity", f.clone());
     }
     for (i, input) in req.inputs.images.iter().enumerate() {
-        form = form.part("image[]", file(format!("image-{i}"), input));
+        form = form.part("image[]", file(format!("image-{i}"), input)?);
     }
     if let Some(mask) = &req.inputs.mask {
-        form = form.part("mask", file("mask".to_string(), mask));
+        form = form.part("mask", file("mask".to_string(), mask)?);
     }
-    form
+    Ok(form)
 }
 
 #[derive(Debug, Deserialize)]
