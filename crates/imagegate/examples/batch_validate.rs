@@ -29,15 +29,16 @@ fn main() -> anyhow::Result<()> {
             let mut file = std::fs::File::open(path)?;
             let mut validator = Validator::new("/v1/images/generations");
             let mut lines = Lines::default();
+            let mut valid = 0usize;
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 let n = file.read(&mut buf)?;
                 if n == 0 {
                     break;
                 }
-                lines.push(&buf[..n], |l| validator.feed(l));
+                lines.push(&buf[..n], |l| valid += validator.feed(l).is_some_and(|l| l.request.is_ok()) as usize);
             }
-            lines.finish(|l| validator.feed(l));
+            lines.finish(|l| valid += validator.feed(l).is_some_and(|l| l.request.is_ok()) as usize);
             let result = validator.finish();
             let took = started.elapsed();
             let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -45,8 +46,8 @@ fn main() -> anyhow::Result<()> {
             match result {
                 Ok(lines) => println!(
                     "lines {} valid {} seconds {:.3} {}",
-                    lines.len(),
-                    lines.iter().filter(|l| l.request.is_ok()).count(),
+                    lines,
+                    valid,
                     took.as_secs_f64(),
                     hwm.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
                 ),

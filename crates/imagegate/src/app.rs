@@ -38,6 +38,8 @@ pub struct App {
     pub fetcher: reqwest::Client,
     /// Stops background loops (the retention sweeper) at shutdown.
     pub background: CancellationToken,
+    /// Wakes the batch driver (a batch was created or cancelled).
+    pub batch_wake: Arc<tokio::sync::Notify>,
     shutting_down: AtomicBool,
 }
 
@@ -113,6 +115,7 @@ impl App {
             urls,
             fetcher,
             background: CancellationToken::new(),
+            batch_wake: Default::default(),
             shutting_down: AtomicBool::new(false),
         }))
     }
@@ -193,6 +196,7 @@ pub async fn start(mut rt: Runtime) -> Result<Server> {
     app.deliverer.start();
     app.exporter.start();
     crate::replicas::start(&app);
+    crate::batches::start(app.clone());
     crate::delivery::sweeper::start(
         app.store.clone(),
         app.blobs.clone(),

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod app;
+pub mod batches;
 pub mod blobs;
 pub mod cli;
 pub mod config;

@@ -36,6 +36,10 @@ pub fn task_object(t: &TaskRecord, queue_position: Option<i64>) -> Value {
     if let Some(p) = queue_position {
         v["queue_position"] = json!(p);
     }
+    if let Some(batch) = &t.batch_id {
+        v["batch_id"] = json!(batch);
+        v["custom_id"] = json!(t.custom_id);
+    }
     if t.cancel_requested && !t.status.is_terminal() {
         v["cancel_requested"] = json!(true);
     }

@@ -2,7 +2,9 @@
 //! `{"custom_id", "method": "POST", "url", "body"}`; a line that is not JSON, a duplicate
 //! `custom_id` or a `url` other than the batch's endpoint fails the whole batch (its `errors`
 //! name the lines); a line whose body is invalid (a bad size, say) is kept for the error file
-//! while the others run. Fed one line at a time, so a file is never held whole.
+//! while the others run. Fed one line at a time and keeping only the `custom_id`s, so a file
+//! is never held whole: a first pass checks the file, a second (the same checks again) hands
+//! each line on as it is read.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -26,6 +28,8 @@ pub struct LineError {
 /// One line that passed the file-level checks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Line {
+    /// 1-based line number in the file.
+    pub number: usize,
     pub custom_id: String,
     /// The line's body validated, or why it is not valid (the line goes to the error file).
     pub request: Result<ImageRequest, request::Invalid>,
@@ -46,7 +50,7 @@ struct RawLine {
 pub struct Validator {
     endpoint: String,
     seen: HashSet<String>,
-    lines: Vec<Line>,
+    count: usize,
     errors: Vec<LineError>,
     number: usize,
 }
@@ -56,13 +60,7 @@ const MAX_ERRORS: usize = 100;
 
 impl Validator {
     pub fn new(endpoint: &str) -> Validator {
-        Validator {
-            endpoint: endpoint.to_string(),
-            seen: HashSet::new(),
-            lines: Vec::new(),
-            errors: Vec::new(),
-            number: 0,
-        }
+        Validator { endpoint: endpoint.to_string(), seen: HashSet::new(), count: 0, errors: Vec::new(), number: 0 }
     }
 
     fn fail(&mut self, code: &'static str, message: String, param: Option<&str>) {
@@ -71,17 +69,19 @@ impl Validator {
         }
     }
 
-    /// One line of the file (without its newline). Blank lines are skipped.
-    pub fn feed(&mut self, text: &[u8]) {
+    /// One line of the file (without its newline): the line, when it passes the file-level
+    /// checks. Blank lines are skipped.
+    pub fn feed(&mut self, text: &[u8]) -> Option<Line> {
         self.number += 1;
         if text.iter().all(u8::is_ascii_whitespace) {
-            return;
+            return None;
         }
-        if self.lines.len() >= MAX_LINES {
-            if self.lines.len() == MAX_LINES {
+        if self.count >= MAX_LINES {
+            if self.count == MAX_LINES {
+                self.count += 1;
                 self.fail("too_many_lines", format!("A batch may have at most {MAX_LINES} lines."), None);
             }
-            return;
+            return None;
         }
         let raw: RawLine = match serde_json::from_slice(text) {
             Ok(r) => r,
@@ -92,38 +92,44 @@ impl Validator {
                 } else {
                     format!("This line is not valid JSON: {e}.")
                 };
-                return self.fail(code, message, None);
+                self.fail(code, message, None);
+                return None;
             }
         };
         let custom_id = match raw.custom_id {
             Value::String(s) if !s.is_empty() && s.len() <= MAX_CUSTOM_ID => s,
             _ => {
                 let m = format!("custom_id must be a string of 1 to {MAX_CUSTOM_ID} characters.");
-                return self.fail("invalid_custom_id", m, Some("custom_id"));
+                self.fail("invalid_custom_id", m, Some("custom_id"));
+                return None;
             }
         };
         if raw.method != Value::String("POST".into()) {
-            return self.fail("invalid_method", "method must be \"POST\".".into(), Some("method"));
+            self.fail("invalid_method", "method must be \"POST\".".into(), Some("method"));
+            return None;
         }
         if raw.url.as_str() != Some(self.endpoint.as_str()) {
             let m = format!("The url of every line must be the batch's endpoint, {}.", self.endpoint);
-            return self.fail("mismatched_url", m, Some("url"));
+            self.fail("mismatched_url", m, Some("url"));
+            return None;
         }
         if !self.seen.insert(custom_id.clone()) {
             let m = format!("The custom_id '{custom_id}' is used by an earlier line: each must be unique.");
-            return self.fail("duplicate_custom_id", m, Some("custom_id"));
+            self.fail("duplicate_custom_id", m, Some("custom_id"));
+            return None;
         }
         // Lines run as async tasks: the fields of the async route are allowed.
         let request = request::validate(&raw.body, &["webhook_url", "webhook_events"]);
-        self.lines.push(Line { custom_id, request, body: raw.body });
+        self.count += 1;
+        Some(Line { number: self.number, custom_id, request, body: raw.body })
     }
 
-    /// The lines, or the errors that fail the batch.
-    pub fn finish(self) -> Result<Vec<Line>, Vec<LineError>> {
+    /// The number of lines, or the errors that fail the batch.
+    pub fn finish(self) -> Result<usize, Vec<LineError>> {
         if !self.errors.is_empty() {
             return Err(self.errors);
         }
-        if self.lines.is_empty() {
+        if self.count == 0 {
             return Err(vec![LineError {
                 line: 0,
                 code: "empty_file",
@@ -131,7 +137,7 @@ impl Validator {
                 param: None,
             }]);
         }
-        Ok(self.lines)
+        Ok(self.count)
     }
 }
 
@@ -183,12 +189,15 @@ mod tests {
     fn run(text: &str) -> Result<Vec<Line>, Vec<LineError>> {
         let mut v = Validator::new(EP);
         let mut lines = Lines::default();
+        let mut out = Vec::new();
         // Fed in small chunks: lines span them.
         for chunk in text.as_bytes().chunks(7) {
-            lines.push(chunk, |l| v.feed(l));
+            lines.push(chunk, |l| out.extend(v.feed(l)));
         }
-        lines.finish(|l| v.feed(l));
-        v.finish()
+        lines.finish(|l| out.extend(v.feed(l)));
+        let n = v.finish()?;
+        assert_eq!(n, out.len());
+        Ok(out)
     }
 
     #[test]
@@ -202,6 +211,7 @@ mod tests {
         .join("\r\n");
         let lines = run(&text).unwrap();
         assert_eq!(lines.iter().map(|l| l.custom_id.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(lines.iter().map(|l| l.number).collect::<Vec<_>>(), [1, 2, 4]);
         assert!(lines[0].request.is_ok() && lines[2].request.is_ok());
         assert_eq!(lines[1].request.as_ref().unwrap_err().param.as_deref(), Some("size"));
     }

@@ -1,6 +1,7 @@
 //! Pure domain logic: no IO. Ids, sizes, request validation, task states, durations.
 //! Everything here is unit-tested without a runtime.
 
+pub mod batch;
 pub mod batch_input;
 pub mod conversation;
 pub mod durability;

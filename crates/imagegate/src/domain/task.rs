@@ -70,6 +70,8 @@ impl fmt::Display for TaskStatus {
 pub enum TaskMode {
     Sync,
     Async,
+    /// A line of a batch (`POST /v1/batches`): claimed only when no realtime task waits.
+    Batch,
 }
 
 impl TaskMode {
@@ -77,7 +79,22 @@ impl TaskMode {
         match self {
             TaskMode::Sync => "sync",
             TaskMode::Async => "async",
+            TaskMode::Batch => "batch",
         }
+    }
+
+    /// A stored mode (an unknown one reads as sync, as tasks written before modes were stored).
+    pub fn parse(s: &str) -> TaskMode {
+        match s {
+            "async" => TaskMode::Async,
+            "batch" => TaskMode::Batch,
+            _ => TaskMode::Sync,
+        }
+    }
+
+    /// The queue lane: 0 for realtime work, 1 for batch lines (claimed only when lane 0 is empty).
+    pub fn lane(self) -> i64 {
+        i64::from(self == TaskMode::Batch)
     }
 }
 

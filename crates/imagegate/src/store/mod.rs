@@ -12,6 +12,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::domain::batch::BatchStatus;
 use crate::domain::export::ExportDestination;
 use crate::domain::policy::KeyPolicy;
 use crate::domain::task::{TaskMode, TaskStatus};
@@ -247,6 +248,67 @@ pub struct FileRecord {
     pub expires_at: Option<i64>,
 }
 
+/// A batch (`POST /v1/batches`). Timestamps are Unix seconds, as OpenAI's batch object has them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRecord {
+    /// `batch_…`
+    pub id: String,
+    pub owner: String,
+    pub endpoint: String,
+    pub input_file_id: String,
+    pub completion_window: String,
+    pub status: BatchStatus,
+    pub metadata: Option<Value>,
+    /// Why validation failed: `[{"code", "message", "param", "line"}]`.
+    pub errors: Option<Value>,
+    /// Where the batch's own events go (`metadata.webhook_url`, checked at create).
+    pub webhook_url: Option<String>,
+    /// Lines, and lines completed or failed, as of the last save (live counts come from
+    /// `batch_progress` while it runs).
+    pub total: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub cost_usd: f64,
+    pub output_file_id: Option<String>,
+    pub error_file_id: Option<String>,
+    pub created_at: i64,
+    pub in_progress_at: Option<i64>,
+    pub finalizing_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub failed_at: Option<i64>,
+    pub expired_at: Option<i64>,
+    pub cancelling_at: Option<i64>,
+    pub cancelled_at: Option<i64>,
+    /// When the completion window closes.
+    pub expires_at: i64,
+}
+
+/// A batch's lines as they stand: how many there are, and how their tasks are doing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchProgress {
+    /// Lines recorded (a task, or an error for a bad body).
+    pub lines: i64,
+    pub completed: i64,
+    /// Lines with an error, and tasks failed or cancelled.
+    pub failed: i64,
+    /// Tasks queued or running.
+    pub open: i64,
+    /// Settled cost of the batch's tasks.
+    pub cost_usd: f64,
+}
+
+/// One line of a batch as its output files need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchLineRecord {
+    /// 1-based line number in the input file.
+    pub line: i64,
+    pub custom_id: String,
+    /// The task it became (with its state), or none when its body was refused.
+    pub task: Option<TaskRecord>,
+    /// Why it was refused: `{"code", "message", "status_code", "param"}`.
+    pub error: Option<Value>,
+}
+
 /// An image given to a task (an edit's image, a reference image), stored before the task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputRecord {
@@ -288,6 +350,15 @@ pub struct NewTask {
     pub claimed: Option<(String, i64)>,
     /// Its input images (already in the blob store), written with the task.
     pub inputs: Vec<InputRecord>,
+    /// The batch line it runs (mode `batch`).
+    pub batch: Option<BatchLink>,
+}
+
+/// The batch and line a task was made from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchLink {
+    pub batch_id: String,
+    pub custom_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -308,6 +379,9 @@ pub struct TaskRecord {
     pub cancel_requested: bool,
     /// Settled cost: set when the task ends (0 when it failed or was cancelled).
     pub cost_usd: Option<f64>,
+    /// For a batch line: its batch and `custom_id`.
+    pub batch_id: Option<String>,
+    pub custom_id: Option<String>,
 }
 
 /// A task that was just ended, and what ending it queued (so the caller wakes only the
@@ -604,6 +678,55 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<FileRecord>, StoreError>;
     /// Deletes the owner's file's record; returns it (its blob is the caller's to delete).
     async fn delete_file(&self, owner: &str, id: &str) -> Result<Option<FileRecord>, StoreError>;
+
+    /// Records a new batch (status `validating`), due to be driven at once.
+    async fn create_batch(&self, batch: &BatchRecord) -> Result<(), StoreError>;
+    /// The owner's batch, or `None` (also for another owner's).
+    async fn get_batch(&self, owner: &str, id: &str) -> Result<Option<BatchRecord>, StoreError>;
+    /// The owner's batches, newest first, after the cursor `after` (a batch id).
+    async fn list_batches(&self, owner: &str, after: Option<&str>, limit: u32) -> Result<Vec<BatchRecord>, StoreError>;
+    /// Asks to cancel the owner's batch: one that can still be cancelled becomes `cancelling`
+    /// (due at once); returns the batch as it now stands, `None` when unknown.
+    async fn cancel_batch(&self, owner: &str, id: &str, now_secs: i64) -> Result<Option<BatchRecord>, StoreError>;
+    /// Claims the batch most overdue for a look, for `worker` until `lease_until_ms`: one that
+    /// has not ended, is due, and whose lease (if any) has run out. Atomic: one driver per batch.
+    async fn claim_batch(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<BatchRecord>, StoreError>;
+    /// Extends a held batch lease; `false` when `worker` no longer holds it.
+    async fn renew_batch(&self, id: &str, worker: &str, lease_until_ms: i64) -> Result<bool, StoreError>;
+    /// Writes what the driver changed (status, counts, cost, files, errors; timestamps only
+    /// where not yet set), releases the lease and makes it due again at `next_check_at_ms`, with
+    /// `webhook` written to the outbox in the same transaction. A cancel asked meanwhile wins
+    /// over a non-final status. `false` (nothing written) when `worker` lost the lease.
+    async fn save_batch(
+        &self,
+        batch: &BatchRecord,
+        worker: &str,
+        next_check_at_ms: i64,
+        webhook: Option<&NewWebhook>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Records a line of a batch: the task it became, or its error. Idempotent (a line already
+    /// recorded is left as it is), so a driver that restarts may record lines again.
+    async fn add_batch_line(
+        &self,
+        batch_id: &str,
+        line: i64,
+        custom_id: &str,
+        task_id: Option<&str>,
+        error: Option<&Value>,
+    ) -> Result<(), StoreError>;
+    /// How the batch's lines stand.
+    async fn batch_progress(&self, batch_id: &str) -> Result<BatchProgress, StoreError>;
+    /// Up to `limit` lines after line `after`, in order, with their tasks.
+    async fn batch_lines(&self, batch_id: &str, after: i64, limit: u32) -> Result<Vec<BatchLineRecord>, StoreError>;
+    /// Up to `limit` of the batch's tasks still queued or running and not yet asked to cancel:
+    /// `(owner, task id)`.
+    async fn open_batch_tasks(&self, batch_id: &str, limit: u32) -> Result<Vec<(String, String)>, StoreError>;
 
     /// The owner's task's inputs, in order; empty for an unknown task or another owner's.
     async fn task_inputs(&self, owner: &str, task_id: &str) -> Result<Vec<InputRecord>, StoreError>;

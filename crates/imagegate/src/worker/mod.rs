@@ -104,6 +104,9 @@ impl Slot {
     }
 }
 
+/// Cancels remembered for tasks not running here (see `early_cancels`).
+const EARLY_CANCELS_MAX: usize = 10_000;
+
 /// The process's worker pool: one dispatcher loop claiming tasks while it has capacity.
 pub struct WorkerPool {
     /// This process's lease-holder id.
@@ -112,6 +115,11 @@ pub struct WorkerPool {
     wake: Notify,
     pub signals: Signals,
     in_flight: Mutex<HashMap<String, Arc<TaskControl>>>,
+    /// Cancels asked for tasks not (yet) running here, with when: a task claimed just before
+    /// its cancel was asked, but launched just after, is aborted as it starts instead of
+    /// running until its next heartbeat. Guarded by `in_flight`'s lock, so neither misses
+    /// the other.
+    early_cancels: Mutex<HashMap<String, std::time::Instant>>,
     slots: Arc<Semaphore>,
     stop: CancellationToken,
 }
@@ -125,6 +133,7 @@ impl WorkerPool {
             wake: Notify::new(),
             signals: Signals::default(),
             in_flight: Mutex::new(HashMap::new()),
+            early_cancels: Mutex::new(HashMap::new()),
             slots,
             stop: CancellationToken::new(),
         })
@@ -195,12 +204,15 @@ impl WorkerPool {
     /// Runs a task this worker holds (claimed from the queue, or written claimed) in `slot`.
     pub fn launch(self: &Arc<Self>, task: TaskRecord, slot: Slot) {
         let control = Arc::new(TaskControl::new(slot.claim.clone()));
-        if let Ok(mut m) = self.in_flight.lock()
-            && let Some(earlier) = m.insert(task.id.clone(), control.clone())
-        {
-            // This process claimed the task again (its earlier run's lease ran out): that run
-            // is fenced off in the store; stop it here too.
-            earlier.abort(Abort::LeaseLost);
+        if let Ok(mut m) = self.in_flight.lock() {
+            if let Some(earlier) = m.insert(task.id.clone(), control.clone()) {
+                // This process claimed the task again (its earlier run's lease ran out): that
+                // run is fenced off in the store; stop it here too.
+                earlier.abort(Abort::LeaseLost);
+            }
+            if self.early_cancels.lock().is_ok_and(|mut c| c.remove(&task.id).is_some()) {
+                control.abort(Abort::Cancel);
+            }
         }
         let pool = Arc::clone(self);
         tokio::spawn(async move {
@@ -224,14 +236,21 @@ impl WorkerPool {
     /// Aborts a task running in this process because its owner cancelled it; `false` when it
     /// does not run here (its worker sees the request at its next heartbeat).
     pub fn cancel_local(&self, task_id: &str) -> bool {
-        let control = self.in_flight.lock().ok().and_then(|m| m.get(task_id).cloned());
-        match control {
-            Some(c) => {
-                c.abort(Abort::Cancel);
-                true
-            }
-            None => false,
+        let Ok(m) = self.in_flight.lock() else { return false };
+        if let Some(c) = m.get(task_id) {
+            c.abort(Abort::Cancel);
+            return true;
         }
+        // Perhaps claimed here and about to launch: remembered for a while (bounded: the
+        // oldest go first, and none outlives a lease).
+        if let Ok(mut early) = self.early_cancels.lock() {
+            let now = std::time::Instant::now();
+            early.retain(|_, at| now.duration_since(*at) < self.deps.rt.lease);
+            if early.len() < EARLY_CANCELS_MAX {
+                early.insert(task_id.to_string(), now);
+            }
+        }
+        false
     }
 
     /// Stops claiming; running tasks go on.

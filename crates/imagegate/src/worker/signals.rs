@@ -194,6 +194,8 @@ mod tests {
             webhook: None,
             cancel_requested: false,
             cost_usd: None,
+            batch_id: None,
+            custom_id: None,
         }
     }
 

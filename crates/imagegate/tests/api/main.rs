@@ -7,6 +7,7 @@ mod support;
 
 mod admin_and_auth;
 mod async_tasks;
+mod batches;
 mod blob_conformance;
 mod database_outage;
 mod durability;

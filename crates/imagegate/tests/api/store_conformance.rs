@@ -43,6 +43,8 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    batches_are_driven_by_one_lease_holder_and_a_cancel_wins_over_its_step,
+    batch_lines_wait_until_no_realtime_task_is_queued,
     files_are_kept_per_owner_listed_newest_first_and_deleted_once,
     inputs_are_written_with_their_task_and_swept_only_when_no_live_input_shares_their_blob,
     many_workers_claiming_at_once_take_each_task_once,
@@ -83,6 +85,7 @@ fn task(owner: &str, idem: Option<(&str, &str)>, at: i64) -> NewTask {
         created_at_ms: at,
         claimed: None,
         inputs: Vec::new(),
+        batch: None,
     }
 }
 
@@ -397,9 +400,14 @@ async fn limits_are_checked_when_the_task_is_created(s: Arc<dyn Store>) {
 async fn concurrent_submits_committed_together_each_see_the_ones_before(s: Arc<dyn Store>) {
     let (key, _) = imagegate::keys::issue(s.as_ref(), "burst").await.unwrap();
     let owner = key.id.clone();
-    // 40 submits at once under a concurrency limit of 5, half of them sharing one
-    // Idempotency-Key: the limit and the key hold across submits that share a commit.
-    let handles: Vec<_> = (0..40)
+    // 40 submits under a concurrency limit of 5, half of them sharing one Idempotency-Key:
+    // the limit and the key hold across submits that share a commit. The key's first task is
+    // written first (else the limit may fill before any submit with the key gets in, and
+    // every one of them is refused by the limit instead).
+    let limits = Limits { max_concurrency: Some(5), ..Limits::default() };
+    let first = s.create_task(NewTask { limits, ..task(&owner, Some(("same-key", "same-hash")), 1000) }).await.unwrap();
+    assert!(matches!(first, Created::New { .. }));
+    let handles: Vec<_> = (1..40)
         .map(|i| {
             let s = s.clone();
             let owner = owner.clone();
@@ -410,7 +418,7 @@ async fn concurrent_submits_committed_together_each_see_the_ones_before(s: Arc<d
             })
         })
         .collect();
-    let mut new = 0;
+    let mut new = 1;
     let mut existing = std::collections::HashSet::new();
     let mut repeats = 0;
     let mut over = 0;
@@ -764,4 +772,133 @@ async fn files_are_kept_per_owner_listed_newest_first_and_deleted_once(s: Arc<dy
     assert_eq!(s.delete_file("a", "file_1").await.unwrap().map(|f| f.blob_key), Some("file_file_1.jsonl".into()));
     assert_eq!(s.delete_file("a", "file_1").await.unwrap(), None, "deleted once");
     assert_eq!(ids(s.list_files("a", None, None, 10).await.unwrap()), ["file_3", "file_2"]);
+}
+
+fn batch_record(id: &str, owner: &str) -> imagegate::store::BatchRecord {
+    imagegate::store::BatchRecord {
+        id: id.into(),
+        owner: owner.into(),
+        endpoint: "/v1/images/generations".into(),
+        input_file_id: "file-x".into(),
+        completion_window: "24h".into(),
+        status: imagegate::domain::batch::BatchStatus::Validating,
+        metadata: Some(json!({"project": "p"})),
+        errors: None,
+        webhook_url: Some("https://example.com/hook".into()),
+        total: 0,
+        completed: 0,
+        failed: 0,
+        cost_usd: 0.0,
+        output_file_id: None,
+        error_file_id: None,
+        created_at: 1_700_000_000,
+        in_progress_at: None,
+        finalizing_at: None,
+        completed_at: None,
+        failed_at: None,
+        expired_at: None,
+        cancelling_at: None,
+        cancelled_at: None,
+        expires_at: 1_700_086_400,
+    }
+}
+
+fn batch_line(owner: &str, batch_id: &str, custom_id: &str, at: i64) -> NewTask {
+    NewTask {
+        mode: TaskMode::Batch,
+        batch: Some(imagegate::store::BatchLink { batch_id: batch_id.into(), custom_id: custom_id.into() }),
+        ..task(owner, None, at)
+    }
+}
+
+async fn batches_are_driven_by_one_lease_holder_and_a_cancel_wins_over_its_step(s: Arc<dyn Store>) {
+    use imagegate::domain::batch::BatchStatus;
+    let b = batch_record("batch_1", "a");
+    s.create_batch(&b).await.unwrap();
+    assert_eq!(s.get_batch("a", "batch_1").await.unwrap(), Some(b.clone()));
+    assert_eq!(s.get_batch("b", "batch_1").await.unwrap(), None, "another owner's batch is not found");
+    s.create_batch(&batch_record("batch_2", "a")).await.unwrap();
+    let ids = |v: Vec<imagegate::store::BatchRecord>| v.into_iter().map(|b| b.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_batches("a", None, 10).await.unwrap()), ["batch_2", "batch_1"]);
+    assert_eq!(ids(s.list_batches("a", Some("batch_2"), 10).await.unwrap()), ["batch_1"]);
+
+    // One driver at a time; a lease that runs out lets another take it.
+    let first = s.claim_batch("d1", 1000, 61_000).await.unwrap().expect("due");
+    let second = s.claim_batch("d2", 1000, 61_000).await.unwrap().expect("the other batch");
+    assert_ne!(first.id, second.id);
+    assert!(s.claim_batch("d3", 2000, 62_000).await.unwrap().is_none(), "both are held");
+    assert!(s.renew_batch(&first.id, "d1", 90_000).await.unwrap());
+    assert!(!s.renew_batch(&first.id, "d3", 90_000).await.unwrap(), "not d3's");
+    let retaken = s.claim_batch("d3", 70_000, 130_000).await.unwrap().expect("d2's lease ran out");
+    assert_eq!(retaken.id, second.id);
+
+    // Lines: a task each (or a refusal), recorded once.
+    let t1 = created(s.create_task(batch_line("a", &first.id, "x", 1000)).await.unwrap());
+    let t2 = created(s.create_task(batch_line("a", &first.id, "y", 1001)).await.unwrap());
+    assert_eq!(
+        (t1.mode, t1.batch_id.as_deref(), t1.custom_id.as_deref()),
+        (TaskMode::Batch, Some(first.id.as_str()), Some("x"))
+    );
+    let refusal = json!({"status": 400, "code": "invalid_value", "message": "bad size", "param": "size"});
+    s.add_batch_line(&first.id, 1, "x", Some(&t1.id), None).await.unwrap();
+    s.add_batch_line(&first.id, 2, "bad", None, Some(&refusal)).await.unwrap();
+    s.add_batch_line(&first.id, 3, "y", Some(&t2.id), None).await.unwrap();
+    s.add_batch_line(&first.id, 3, "y", None, Some(&refusal)).await.unwrap();
+    let p = s.batch_progress(&first.id).await.unwrap();
+    assert_eq!((p.lines, p.completed, p.failed, p.open), (3, 0, 1, 2));
+    let lines = s.batch_lines(&first.id, 0, 10).await.unwrap();
+    assert_eq!(lines.iter().map(|l| l.line).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(lines[0].task.as_ref().map(|t| t.id.as_str()), Some(t1.id.as_str()));
+    assert_eq!((lines[1].task.is_none(), lines[1].error.as_ref()), (true, Some(&refusal)));
+    assert_eq!(lines[2].task.as_ref().map(|t| t.id.as_str()), Some(t2.id.as_str()), "recorded once");
+    assert_eq!(s.batch_lines(&first.id, 2, 10).await.unwrap().len(), 1);
+    assert_eq!(s.open_batch_tasks(&first.id, 10).await.unwrap().len(), 2);
+
+    // A cancel asked while the driver holds the batch wins over the step it saves.
+    let cancelled = s.cancel_batch("a", &first.id, 1_700_000_100).await.unwrap().unwrap();
+    assert_eq!((cancelled.status, cancelled.cancelling_at), (BatchStatus::Cancelling, Some(1_700_000_100)));
+    let mut step = first.clone();
+    step.status = BatchStatus::InProgress;
+    step.in_progress_at = Some(1_700_000_050);
+    step.total = 3;
+    assert!(s.save_batch(&step, "d1", 999_999, None, 5000).await.unwrap());
+    let now = s.get_batch("a", &first.id).await.unwrap().unwrap();
+    assert_eq!((now.status, now.in_progress_at, now.total), (BatchStatus::Cancelling, Some(1_700_000_050), 3));
+    assert!(!s.save_batch(&step, "d1", 0, None, 5000).await.unwrap(), "the lease was let go with the save");
+    let again = s.claim_batch("d1", 6000, 66_000).await.unwrap().expect("a cancelling batch is due at once");
+    assert_eq!(again.id, first.id);
+    let mut end = again.clone();
+    end.status = BatchStatus::Cancelled;
+    end.cancelled_at = Some(1_700_000_200);
+    let hook = NewWebhook {
+        id: "msg_batch".into(),
+        event_type: "batch.cancelled".into(),
+        url: "https://example.com/hook".into(),
+        payload: "{}".into(),
+    };
+    assert!(s.save_batch(&end, "d1", 0, Some(&hook), 7000).await.unwrap());
+    assert_eq!(s.get_batch("a", &first.id).await.unwrap().unwrap().status, BatchStatus::Cancelled);
+    let msgs = s.claim_webhooks("w", 8000, 9000, 10).await.unwrap();
+    assert_eq!(
+        msgs.iter().map(|m| (m.task_id.as_str(), m.event_type.as_str())).collect::<Vec<_>>(),
+        [(first.id.as_str(), "batch.cancelled")]
+    );
+    assert!(
+        s.cancel_batch("a", &first.id, 1_700_000_300).await.unwrap().unwrap().status == BatchStatus::Cancelled,
+        "an ended batch stays ended"
+    );
+    assert!(s.claim_batch("d1", 100_000, 160_000).await.unwrap().is_none(), "nothing left to drive");
+}
+
+async fn batch_lines_wait_until_no_realtime_task_is_queued(s: Arc<dyn Store>) {
+    let line = created(s.create_task(batch_line("a", "batch_1", "x", 1000)).await.unwrap());
+    let realtime = created(s.create_task(task("b", None, 2000)).await.unwrap());
+    let first = s.claim_task("w1", 3000, 60_000).await.unwrap().unwrap();
+    assert_eq!(first.id, realtime.id, "the realtime task goes first though it came later");
+    let second = s.claim_task("w2", 3000, 60_000).await.unwrap().unwrap();
+    assert_eq!(second.id, line.id);
+    // Batch lines do not count against the key's concurrency.
+    let limited =
+        NewTask { limits: Limits { max_concurrency: Some(1), ..Default::default() }, ..task("a", None, 4000) };
+    created(s.create_task(limited).await.unwrap());
 }

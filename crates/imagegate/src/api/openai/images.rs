@@ -25,7 +25,7 @@ use crate::domain::task::{TaskMode, TaskStatus};
 use crate::domain::{ids, now_millis};
 use crate::domain::{models, now_secs, utc_day};
 use crate::store::{
-    Created, InputRecord, KeyRecord, LimitHit, Limits, NewTask, Reservation, TaskRecord, WebhookTarget,
+    BatchLink, Created, InputRecord, KeyRecord, LimitHit, Limits, NewTask, Reservation, TaskRecord, WebhookTarget,
 };
 use crate::task_view::task_object;
 use crate::webhooks;
@@ -341,10 +341,38 @@ pub(crate) async fn submit<'a>(
     headers: &HeaderMap,
 ) -> Result<(Submitted<'a>, ImageRequest), ApiError> {
     let Submission { req, fields: body, inputs: pending } = submission;
-    let submitted = submit_request(app, key, mode, &req, &body, pending, headers).await?;
+    let submitted = submit_request(app, key, mode, &req, &body, pending, headers, None).await?;
     Ok((submitted, req))
 }
 
+/// Writes the task of a batch's line (mode `batch`), through the same checks, inputs and
+/// idempotency as every other submit, so a line's images get their URLs, retention, export
+/// and webhooks like any task's. `idempotency` names the line: a driver that runs the line
+/// again (after a restart) gets the task it made the first time. Batch lines take no
+/// rate-limit token and do not count against the key's concurrency (they wait in their own,
+/// lower lane); daily images and budget apply.
+pub(crate) async fn submit_line(
+    app: &App,
+    key: &KeyRecord,
+    link: BatchLink,
+    idempotency: &str,
+    req: &ImageRequest,
+    body: &Value,
+) -> Result<TaskRecord, ApiError> {
+    let mut headers = HeaderMap::new();
+    headers.insert("idempotency-key", HeaderValue::from_str(idempotency).map_err(|e| ApiError::internal(&e))?);
+    let images = req
+        .reference_images
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("reference_images[{i}]"), Source::Named(Cow::Borrowed(t.as_str()))))
+        .collect();
+    let pending = Pending::References { images, mask: None };
+    let submitted = submit_request(app, key, TaskMode::Batch, req, body, pending, &headers, Some(link)).await?;
+    Ok(submitted.task)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn submit_request<'a>(
     app: &'a App,
     key: &KeyRecord,
@@ -353,6 +381,7 @@ async fn submit_request<'a>(
     body: &Value,
     pending: Pending<'_>,
     headers: &HeaderMap,
+    batch: Option<BatchLink>,
 ) -> Result<Submitted<'a>, ApiError> {
     let owner = key.id.as_str();
     let idempotency = match headers.get("idempotency-key") {
@@ -393,7 +422,7 @@ async fn submit_request<'a>(
         )
         .with_param("model"));
     }
-    if let Some(rpm) = policy.rpm.filter(|r| *r > 0)
+    if let Some(rpm) = policy.rpm.filter(|r| *r > 0 && mode != TaskMode::Batch)
         && let Some(wait) = app.store.take_rate(&format!("key:{owner}"), rpm, now_millis()).await?
     {
         return Err(ApiError::new(
@@ -410,7 +439,7 @@ async fn submit_request<'a>(
         day: utc_day(now_secs()),
     };
     let limits = Limits {
-        max_concurrency: policy.max_concurrency,
+        max_concurrency: policy.max_concurrency.filter(|_| mode != TaskMode::Batch),
         daily_images: policy.daily_images,
         budget_usd: policy.budget_usd,
     };
@@ -429,6 +458,7 @@ async fn submit_request<'a>(
         created_at_ms: now_millis(),
         claimed: None,
         inputs: inputs.clone(),
+        batch,
     };
     // A sync request that finds a free worker slot starts at once: written already claimed,
     // run by this process without a round trip through the queue.
@@ -578,7 +608,11 @@ async fn respond_with_task(app: &App, ended: &Finished, req: &ImageRequest) -> R
 /// task ended in this process) or else from storage. Megabytes of base64 are encoded off the
 /// async threads straight into the body, between the pieces of the serialized result (a
 /// placeholder per image), instead of going through a JSON value and its serializer.
-async fn inline_images(app: &App, result: &mut Value, at_hand: &[(String, Bytes)]) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn inline_images(
+    app: &App,
+    result: &mut Value,
+    at_hand: &[(String, Bytes)],
+) -> Result<Vec<u8>, ApiError> {
     // Unpredictable, so no text in the result (a revised prompt) can pose as a placeholder.
     let nonce: u64 = rand::random();
     let mut images = Vec::new();

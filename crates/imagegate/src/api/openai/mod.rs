@@ -1,5 +1,7 @@
-//! The OpenAI-compatible surface: `/v1/images/generations`, `/v1/images/edits`, `/v1/models`.
+//! The OpenAI-compatible surface: `/v1/images/generations`, `/v1/images/edits`, `/v1/files`,
+//! `/v1/batches`, `/v1/models`.
 
+mod batches;
 pub(crate) mod body;
 mod edits;
 pub mod files;
@@ -31,6 +33,9 @@ pub fn routes(input_body_limit: usize) -> Router<Arc<App>> {
     Router::new()
         .merge(with_inputs)
         .merge(files)
+        .route("/v1/batches", post(batches::create_batch).get(batches::list_batches))
+        .route("/v1/batches/{id}", get(batches::get_batch))
+        .route("/v1/batches/{id}/cancel", post(batches::cancel_batch))
         .route("/v1/models", get(models::list_models))
         .route("/v1/models/{id}", get(models::get_model))
 }

@@ -81,7 +81,7 @@ async fn commit(db: &Db, mut batch: Pending) {
         let first_queued =
             batch.iter().filter(|(t, _)| t.claimed.is_none()).map(|(t, _)| (t.created_at_ms, t.id.as_str())).min();
         let ahead = match first_queued {
-            Some((at, id)) => tasks::queued_ahead_of(&tx, at, id).await?,
+            Some((at, id)) => tasks::queued_ahead_of(&tx, 0, at, id).await?,
             None => 0,
         };
         tx.commit().await?;

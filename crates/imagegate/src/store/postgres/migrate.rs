@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../../migrations/postgres/0002_rates.sql")),
     (3, include_str!("../../../migrations/postgres/0003_inputs.sql")),
     (4, include_str!("../../../migrations/postgres/0004_files.sql")),
+    (5, include_str!("../../../migrations/postgres/0005_batches.sql")),
 ];
 
 /// The lock's key: one per schema, so that databases or schemas sharing a server migrate

@@ -5,6 +5,7 @@
 //! Each operation is one transaction on a pooled connection (see `db.rs`); a transaction the
 //! server aborted for a serialization failure or a deadlock runs again from the start.
 
+mod batches;
 mod db;
 mod exports;
 mod files;
@@ -30,9 +31,9 @@ use crate::domain::policy::KeyPolicy;
 use crate::domain::task::TaskStatus;
 
 use super::{
-    AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, Ended, ExportJob, ExportOutcome, ExportRecord, FileRecord,
-    ImageRecord, InputRecord, KeyRecord, Lease, NewKey, NewTask, NewWebhook, Options, Store, StoreError, StoreEvent,
-    TaskRecord, UsageRow, WebhookFor, WebhookMessage,
+    AttemptOutcome, BatchLineRecord, BatchProgress, BatchRecord, CancelOutcome, Created, DeliveryAttempt, Ended,
+    ExportJob, ExportOutcome, ExportRecord, FileRecord, ImageRecord, InputRecord, KeyRecord, Lease, NewKey, NewTask,
+    NewWebhook, Options, Store, StoreError, StoreEvent, TaskRecord, UsageRow, WebhookFor, WebhookMessage,
 };
 
 pub struct PgStore {
@@ -219,7 +220,7 @@ impl Store for PgStore {
     }
 
     async fn queue_position(&self, task: &TaskRecord) -> Result<i64, StoreError> {
-        on_conn!(self.db, |c| tasks::queued_ahead_of(c, task.created_at_ms, &task.id).await)
+        on_conn!(self.db, |c| tasks::queued_ahead_of(c, task.mode.lane(), task.created_at_ms, &task.id).await)
     }
 
     async fn claim_task(
@@ -334,6 +335,73 @@ impl Store for PgStore {
         on_conn!(self.db, |c| files::delete(c, owner, id).await)
     }
 
+    async fn create_batch(&self, batch: &BatchRecord) -> Result<(), StoreError> {
+        on_conn!(self.db, |c| batches::insert(c, batch).await)
+    }
+
+    async fn get_batch(&self, owner: &str, id: &str) -> Result<Option<BatchRecord>, StoreError> {
+        on_conn!(self.db, |c| batches::get(c, owner, id).await)
+    }
+
+    async fn list_batches(&self, owner: &str, after: Option<&str>, limit: u32) -> Result<Vec<BatchRecord>, StoreError> {
+        on_conn!(self.db, |c| batches::list(c, owner, after, limit).await)
+    }
+
+    async fn cancel_batch(&self, owner: &str, id: &str, now_secs: i64) -> Result<Option<BatchRecord>, StoreError> {
+        on_conn!(self.db, |c| batches::cancel(c, owner, id, now_secs).await)
+    }
+
+    async fn claim_batch(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<BatchRecord>, StoreError> {
+        in_tx!(self.db, |tx| batches::claim(&tx, worker, now_ms, lease_until_ms).await?)
+    }
+
+    async fn renew_batch(&self, id: &str, worker: &str, lease_until_ms: i64) -> Result<bool, StoreError> {
+        on_conn!(self.db, |c| batches::renew(c, id, worker, lease_until_ms).await)
+    }
+
+    async fn save_batch(
+        &self,
+        batch: &BatchRecord,
+        worker: &str,
+        next_check_at_ms: i64,
+        webhook: Option<&NewWebhook>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let saved = in_tx!(self.db, |tx| batches::save(&tx, batch, worker, next_check_at_ms, webhook, now_ms).await?)?;
+        if saved && webhook.is_some() {
+            self.notifier.announce(&[StoreEvent::WebhookDue]);
+        }
+        Ok(saved)
+    }
+
+    async fn add_batch_line(
+        &self,
+        batch_id: &str,
+        line: i64,
+        custom_id: &str,
+        task_id: Option<&str>,
+        error: Option<&Value>,
+    ) -> Result<(), StoreError> {
+        on_conn!(self.db, |c| batches::add_line(c, batch_id, line, custom_id, task_id, error).await)
+    }
+
+    async fn batch_progress(&self, batch_id: &str) -> Result<BatchProgress, StoreError> {
+        on_conn!(self.db, |c| batches::progress(c, batch_id).await)
+    }
+
+    async fn batch_lines(&self, batch_id: &str, after: i64, limit: u32) -> Result<Vec<BatchLineRecord>, StoreError> {
+        on_conn!(self.db, |c| batches::lines(c, batch_id, after, limit).await)
+    }
+
+    async fn open_batch_tasks(&self, batch_id: &str, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
+        on_conn!(self.db, |c| batches::open_tasks(c, batch_id, limit).await)
+    }
+
     async fn task_inputs(&self, owner: &str, task_id: &str) -> Result<Vec<InputRecord>, StoreError> {
         on_conn!(self.db, |c| inputs::of_task(c, owner, task_id).await)
     }
@@ -383,7 +451,7 @@ impl Store for PgStore {
     }
 
     async fn enqueue_webhook(&self, task: &TaskRecord, msg: &NewWebhook, now_ms: i64) -> Result<(), StoreError> {
-        on_conn!(self.db, |c| webhooks::insert_outbox(c, task, msg, now_ms).await)?;
+        on_conn!(self.db, |c| webhooks::insert_outbox(c, (&task.id, &task.owner), msg, now_ms).await)?;
         self.notifier.announce(&[StoreEvent::WebhookDue]);
         Ok(())
     }

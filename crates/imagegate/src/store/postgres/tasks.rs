@@ -18,7 +18,8 @@ use crate::store::{
 
 /// The columns `row_to_task` reads.
 const TASK_COLUMNS: &str = "id, owner, status, mode, model, request, result, error, attempts, created_at, started_at, \
-     completed_at, webhook_url, webhook_events, cancel_requested, cost_usd, reserved_usd, reserved_images, usage_day";
+     completed_at, webhook_url, webhook_events, cancel_requested, cost_usd, reserved_usd, reserved_images, usage_day, \
+     batch_id, custom_id";
 
 /// What a task reserved against its key, settled when it ends.
 struct Reserved {
@@ -42,7 +43,7 @@ fn row_to_task(r: &Row) -> Result<TaskRecord, StoreError> {
         id: r.try_get("id")?,
         owner: r.try_get("owner")?,
         status: TaskStatus::parse(&status).ok_or(StoreError::BadValue { what: "task status", value: status })?,
-        mode: if mode == "async" { TaskMode::Async } else { TaskMode::Sync },
+        mode: TaskMode::parse(&mode),
         model: r.try_get("model")?,
         request: json_column(r, "request", "task request")?.unwrap_or(Value::Null),
         result: json_column(r, "result", "task result")?,
@@ -57,6 +58,8 @@ fn row_to_task(r: &Row) -> Result<TaskRecord, StoreError> {
         }),
         cancel_requested: cancel.is_some(),
         cost_usd: r.try_get("cost_usd")?,
+        batch_id: r.try_get("batch_id")?,
+        custom_id: r.try_get("custom_id")?,
     })
 }
 
@@ -127,7 +130,8 @@ async fn check_limits(c: &impl GenericClient, task: &NewTask) -> Result<Option<L
     let spent: f64 = c.query_opt(&lock, &[&task.owner]).await?.map(|r| r.try_get(0)).transpose()?.unwrap_or(0.0);
     let counts = c
         .prepare_cached(
-            "SELECT CASE WHEN $2 THEN (SELECT COUNT(*) FROM tasks WHERE owner = $1 AND status IN ('queued', 'running'))
+            "SELECT CASE WHEN $2 THEN (SELECT COUNT(*) FROM tasks WHERE owner = $1 AND status IN ('queued', 'running')
+                                                     AND lane = 0)
                          ELSE 0 END,
                     CASE WHEN $3 THEN (SELECT COALESCE(SUM(images), 0)::bigint FROM usage_daily
                                        WHERE owner = $1 AND day = $4)
@@ -191,7 +195,8 @@ pub async fn create(c: &impl GenericClient, task: &NewTask) -> Result<Option<Cre
     }
     super::inputs::insert(c, &task.inputs).await?;
     let queue_position = match task.claimed {
-        None => Some(queued_ahead_of(c, task.created_at_ms, &task.id).await?),
+        None if task.mode == TaskMode::Batch => None,
+        None => Some(queued_ahead_of(c, 0, task.created_at_ms, &task.id).await?),
         Some(_) => None,
     };
     Ok(Some(Created::New { task: new_record(task), queue_position }))
@@ -219,6 +224,8 @@ pub fn new_record(task: &NewTask) -> TaskRecord {
         webhook: task.webhook.clone(),
         cancel_requested: false,
         cost_usd: None,
+        batch_id: task.batch.as_ref().map(|b| b.batch_id.clone()),
+        custom_id: task.batch.as_ref().map(|b| b.custom_id.clone()),
     }
 }
 
@@ -245,8 +252,10 @@ pub async fn write_task(c: &impl GenericClient, task: &NewTask) -> Result<bool, 
             "WITH written AS (
                  INSERT INTO tasks (id, owner, status, mode, model, request, attempts, webhook_url, webhook_events,
                                     reserved_usd, reserved_images, usage_day, created_at, updated_at, lease_owner,
-                                    lease_expires_at, started_at, idempotency_key, request_hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16, $17, $18)
+                                    lease_expires_at, started_at, idempotency_key, request_hash, batch_id,
+                                    custom_id, lane)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16, $17, $18,
+                         $19, $20, $21)
                  ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                  RETURNING id),
              reserved AS (
@@ -295,6 +304,9 @@ pub async fn write_task(c: &impl GenericClient, task: &NewTask) -> Result<bool, 
                 &record.started_at_ms,
                 &idem_key,
                 &idem_hash,
+                &task.batch.as_ref().map(|b| b.batch_id.as_str()),
+                &task.batch.as_ref().map(|b| b.custom_id.as_str()),
+                &task.mode.lane(),
             ],
         )
         .await?;
@@ -326,6 +338,21 @@ pub async fn get(c: &impl GenericClient, owner: &str, id: &str) -> Result<Option
     Ok(one_task(c, &sql, &[&id, &owner]).await?.map(|(t, _)| t))
 }
 
+/// Tasks by id, whoever owns them (for readers that reached them through an owned record).
+pub async fn by_ids(
+    c: &impl GenericClient,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, TaskRecord>, StoreError> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ANY($1)");
+    let stmt = c.prepare_cached(&sql).await?;
+    let mut out = std::collections::HashMap::with_capacity(ids.len());
+    for r in c.query(&stmt, &[&ids]).await? {
+        let t = row_to_task(&r)?;
+        out.insert(t.id.clone(), t);
+    }
+    Ok(out)
+}
+
 /// A page of the owner's tasks. Planned with the page's own values each time (an unnamed
 /// statement, still one round trip): a plan cached for any owner, status and cursor sorts a
 /// whole key's tasks to return twenty of them once a key holds many.
@@ -352,15 +379,21 @@ pub async fn list(
     rows.iter().map(row_to_task).collect()
 }
 
-/// Queued tasks ahead of (created before) a task, capped at `QUEUE_POSITION_CAP`.
-pub async fn queued_ahead_of(c: &impl GenericClient, created_at_ms: i64, id: &str) -> Result<i64, StoreError> {
+/// Queued tasks of a lane ahead of (created before) a task, capped at `QUEUE_POSITION_CAP`.
+pub async fn queued_ahead_of(
+    c: &impl GenericClient,
+    lane: i64,
+    created_at_ms: i64,
+    id: &str,
+) -> Result<i64, StoreError> {
     let stmt = c
         .prepare_cached(
             "SELECT COUNT(*) FROM (SELECT 1 FROM tasks
-                 WHERE status = 'queued' AND (created_at < $1 OR (created_at = $1 AND id < $2)) LIMIT $3) ahead",
+                 WHERE status = 'queued' AND lane = $4 AND (created_at < $1 OR (created_at = $1 AND id < $2))
+                 LIMIT $3) ahead",
         )
         .await?;
-    Ok(c.query_one(&stmt, &[&created_at_ms, &id, &QUEUE_POSITION_CAP]).await?.try_get(0)?)
+    Ok(c.query_one(&stmt, &[&created_at_ms, &id, &QUEUE_POSITION_CAP, &lane]).await?.try_get(0)?)
 }
 
 /// Claims a task (see `Store::claim_task`); in the caller's transaction, whose row locks keep
@@ -379,30 +412,35 @@ pub async fn claim(
         )
         .await?;
     let mut id: Option<String> = c.query_opt(&expired, &[&now_ms]).await?.map(|r| r.try_get(0)).transpose()?;
-    if id.is_none() {
-        // Round-robin: the key whose last claim is oldest and has work queued. Its row is
-        // locked (claimers at the same moment move on to the next key), then its oldest task.
-        let fair = c
-            .prepare_cached(
-                "WITH next_owner AS (
-                     SELECT q.owner FROM queue_owners q
-                     WHERE EXISTS (SELECT 1 FROM tasks t WHERE t.status = 'queued' AND t.owner = q.owner)
-                     ORDER BY q.last_claim_ms, q.owner LIMIT 1 FOR UPDATE SKIP LOCKED)
-                 SELECT id FROM tasks WHERE status = 'queued' AND owner = (SELECT owner FROM next_owner)
-                 ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-            )
-            .await?;
-        id = c.query_opt(&fair, &[]).await?.map(|r| r.try_get(0)).transpose()?;
-    }
-    if id.is_none() {
-        // Every key with work is being claimed from right now (or a released task's key has
-        // no round-robin row): the oldest task nobody holds.
-        let oldest = c
-            .prepare_cached(
-                "SELECT id FROM tasks WHERE status = 'queued' ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-            )
-            .await?;
-        id = c.query_opt(&oldest, &[]).await?.map(|r| r.try_get(0)).transpose()?;
+    // Realtime work (lane 0) first; batch lines (lane 1) only when none waits.
+    for lane in [0i64, 1] {
+        if id.is_none() {
+            // Round-robin: the key whose last claim is oldest and has work queued. Its row is
+            // locked (claimers at the same moment move on to the next key), then its oldest task.
+            let fair = c
+                .prepare_cached(
+                    "WITH next_owner AS (
+                         SELECT q.owner FROM queue_owners q
+                         WHERE EXISTS (SELECT 1 FROM tasks t
+                                       WHERE t.status = 'queued' AND t.lane = $1 AND t.owner = q.owner)
+                         ORDER BY q.last_claim_ms, q.owner LIMIT 1 FOR UPDATE SKIP LOCKED)
+                     SELECT id FROM tasks WHERE status = 'queued' AND lane = $1 AND owner = (SELECT owner FROM next_owner)
+                     ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                )
+                .await?;
+            id = c.query_opt(&fair, &[&lane]).await?.map(|r| r.try_get(0)).transpose()?;
+        }
+        if id.is_none() {
+            // Every key with work is being claimed from right now (or a released task's key has
+            // no round-robin row): the oldest task nobody holds.
+            let oldest = c
+                .prepare_cached(
+                    "SELECT id FROM tasks WHERE status = 'queued' AND lane = $1 ORDER BY created_at, id LIMIT 1
+                     FOR UPDATE SKIP LOCKED",
+                )
+                .await?;
+            id = c.query_opt(&oldest, &[&lane]).await?.map(|r| r.try_get(0)).transpose()?;
+        }
     }
     let Some(id) = id else { return Ok(None) };
     let sql = format!(
@@ -501,7 +539,7 @@ pub async fn end(
         },
         async {
             match &message {
-                Some(msg) => insert_outbox(c, &task, msg, now_ms).await,
+                Some(msg) => insert_outbox(c, (&task.id, &task.owner), msg, now_ms).await,
                 None => Ok(()),
             }
         },
@@ -525,7 +563,7 @@ pub async fn request_cancel(
         task.cost_usd = Some(0.0);
         settle(c, &task, &reserved, 0, 0.0).await?;
         if let Some(msg) = webhook(&task) {
-            insert_outbox(c, &task, &msg, now_ms).await?;
+            insert_outbox(c, (&task.id, &task.owner), &msg, now_ms).await?;
         }
         return Ok(CancelOutcome::Cancelled(task));
     }

@@ -4,12 +4,13 @@
 
 use deadpool_postgres::GenericClient;
 
-use crate::store::{AttemptOutcome, DeliveryAttempt, NewWebhook, StoreError, TaskRecord, WebhookMessage};
+use crate::store::{AttemptOutcome, DeliveryAttempt, NewWebhook, StoreError, WebhookMessage};
 
-/// Writes a message to the outbox (inside the caller's transaction).
+/// Writes a message about `subject` (`(id, owner)` of a task or a batch) to the outbox (inside
+/// the caller's transaction).
 pub(super) async fn insert_outbox(
     c: &impl GenericClient,
-    task: &TaskRecord,
+    subject: (&str, &str),
     msg: &NewWebhook,
     now_ms: i64,
 ) -> Result<(), StoreError> {
@@ -20,7 +21,7 @@ pub(super) async fn insert_outbox(
              VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)",
         )
         .await?;
-    c.execute(&stmt, &[&msg.id, &task.id, &task.owner, &msg.event_type, &msg.url, &msg.payload, &now_ms]).await?;
+    c.execute(&stmt, &[&msg.id, &subject.0, &subject.1, &msg.event_type, &msg.url, &msg.payload, &now_ms]).await?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../../../migrations/sqlite/0008_image_indexes.sql")),
     (9, include_str!("../../../migrations/sqlite/0009_inputs.sql")),
     (10, include_str!("../../../migrations/sqlite/0010_files.sql")),
+    (11, include_str!("../../../migrations/sqlite/0011_batches.sql")),
 ];
 
 pub fn run(conn: &mut Connection) -> Result<(), StoreError> {

@@ -1,6 +1,7 @@
 //! SQLite backend of the Store seam (the embedded default): WAL mode, one writer connection
 //! (SQLite has one writer anyway) and a few readers, used in place (see `db.rs`).
 
+mod batches;
 mod db;
 mod exports;
 mod files;
@@ -24,9 +25,9 @@ use crate::domain::export::ExportDestination;
 use crate::domain::policy::KeyPolicy;
 
 use super::{
-    AttemptOutcome, CancelOutcome, Created, DeliveryAttempt, Ended, ExportJob, ExportOutcome, ExportRecord, FileRecord,
-    ImageRecord, InputRecord, KeyRecord, Lease, NewKey, NewTask, NewWebhook, Store, StoreError, TaskRecord, UsageRow,
-    WebhookFor, WebhookMessage,
+    AttemptOutcome, BatchLineRecord, BatchProgress, BatchRecord, CancelOutcome, Created, DeliveryAttempt, Ended,
+    ExportJob, ExportOutcome, ExportRecord, FileRecord, ImageRecord, InputRecord, KeyRecord, Lease, NewKey, NewTask,
+    NewWebhook, Store, StoreError, TaskRecord, UsageRow, WebhookFor, WebhookMessage,
 };
 use crate::domain::task::TaskStatus;
 
@@ -270,6 +271,69 @@ impl Store for SqliteStore {
         self.db.write(|c| files::delete(c, owner, id))
     }
 
+    async fn create_batch(&self, batch: &BatchRecord) -> Result<(), StoreError> {
+        self.db.write(|c| batches::insert(c, batch))
+    }
+
+    async fn get_batch(&self, owner: &str, id: &str) -> Result<Option<BatchRecord>, StoreError> {
+        self.db.read(|c| batches::get(c, owner, id))
+    }
+
+    async fn list_batches(&self, owner: &str, after: Option<&str>, limit: u32) -> Result<Vec<BatchRecord>, StoreError> {
+        self.db.read(|c| batches::list(c, owner, after, limit))
+    }
+
+    async fn cancel_batch(&self, owner: &str, id: &str, now_secs: i64) -> Result<Option<BatchRecord>, StoreError> {
+        self.db.write(|c| batches::cancel(c, owner, id, now_secs))
+    }
+
+    async fn claim_batch(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<BatchRecord>, StoreError> {
+        self.db.write(|c| batches::claim(c, worker, now_ms, lease_until_ms))
+    }
+
+    async fn renew_batch(&self, id: &str, worker: &str, lease_until_ms: i64) -> Result<bool, StoreError> {
+        self.db.write(|c| batches::renew(c, id, worker, lease_until_ms))
+    }
+
+    async fn save_batch(
+        &self,
+        batch: &BatchRecord,
+        worker: &str,
+        next_check_at_ms: i64,
+        webhook: Option<&NewWebhook>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.db.write(|c| batches::save(c, batch, worker, next_check_at_ms, webhook, now_ms))
+    }
+
+    async fn add_batch_line(
+        &self,
+        batch_id: &str,
+        line: i64,
+        custom_id: &str,
+        task_id: Option<&str>,
+        error: Option<&Value>,
+    ) -> Result<(), StoreError> {
+        self.db.write(|c| batches::add_line(c, batch_id, line, custom_id, task_id, error))
+    }
+
+    async fn batch_progress(&self, batch_id: &str) -> Result<BatchProgress, StoreError> {
+        self.db.read(|c| batches::progress(c, batch_id))
+    }
+
+    async fn batch_lines(&self, batch_id: &str, after: i64, limit: u32) -> Result<Vec<BatchLineRecord>, StoreError> {
+        self.db.read(|c| batches::lines(c, batch_id, after, limit))
+    }
+
+    async fn open_batch_tasks(&self, batch_id: &str, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
+        self.db.read(|c| batches::open_tasks(c, batch_id, limit))
+    }
+
     async fn task_inputs(&self, owner: &str, task_id: &str) -> Result<Vec<InputRecord>, StoreError> {
         self.db.read(|c| inputs::of_task(c, owner, task_id))
     }
@@ -319,7 +383,7 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue_webhook(&self, task: &TaskRecord, msg: &NewWebhook, now_ms: i64) -> Result<(), StoreError> {
-        self.db.write(|c| webhooks::insert_outbox(c, task, msg, now_ms))
+        self.db.write(|c| webhooks::insert_outbox(c, (&task.id, &task.owner), msg, now_ms))
     }
 
     async fn claim_webhooks(

@@ -14,7 +14,8 @@ use crate::store::{
 
 /// The columns `row_to_task` reads.
 const TASK_COLUMNS: &str = "id, owner, status, mode, model, request, result, error, attempts, created_at, started_at, \
-     completed_at, webhook_url, webhook_events, cancel_requested, cost_usd, reserved_usd, reserved_images, usage_day";
+     completed_at, webhook_url, webhook_events, cancel_requested, cost_usd, reserved_usd, reserved_images, usage_day, \
+     batch_id, custom_id";
 
 /// What a task reserved against its key, settled when it ends.
 struct Reserved {
@@ -38,7 +39,7 @@ fn row_to_task(r: &Row) -> Result<TaskRecord, StoreError> {
         id: r.get("id")?,
         owner: r.get("owner")?,
         status: TaskStatus::parse(&status).ok_or(StoreError::BadValue { what: "task status", value: status })?,
-        mode: if mode == "async" { TaskMode::Async } else { TaskMode::Sync },
+        mode: TaskMode::parse(&mode),
         model: r.get("model")?,
         request: json_column(r, "request", "task request")?.unwrap_or(Value::Null),
         result: json_column(r, "result", "task result")?,
@@ -53,6 +54,8 @@ fn row_to_task(r: &Row) -> Result<TaskRecord, StoreError> {
         }),
         cancel_requested: cancel.is_some(),
         cost_usd: r.get("cost_usd")?,
+        batch_id: r.get("batch_id")?,
+        custom_id: r.get("custom_id")?,
     })
 }
 
@@ -105,7 +108,9 @@ fn check_limits(conn: &Connection, task: &NewTask) -> Result<Option<LimitHit>, S
     let l = &task.limits;
     if let Some(limit) = l.max_concurrency {
         let open: i64 = conn
-            .prepare_cached("SELECT COUNT(*) FROM tasks WHERE owner = ? AND status IN ('queued', 'running')")?
+            .prepare_cached(
+                "SELECT COUNT(*) FROM tasks WHERE owner = ? AND status IN ('queued', 'running') AND lane = 0",
+            )?
             .query_row([&task.owner], |r| r.get(0))?;
         if open >= i64::from(limit) {
             return Ok(Some(LimitHit::Concurrency { limit }));
@@ -182,8 +187,8 @@ pub fn create(conn: &Connection, task: NewTask, batch: &mut BatchState) -> Resul
     conn.prepare_cached(
         "INSERT INTO tasks (id, owner, status, mode, model, request, attempts, idempotency_key, request_hash,
                             webhook_url, webhook_events, reserved_usd, reserved_images, usage_day, created_at, updated_at,
-                            lease_owner, lease_expires_at, started_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            lease_owner, lease_expires_at, started_at, batch_id, custom_id, lane)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         task.id,
@@ -204,7 +209,10 @@ pub fn create(conn: &Connection, task: NewTask, batch: &mut BatchState) -> Resul
         task.created_at_ms,
         lease_owner,
         lease_until,
-        started_at
+        started_at,
+        task.batch.as_ref().map(|b| b.batch_id.as_str()),
+        task.batch.as_ref().map(|b| b.custom_id.as_str()),
+        task.mode.lane()
     ])?;
     super::inputs::insert(conn, &task.inputs)?;
     conn.prepare_cached("UPDATE keys SET reserved_usd = reserved_usd + ? WHERE id = ?")?
@@ -215,12 +223,14 @@ pub fn create(conn: &Connection, task: NewTask, batch: &mut BatchState) -> Resul
     )?
     .execute(params![task.owner, task.reservation.day, task.model, task.reservation.images])?;
     let queue_position = match status {
+        // Batch lines are not counted ahead of anyone, nor counted themselves.
+        TaskStatus::Queued if task.mode == TaskMode::Batch => None,
         TaskStatus::Queued => {
             let place = (task.created_at_ms, task.id.clone());
             let ahead = match batch.last_queued.take() {
                 Some((last, n)) if last < place => (n + 1).min(crate::store::QUEUE_POSITION_CAP),
                 // Created before a task already queued in this batch: count.
-                _ => queued_ahead_of(conn, task.created_at_ms, &task.id)?,
+                _ => queued_ahead_of(conn, 0, task.created_at_ms, &task.id)?,
             };
             batch.last_queued = Some((place, ahead));
             Some(ahead)
@@ -243,6 +253,8 @@ pub fn create(conn: &Connection, task: NewTask, batch: &mut BatchState) -> Resul
         webhook: task.webhook,
         cancel_requested: false,
         cost_usd: None,
+        batch_id: task.batch.as_ref().map(|b| b.batch_id.clone()),
+        custom_id: task.batch.map(|b| b.custom_id),
     };
     Ok(Created::New { task, queue_position })
 }
@@ -271,6 +283,12 @@ pub fn get(conn: &Connection, owner: &str, id: &str) -> Result<Option<TaskRecord
     Ok(one_task(conn, &sql, params![id, owner])?.map(|(t, _)| t))
 }
 
+/// A task by id, whoever owns it (for readers that reached it through an owned record).
+pub fn by_id(conn: &Connection, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?");
+    Ok(one_task(conn, &sql, params![id])?.map(|(t, _)| t))
+}
+
 pub fn list(
     conn: &Connection,
     owner: &str,
@@ -292,17 +310,17 @@ pub fn list(
 }
 
 pub fn queue_position(conn: &Connection, task: &TaskRecord) -> Result<i64, StoreError> {
-    queued_ahead_of(conn, task.created_at_ms, &task.id)
+    queued_ahead_of(conn, task.mode.lane(), task.created_at_ms, &task.id)
 }
 
-/// Queued tasks ahead of (created before) a task, capped at `QUEUE_POSITION_CAP`.
-fn queued_ahead_of(conn: &Connection, created_at_ms: i64, id: &str) -> Result<i64, StoreError> {
+/// Queued tasks of its lane ahead of (created before) a task, capped at `QUEUE_POSITION_CAP`.
+fn queued_ahead_of(conn: &Connection, lane: i64, created_at_ms: i64, id: &str) -> Result<i64, StoreError> {
     Ok(conn
         .prepare_cached(
             "SELECT COUNT(*) FROM (SELECT 1 FROM tasks
-                 WHERE status = 'queued' AND (created_at < ?1 OR (created_at = ?1 AND id < ?2)) LIMIT ?3)",
+                 WHERE status = 'queued' AND lane = ?4 AND (created_at < ?1 OR (created_at = ?1 AND id < ?2)) LIMIT ?3)",
         )?
-        .query_row(params![created_at_ms, id, crate::store::QUEUE_POSITION_CAP], |r| r.get(0))?)
+        .query_row(params![created_at_ms, id, crate::store::QUEUE_POSITION_CAP, lane], |r| r.get(0))?)
 }
 
 pub fn claim(
@@ -318,20 +336,24 @@ pub fn claim(
         )?
         .query_row([now_ms], |r| r.get(0))
         .optional()?;
-    let id = match expired {
-        Some(id) => Some(id),
-        None => conn
+    let mut id = expired;
+    // Realtime work (lane 0) first; batch lines (lane 1) only when none waits.
+    for lane in [0i64, 1] {
+        if id.is_some() {
+            break;
+        }
+        id = conn
             .prepare_cached(
                 "SELECT t.id FROM tasks t
-                 WHERE t.status = 'queued' AND t.owner = (
-                     SELECT q.owner FROM (SELECT DISTINCT owner FROM tasks WHERE status = 'queued') q
+                 WHERE t.status = 'queued' AND t.lane = ?1 AND t.owner = (
+                     SELECT q.owner FROM (SELECT DISTINCT owner FROM tasks WHERE status = 'queued' AND lane = ?1) q
                      LEFT JOIN queue_owners o ON o.owner = q.owner
                      ORDER BY COALESCE(o.last_claim_ms, 0), q.owner LIMIT 1)
                  ORDER BY t.created_at, t.id LIMIT 1",
             )?
-            .query_row([], |r| r.get(0))
-            .optional()?,
-    };
+            .query_row([lane], |r| r.get(0))
+            .optional()?;
+    }
     let Some(id) = id else { return Ok(None) };
     let sql = format!(
         "UPDATE tasks SET status = 'running', lease_owner = ?, lease_expires_at = ?,
@@ -417,7 +439,7 @@ pub fn end(
     let exports_owed = !images.is_empty() && super::exports::owe(conn, task_id, &task.owner, images, now_ms)?;
     let message = webhook(&task);
     if let Some(msg) = &message {
-        insert_outbox(conn, &task, msg, now_ms)?;
+        insert_outbox(conn, (&task.id, &task.owner), msg, now_ms)?;
     }
     Ok(Some(Ended { task, webhook_queued: message.is_some(), exports_owed }))
 }
@@ -478,7 +500,7 @@ pub fn request_cancel(
     if let Some((mut task, reserved)) = one_task(conn, &sql, params![now_ms, id, owner])? {
         task.cost_usd = Some(settle(conn, &task, &reserved, 0, None)?);
         if let Some(msg) = webhook(&task) {
-            insert_outbox(conn, &task, &msg, now_ms)?;
+            insert_outbox(conn, (&task.id, &task.owner), &msg, now_ms)?;
         }
         return Ok(CancelOutcome::Cancelled(task));
     }

@@ -2,12 +2,13 @@
 
 use rusqlite::{Connection, params};
 
-use crate::store::{AttemptOutcome, DeliveryAttempt, NewWebhook, StoreError, TaskRecord, WebhookMessage};
+use crate::store::{AttemptOutcome, DeliveryAttempt, NewWebhook, StoreError, WebhookMessage};
 
-/// Writes a message to the outbox (inside the caller's transaction).
+/// Writes a message about `subject` (`(id, owner)` of a task or a batch) to the outbox (inside
+/// the caller's transaction).
 pub(super) fn insert_outbox(
     conn: &Connection,
-    task: &TaskRecord,
+    subject: (&str, &str),
     msg: &NewWebhook,
     now_ms: i64,
 ) -> Result<(), StoreError> {
@@ -18,8 +19,8 @@ pub(super) fn insert_outbox(
     )?
     .execute(params![
         msg.id,
-        task.id,
-        task.owner,
+        subject.0,
+        subject.1,
         msg.event_type,
         msg.url,
         msg.payload,
