@@ -40,18 +40,21 @@ pub struct FakeGemini {
     pub script: Script,
     /// The answers' final images, in call order (base64), to compare with what the gateway serves.
     pub finals: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The Batch API's jobs and files, and its controls.
+    pub batches: crate::gemini_batch::FakeBatches,
     /// Keys this fake refuses as Google refuses a wrong or deleted key.
     invalid_keys: Arc<std::sync::Mutex<Vec<String>>>,
     server: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Clone)]
-struct Shared {
+pub(crate) struct Shared {
     script: Script,
     sizes: Arc<Value>,
     counter: Arc<AtomicU64>,
     finals: Arc<std::sync::Mutex<Vec<String>>>,
     invalid_keys: Arc<std::sync::Mutex<Vec<String>>>,
+    pub(crate) batches: crate::gemini_batch::FakeBatches,
 }
 
 impl FakeGemini {
@@ -60,7 +63,9 @@ impl FakeGemini {
         let script = Script::default();
         let finals = Arc::new(std::sync::Mutex::new(Vec::new()));
         let invalid_keys = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let batches = crate::gemini_batch::FakeBatches::default();
         let shared = Shared {
+            batches: batches.clone(),
             invalid_keys: invalid_keys.clone(),
             script: script.clone(),
             sizes: Arc::new(serde_json::from_str::<Value>(SIZES)?["sizes"].clone()),
@@ -70,13 +75,20 @@ impl FakeGemini {
         let app = Router::new()
             .route("/v1beta/models/{model_action}", post(generate_content))
             .route("/_fake/calls", axum::routing::get(calls))
+            .route("/upload/v1beta/files", post(crate::gemini_batch::upload))
+            .route("/download/v1beta/files/{name}", axum::routing::get(crate::gemini_batch::download))
+            .route("/v1beta/batches", axum::routing::get(crate::gemini_batch::list))
+            .route(
+                "/v1beta/batches/{name}",
+                axum::routing::get(crate::gemini_batch::batch).post(crate::gemini_batch::batch),
+            )
             .with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let server = tokio::spawn(async move {
             crate::serve::serve(listener, app).await;
         });
-        Ok(FakeGemini { addr, script, finals, invalid_keys, server })
+        Ok(FakeGemini { addr, script, finals, batches, invalid_keys, server })
     }
 
     /// From now on, calls with `key` are refused as the real API refuses a wrong key: 400
@@ -110,11 +122,6 @@ impl Drop for FakeGemini {
     }
 }
 
-fn google_error(code: u16, status: &str, message: &str) -> Response {
-    let http = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (http, Json(json!({"error": {"code": code, "message": message, "status": status}}))).into_response()
-}
-
 async fn generate_content(
     State(s): State<Shared>,
     Path(model_action): Path<String>,
@@ -123,6 +130,10 @@ async fn generate_content(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    if let Some(model) = model_action.strip_suffix(":batchGenerateContent") {
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        return crate::gemini_batch::create(&s, model, &headers, &body);
+    }
     let resp = generate_content_json(State(s), Path(model_action.clone()), version, headers, body).await;
     if !model_action.ends_with(":streamGenerateContent") {
         return resp;
@@ -179,13 +190,23 @@ async fn answer(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Va
 }
 
 fn success(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Value) -> Response {
+    let (status, body) = success_json(s, model_action, api_key, body);
+    (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), Json(body)).into_response()
+}
+
+fn google_error_json(code: u16, status: &str, message: &str) -> (u16, Value) {
+    (code, json!({"error": {"code": code, "message": message, "status": status}}))
+}
+
+/// The answer to one `generateContent` request: its status and body (also a batch line's).
+pub(crate) fn success_json(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Value) -> (u16, Value) {
     let Some(model) =
         model_action.strip_suffix(":generateContent").or_else(|| model_action.strip_suffix(":streamGenerateContent"))
     else {
-        return google_error(404, "NOT_FOUND", "Method not found.");
+        return google_error_json(404, "NOT_FOUND", "Method not found.");
     };
     if api_key.is_none_or(str::is_empty) {
-        return google_error(
+        return google_error_json(
             403,
             "PERMISSION_DENIED",
             "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
@@ -193,15 +214,15 @@ fn success(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Value) 
     }
     let invalid = s.invalid_keys.lock().map(|k| k.iter().any(|x| Some(x.as_str()) == api_key)).unwrap_or(false);
     if invalid {
-        return (StatusCode::BAD_REQUEST, Json(fixture("error-400-api-key-invalid.json"))).into_response();
+        return (400, fixture("error-400-api-key-invalid.json"));
     }
     let pro = PRO_MODELS.contains(&model);
     if !pro && !FLASH_MODELS.contains(&model) {
-        return google_error(404, "NOT_FOUND", &format!("models/{model} is not found for API version v1beta."));
+        return google_error_json(404, "NOT_FOUND", &format!("models/{model} is not found for API version v1beta."));
     }
     let config = &body["generationConfig"];
     if config["candidateCount"].as_u64().is_some_and(|n| n > 1) {
-        return google_error(
+        return google_error_json(
             400,
             "INVALID_ARGUMENT",
             &format!("Multiple candidates is not enabled for models/{model}"),
@@ -219,11 +240,15 @@ fn success(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Value) 
         .unwrap_or_default();
     if texts.iter().any(|t| t.contains("[fake:block]")) {
         // A prompt the safety system blocks: 200, no candidates, promptFeedback (the fixture).
-        return Json(fixture("prompt-blocked.json")).into_response();
+        return (200, fixture("prompt-blocked.json"));
     }
     let prompt_ok = texts.iter().any(|t| !t.is_empty());
     if !prompt_ok {
-        return google_error(400, "INVALID_ARGUMENT", "* GenerateContentRequest.contents: contents is not specified");
+        return google_error_json(
+            400,
+            "INVALID_ARGUMENT",
+            "* GenerateContentRequest.contents: contents is not specified",
+        );
     }
     let ratio = config["imageConfig"]["aspectRatio"].as_str().unwrap_or("1:1");
     let size = config["imageConfig"]["imageSize"].as_str();
@@ -232,7 +257,7 @@ fn success(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Value) 
         match s.sizes[ratio][size].as_array() {
             Some(wh) => (wh[0].as_u64().unwrap_or(1024) as u32, wh[1].as_u64().unwrap_or(1024) as u32),
             None => {
-                return google_error(
+                return google_error_json(
                     400,
                     "INVALID_ARGUMENT",
                     &format!("Invalid image config: aspectRatio {ratio:?}, imageSize {size:?}."),
@@ -241,12 +266,12 @@ fn success(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Value) 
         }
     } else {
         if size.is_some() {
-            return google_error(400, "INVALID_ARGUMENT", "imageSize is not supported for this model.");
+            return google_error_json(400, "INVALID_ARGUMENT", "imageSize is not supported for this model.");
         }
         match FLASH_SIZES.iter().find(|(r, _, _)| *r == ratio) {
             Some((_, w, h)) => (*w, *h),
             None => {
-                return google_error(400, "INVALID_ARGUMENT", &format!("Unsupported aspect ratio {ratio:?}."));
+                return google_error_json(400, "INVALID_ARGUMENT", &format!("Unsupported aspect ratio {ratio:?}."));
             }
         }
     };
@@ -271,14 +296,16 @@ fn success(s: &Shared, model_action: &str, api_key: Option<&str>, body: &Value) 
     } else {
         json!([{"inlineData": {"mimeType": "image/png", "data": final_image}}])
     };
-    Json(json!({
-        "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
-        "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": if size == Some("4K") { 2000 } else { 1120 },
-                          "thoughtsTokenCount": if pro { 300 } else { 0 }, "totalTokenCount": 1432},
-        "modelVersion": model,
-        "responseId": format!("fake-{n}"),
-    }))
-    .into_response()
+    (
+        200,
+        json!({
+            "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": if size == Some("4K") { 2000 } else { 1120 },
+                              "thoughtsTokenCount": if pro { 300 } else { 0 }, "totalTokenCount": 1432},
+            "modelVersion": model,
+            "responseId": format!("fake-{n}"),
+        }),
+    )
 }
 
 /// A fixture from `fixtures/gemini/`, parsed.

@@ -3,6 +3,7 @@
 //! never from imagegate's code: a misreading of a spec cannot be mirrored on both sides.
 
 pub mod gemini;
+pub mod gemini_batch;
 pub mod gemini_stream;
 pub mod images;
 pub mod openai;

@@ -46,10 +46,37 @@ CREATE TABLE batch_lines (
 
 ALTER TABLE tasks ADD COLUMN batch_id TEXT;
 ALTER TABLE tasks ADD COLUMN custom_id TEXT;
--- 0: realtime work; 1: batch lines, claimed only when no realtime task waits.
+-- 0: realtime work; 1: batch lines, claimed only when no realtime task waits; 2: batch lines
+-- held for an upstream batch job (never claimed by workers).
 ALTER TABLE tasks ADD COLUMN lane BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX tasks_batch ON tasks (batch_id, status) WHERE batch_id IS NOT NULL;
 DROP INDEX tasks_queued_owner;
 DROP INDEX tasks_queued_order;
 CREATE INDEX tasks_queued_owner ON tasks (lane, owner, created_at, id) WHERE status = 'queued';
 CREATE INDEX tasks_queued_order ON tasks (lane, created_at, id) WHERE status = 'queued';
+
+-- Upstream batch jobs (Gemini's Batch API): a job carries some of a batch's lines (tasks in
+-- lane 2, which workers never claim: the job holds them, `tasks.job_id`). Written, with its
+-- tasks taken, before any upstream call; each step that cannot be taken back (the upload,
+-- the creation) is recorded as it is made, so a restart polls the same upstream job and never
+-- creates a second one for the same lines.
+CREATE TABLE upstream_jobs (
+    id             TEXT PRIMARY KEY,
+    batch_id       TEXT NOT NULL,
+    owner          TEXT NOT NULL,
+    channel        TEXT NOT NULL,
+    model          TEXT NOT NULL,
+    state          TEXT NOT NULL,
+    input_file     TEXT,
+    upstream_name  TEXT,
+    error          TEXT,
+    lines          BIGINT NOT NULL,
+    created_at     BIGINT NOT NULL,
+    lease_owner    TEXT,
+    lease_until    BIGINT,
+    next_check_at  BIGINT NOT NULL
+);
+CREATE INDEX upstream_jobs_due ON upstream_jobs (next_check_at) WHERE state NOT IN ('done');
+CREATE INDEX upstream_jobs_batch ON upstream_jobs (batch_id);
+ALTER TABLE tasks ADD COLUMN job_id TEXT;
+CREATE INDEX tasks_job ON tasks (job_id) WHERE job_id IS NOT NULL;

@@ -93,7 +93,9 @@ async fn run_line(app: &App, key: &KeyRecord, b: &BatchRecord, line: Line) -> Re
         Ok(req) => {
             let link = BatchLink { batch_id: b.id.clone(), custom_id: line.custom_id.clone() };
             let idempotency = format!("{}:{}", b.id, number);
-            match crate::api::openai::images::submit_line(app, key, link, &idempotency, req, &line.body).await {
+            let upstream = super::upstream::can_batch(app, &req.upstream_model);
+            match crate::api::openai::images::submit_line(app, key, link, &idempotency, req, &line.body, upstream).await
+            {
                 Ok(task) => {
                     app.store.add_batch_line(&b.id, number, &line.custom_id, Some(&task.id), None).await?;
                     return Ok(());

@@ -11,6 +11,7 @@
 
 mod intake;
 mod output;
+pub mod upstream;
 pub mod view;
 
 use std::sync::Arc;
@@ -55,8 +56,9 @@ fn lease_until() -> i64 {
     now_millis() + LEASE.as_millis() as i64
 }
 
-/// Starts the driver loop; it stops with `app.background`.
+/// Starts the driver loop and the upstream jobs' loop; they stop with `app.background`.
 pub fn start(app: Arc<App>) {
+    upstream::start(app.clone());
     tokio::spawn(async move {
         let worker = format!("batches-{}", ulid::Ulid::new());
         loop {
@@ -118,6 +120,7 @@ async fn drive(app: &App, worker: &str, batch: BatchRecord) {
 
 /// `in_progress`: waits for the line tasks to end (or the window to close).
 async fn in_progress(app: &App, mut b: BatchRecord) -> Result<Step, BatchError> {
+    upstream::form_jobs(app, &b).await?;
     let p = app.store.batch_progress(&b.id).await?;
     (b.completed, b.failed, b.cost_usd) = (p.completed, p.failed, p.cost_usd);
     if now_secs() >= b.expires_at {

@@ -57,6 +57,13 @@ pub fn apply(config: &mut Config, get: impl Fn(&str) -> Option<String>) -> Resul
             _ => bail!("IMAGEGATE_WEBHOOK_ALLOW_PRIVATE must be 0 or 1"),
         };
     }
+    if let Some(v) = get("IMAGEGATE_BATCH_UPSTREAM") {
+        config.batch.upstream = match v.as_str() {
+            "1" | "true" => true,
+            "0" | "false" | "" => false,
+            _ => bail!("IMAGEGATE_BATCH_UPSTREAM must be 0 or 1"),
+        };
+    }
     if let Some(v) = get("IMAGEGATE_INPUTS_ALLOW_PRIVATE") {
         config.inputs.allow_private_urls = match v.as_str() {
             "1" | "true" => true,

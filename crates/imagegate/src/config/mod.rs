@@ -28,6 +28,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub webhooks: WebhooksConfig,
     pub inputs: InputsSection,
+    pub batch: BatchSection,
     pub export: ExportSection,
     pub retry: RetrySection,
     pub breaker: BreakerSection,
@@ -103,6 +104,25 @@ pub struct InputsSection {
     pub max_image_bytes: usize,
     pub max_total_bytes: usize,
     pub allow_private_urls: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSection {
+    pub upstream: bool,
+    pub poll_interval: String,
+    pub max_job_lines: u32,
+}
+
+/// How batches run (see `crate::batches`).
+#[derive(Debug, Clone)]
+pub struct BatchRuntime {
+    /// Send batch lines to the provider's batch API (at the batch price) when it has one.
+    pub upstream: bool,
+    /// How often a running upstream job is polled.
+    pub poll_interval: Duration,
+    /// Lines per upstream job: a larger batch is split into several jobs.
+    pub max_job_lines: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -436,6 +456,11 @@ impl Config {
                 max_total_bytes: self.inputs.max_total_bytes.max(self.inputs.max_image_bytes.max(1024)),
                 allow_private_urls: self.inputs.allow_private_urls,
             },
+            batch: BatchRuntime {
+                upstream: self.batch.upstream,
+                poll_interval: dur("batch.poll_interval", &self.batch.poll_interval)?.max(Duration::from_millis(10)),
+                max_job_lines: self.batch.max_job_lines.clamp(1, 50_000),
+            },
             resolver: Resolvers::system(),
             upstream_proxy: Some(self.providers.proxy.trim().to_string()).filter(|p| !p.is_empty()),
             upstream_max_answer_bytes: self.providers.max_answer_bytes.max(1024),
@@ -526,6 +551,7 @@ pub struct Runtime {
     pub webhook_allow_private: bool,
     /// Input images: body limit of the routes that take them, sizes, URL fetching.
     pub inputs: crate::inputs::InputLimits,
+    pub batch: BatchRuntime,
     /// Resolves names for outbound connections that the SSRF guard checks.
     pub resolver: Resolvers,
     /// A proxy for upstream API calls, only when configured (`[providers] proxy`).

@@ -73,6 +73,36 @@ impl fmt::Display for BatchStatus {
     }
 }
 
+/// Where an upstream batch job stands, as the gateway records it: each step that cannot be
+/// taken back upstream is recorded as it is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStep {
+    /// Lines taken; the input file not yet uploaded.
+    Preparing,
+    /// Uploaded (`input_file`); the job is about to be created (after a crash in this step,
+    /// look the job up by its display name before creating one).
+    Creating,
+    /// Created (`upstream_name`): polled until it ends.
+    Running,
+    /// Its lines have ended.
+    Done,
+}
+
+impl JobStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStep::Preparing => "preparing",
+            JobStep::Creating => "creating",
+            JobStep::Running => "running",
+            JobStep::Done => "done",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobStep> {
+        [JobStep::Preparing, JobStep::Creating, JobStep::Running, JobStep::Done].into_iter().find(|j| j.as_str() == s)
+    }
+}
+
 /// The only completion window offered (OpenAI's).
 pub const COMPLETION_WINDOW: &str = "24h";
 pub const COMPLETION_WINDOW_SECS: i64 = 24 * 3600;

@@ -4,6 +4,7 @@
 //! [`ProviderError`] whose kind tells the worker what to do (retry, fail over, refund, report)
 //! without knowing the vendor. Fan-out for `n > 1` happens above this seam.
 
+pub mod batch;
 pub mod channels;
 pub mod gemini;
 pub mod openai_compat;
@@ -223,6 +224,10 @@ pub trait Provider: Send + Sync {
     /// Generates one image. Cancel-safe: dropping the future aborts the upstream call.
     /// Not retried here; the caller owns retry policy.
     async fn generate(&self, req: &ProviderRequest) -> Result<GeneratedImage, ProviderError>;
+    /// The provider's batch API, if it has one (jobs at the batch price).
+    fn batch(&self) -> Option<&dyn batch::BatchProvider> {
+        None
+    }
 }
 
 /// The providers chosen at boot: one router for Gemini models and one for models sent to an

@@ -309,6 +309,26 @@ pub struct BatchLineRecord {
     pub error: Option<Value>,
 }
 
+/// An upstream batch job carrying some of a batch's lines (see `crate::batches::upstream`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamJob {
+    /// `ujob_…`; also the job's display name upstream (how it is found again after a crash).
+    pub id: String,
+    pub batch_id: String,
+    pub owner: String,
+    /// The channel whose credential made it (and polls it).
+    pub channel: String,
+    /// The upstream model.
+    pub model: String,
+    pub step: crate::domain::batch::JobStep,
+    /// The upstream's name for the uploaded input file, and for the job.
+    pub input_file: Option<String>,
+    pub upstream_name: Option<String>,
+    pub error: Option<String>,
+    pub lines: i64,
+    pub created_at_ms: i64,
+}
+
 /// An image given to a task (an edit's image, a reference image), stored before the task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputRecord {
@@ -352,7 +372,14 @@ pub struct NewTask {
     pub inputs: Vec<InputRecord>,
     /// The batch line it runs (mode `batch`).
     pub batch: Option<BatchLink>,
+    /// The queue lane: 0 realtime, 1 batch lines run by workers, 2 batch lines held for an
+    /// upstream batch job (`LANE_*`).
+    pub lane: i64,
 }
+
+pub const LANE_REALTIME: i64 = 0;
+pub const LANE_BATCH: i64 = 1;
+pub const LANE_UPSTREAM: i64 = 2;
 
 /// The batch and line a task was made from.
 #[derive(Debug, Clone, PartialEq)]
@@ -727,6 +754,32 @@ pub trait Store: Send + Sync {
     /// Up to `limit` of the batch's tasks still queued or running and not yet asked to cancel:
     /// `(owner, task id)`.
     async fn open_batch_tasks(&self, batch_id: &str, limit: u32) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Writes an upstream job and, in the same transaction, takes up to `limit` of its batch's
+    /// lines of model `model` waiting for one (lane 2, queued): they become running, held by
+    /// the job (`job:{id}` as their claim, until `lease_until_ms`). Nothing is written, and
+    /// nothing returned, when no line waits.
+    async fn create_job(
+        &self,
+        job: &UpstreamJob,
+        model: &str,
+        limit: u32,
+        lease_until_ms: i64,
+    ) -> Result<Vec<TaskRecord>, StoreError>;
+    /// Claims the job most overdue for a look (not done, due, lease free) for `worker`.
+    async fn claim_job(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<UpstreamJob>, StoreError>;
+    /// Writes the job's step, files, name and error; releases the lease; due again at
+    /// `next_check_at_ms`. `false` when `worker` lost the lease.
+    async fn save_job(&self, job: &UpstreamJob, worker: &str, next_check_at_ms: i64) -> Result<bool, StoreError>;
+    /// The tasks a job holds, oldest first.
+    async fn job_tasks(&self, job_id: &str) -> Result<Vec<TaskRecord>, StoreError>;
+    /// The models of a batch's lines still waiting for an upstream job.
+    async fn waiting_models(&self, batch_id: &str) -> Result<Vec<String>, StoreError>;
 
     /// The owner's task's inputs, in order; empty for an unknown task or another owner's.
     async fn task_inputs(&self, owner: &str, task_id: &str) -> Result<Vec<InputRecord>, StoreError>;

@@ -296,6 +296,89 @@ async fn finish_cancelled(pool: &WorkerPool, task_id: &str, claim: &str) -> Opti
     }
 }
 
+/// Ends a task whose images were made elsewhere, under its holder's `claim` (an upstream
+/// batch job's lines): stores what was made, charged at `price_factor` of the price, and
+/// completes the task (or fails it with the first error when nothing was made). Wakes its
+/// waiters here. `None` when the end could not be written (the holder runs it again).
+pub(crate) async fn finish_with(
+    pool: &WorkerPool,
+    task: &TaskRecord,
+    claim: &str,
+    outcomes: Vec<Result<GeneratedImage, ProviderError>>,
+    price_factor: f64,
+) -> Option<Finished> {
+    let deps = &pool.deps;
+    let task_id = task.id.as_str();
+    let req: ImageRequest = match serde_json::from_value(task.request.clone()) {
+        Ok(r) => r,
+        Err(_) => {
+            let err = error_json(500, "api_error", "internal_error", "The stored request could not be read.");
+            return finish_failed(pool, task_id, claim, &err, 1).await;
+        }
+    };
+    let retention = match deps.keys.by_id(deps.store.as_ref(), &task.owner).await {
+        Ok(Some(k)) => deps.rt.retention_for(&k.policy),
+        _ => deps.rt.retention,
+    };
+    let mut stored = Vec::new();
+    let mut errors = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Ok(image) => match store_image(pool, task, &req, image, retention, price_factor).await {
+                Ok(s) => stored.push(s),
+                Err(e) => errors.push(e),
+            },
+            Err(e) => errors.push(e),
+        }
+    }
+    let ended = if stored.is_empty() {
+        let err = errors
+            .first()
+            .map(provider_error_json)
+            .unwrap_or_else(|| error_json(502, "upstream_error", "upstream_error", "No image was produced."));
+        finish_failed(pool, task_id, claim, &err, 1).await
+    } else {
+        let mut result = result_json(&req, &stored);
+        result["served_by"] = json!("batch");
+        let records: Vec<ImageRecord> = stored.iter().map(|s| s.record.clone()).collect();
+        let store = &deps.store;
+        match persist(pool, || {
+            store.complete_task(task_id, claim, &result, &records, 1, now_millis(), webhooks::event_for)
+        })
+        .await
+        {
+            Ok(Some(ended)) => Some(woke_for(pool, ended).into()),
+            Ok(None) => {
+                for r in &records {
+                    let _ = deps.blobs.delete(&r.blob_key).await;
+                }
+                None
+            }
+            Err(e) => {
+                tracing::error!(task_id, error = %e, "could not record a batch line's end");
+                None
+            }
+        }
+    };
+    if let Some(f) = &ended {
+        pool.signals.finish(task_id, Some(f.clone()));
+    }
+    ended
+}
+
+/// Ends a task held under `claim` as failed, with `err` (`error_json`), or as cancelled when
+/// `err` is `None`, waking its waiters.
+pub(crate) async fn end_held(pool: &WorkerPool, task_id: &str, claim: &str, err: Option<&Value>) -> Option<Finished> {
+    let ended = match err {
+        Some(e) => finish_failed(pool, task_id, claim, e, 1).await,
+        None => finish_cancelled(pool, task_id, claim).await,
+    };
+    if let Some(f) = &ended {
+        pool.signals.finish(task_id, Some(f.clone()));
+    }
+    ended
+}
+
 /// Generates and stores the request's n images in parallel. Returns what was stored, what
 /// failed, and how many upstream tries were made.
 async fn generate_all(
@@ -345,7 +428,7 @@ async fn generate_one(
         let (result, t) = try_model(pool, task, &attempt, inputs, previews, index, started, deadline).await;
         tries += t;
         match result {
-            Ok(image) => return (store_image(pool, task, &attempt, image, retention).await, tries),
+            Ok(image) => return (store_image(pool, task, &attempt, image, retention, 1.0).await, tries),
             Err(e) if e.is_retryable() || matches!(e, ProviderError::Unavailable) => last = e,
             Err(e) => return (Err(e), tries),
         }
@@ -471,6 +554,7 @@ async fn store_image(
     req: &ImageRequest,
     image: GeneratedImage,
     retention: std::time::Duration,
+    price_factor: f64,
 ) -> Result<StoredImage, ProviderError> {
     let deps = &pool.deps;
     let (bytes, format, (width, height)) = match req.output_format {
@@ -529,7 +613,9 @@ async fn store_image(
             etag,
             created_at_ms: now_millis(),
             expires_at: now_secs() + retention.as_secs() as i64,
-            cost_usd: deps.rt.prices.per_image(req.family(), req.resolution()),
+            cost_usd: crate::domain::pricing::round6(
+                deps.rt.prices.per_image(req.family(), req.resolution()) * price_factor,
+            ),
         },
         model: (req.model_served()).map(str::to_string),
         url,

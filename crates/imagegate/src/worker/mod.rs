@@ -4,7 +4,7 @@
 //! Sync and async requests go through the same queue; a sync handler just waits for the end.
 //! A process that dies mid-task leaves a lease that runs out, and the task is claimed again.
 
-mod execute;
+pub(crate) mod execute;
 mod previews;
 mod signals;
 

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 const EP: &str = "/v1/images/generations";
 
-fn line(custom_id: &str, body: Value) -> String {
+pub(crate) fn line(custom_id: &str, body: Value) -> String {
     json!({"custom_id": custom_id, "method": "POST", "url": EP, "body": body}).to_string()
 }
 
-async fn upload(app: &TestApp, key: &str, lines: &[String]) -> String {
+pub(crate) async fn upload(app: &TestApp, key: &str, lines: &[String]) -> String {
     let text = lines.join("\n") + "\n";
     let form =
         Form::new().text("purpose", "batch").part("file", Part::bytes(text.into_bytes()).file_name("requests.jsonl"));
@@ -28,7 +28,7 @@ async fn create(app: &TestApp, key: &str, body: Value) -> reqwest::Response {
     app.client.post(app.url("/v1/batches")).bearer_auth(key).json(&body).send().await.unwrap()
 }
 
-async fn create_batch(app: &TestApp, file_id: &str, metadata: Option<Value>) -> Value {
+pub(crate) async fn create_batch(app: &TestApp, file_id: &str, metadata: Option<Value>) -> Value {
     let mut body = json!({"input_file_id": file_id, "endpoint": EP, "completion_window": "24h"});
     if let Some(m) = metadata {
         body["metadata"] = m;
@@ -38,12 +38,12 @@ async fn create_batch(app: &TestApp, file_id: &str, metadata: Option<Value>) -> 
     resp.json().await.unwrap()
 }
 
-async fn get_batch(app: &TestApp, key: &str, id: &str) -> reqwest::Response {
+pub(crate) async fn get_batch(app: &TestApp, key: &str, id: &str) -> reqwest::Response {
     app.client.get(app.url(&format!("/v1/batches/{id}"))).bearer_auth(key).send().await.unwrap()
 }
 
 /// Polls the batch until it ends (or 60 s pass).
-async fn wait_batch(app: &TestApp, id: &str) -> Value {
+pub(crate) async fn wait_batch(app: &TestApp, id: &str) -> Value {
     for _ in 0..600 {
         let b: Value = get_batch(app, &app.key, id).await.json().await.unwrap();
         if matches!(b["status"].as_str(), Some("completed" | "failed" | "expired" | "cancelled")) {
@@ -55,14 +55,14 @@ async fn wait_batch(app: &TestApp, id: &str) -> Value {
 }
 
 /// A file's lines as JSON, by `custom_id`.
-async fn file_lines(app: &TestApp, id: &str) -> Vec<Value> {
+pub(crate) async fn file_lines(app: &TestApp, id: &str) -> Vec<Value> {
     let resp = app.client.get(app.url(&format!("/v1/files/{id}/content"))).bearer_auth(&app.key).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     text.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect()
 }
 
-fn by_id<'a>(lines: &'a [Value], custom_id: &str) -> &'a Value {
+pub(crate) fn by_id<'a>(lines: &'a [Value], custom_id: &str) -> &'a Value {
     lines.iter().find(|l| l["custom_id"] == custom_id).unwrap_or_else(|| panic!("no line {custom_id}"))
 }
 

@@ -8,6 +8,7 @@ mod support;
 mod admin_and_auth;
 mod async_tasks;
 mod batches;
+mod batches_upstream;
 mod blob_conformance;
 mod database_outage;
 mod durability;

@@ -86,6 +86,7 @@ fn task(owner: &str, idem: Option<(&str, &str)>, at: i64) -> NewTask {
         claimed: None,
         inputs: Vec::new(),
         batch: None,
+        lane: 0,
     }
 }
 
@@ -807,6 +808,7 @@ fn batch_line(owner: &str, batch_id: &str, custom_id: &str, at: i64) -> NewTask 
     NewTask {
         mode: TaskMode::Batch,
         batch: Some(imagegate::store::BatchLink { batch_id: batch_id.into(), custom_id: custom_id.into() }),
+        lane: imagegate::store::LANE_BATCH,
         ..task(owner, None, at)
     }
 }

@@ -25,7 +25,8 @@ use crate::domain::task::{TaskMode, TaskStatus};
 use crate::domain::{ids, now_millis};
 use crate::domain::{models, now_secs, utc_day};
 use crate::store::{
-    BatchLink, Created, InputRecord, KeyRecord, LimitHit, Limits, NewTask, Reservation, TaskRecord, WebhookTarget,
+    BatchLink, Created, InputRecord, KeyRecord, LANE_BATCH, LANE_REALTIME, LANE_UPSTREAM, LimitHit, Limits, NewTask,
+    Reservation, TaskRecord, WebhookTarget,
 };
 use crate::task_view::task_object;
 use crate::webhooks;
@@ -341,7 +342,7 @@ pub(crate) async fn submit<'a>(
     headers: &HeaderMap,
 ) -> Result<(Submitted<'a>, ImageRequest), ApiError> {
     let Submission { req, fields: body, inputs: pending } = submission;
-    let submitted = submit_request(app, key, mode, &req, &body, pending, headers, None).await?;
+    let submitted = submit_request(app, key, mode, &req, &body, pending, headers, None, false).await?;
     Ok((submitted, req))
 }
 
@@ -350,7 +351,8 @@ pub(crate) async fn submit<'a>(
 /// and webhooks like any task's. `idempotency` names the line: a driver that runs the line
 /// again (after a restart) gets the task it made the first time. Batch lines take no
 /// rate-limit token and do not count against the key's concurrency (they wait in their own,
-/// lower lane); daily images and budget apply.
+/// lower lane); daily images and budget apply. `upstream`: the line waits for an upstream
+/// batch job (and reserves the batch price) instead of a worker.
 pub(crate) async fn submit_line(
     app: &App,
     key: &KeyRecord,
@@ -358,6 +360,7 @@ pub(crate) async fn submit_line(
     idempotency: &str,
     req: &ImageRequest,
     body: &Value,
+    upstream: bool,
 ) -> Result<TaskRecord, ApiError> {
     let mut headers = HeaderMap::new();
     headers.insert("idempotency-key", HeaderValue::from_str(idempotency).map_err(|e| ApiError::internal(&e))?);
@@ -368,7 +371,8 @@ pub(crate) async fn submit_line(
         .map(|(i, t)| (format!("reference_images[{i}]"), Source::Named(Cow::Borrowed(t.as_str()))))
         .collect();
     let pending = Pending::References { images, mask: None };
-    let submitted = submit_request(app, key, TaskMode::Batch, req, body, pending, &headers, Some(link)).await?;
+    let submitted =
+        submit_request(app, key, TaskMode::Batch, req, body, pending, &headers, Some(link), upstream).await?;
     Ok(submitted.task)
 }
 
@@ -382,6 +386,7 @@ async fn submit_request<'a>(
     pending: Pending<'_>,
     headers: &HeaderMap,
     batch: Option<BatchLink>,
+    upstream: bool,
 ) -> Result<Submitted<'a>, ApiError> {
     let owner = key.id.as_str();
     let idempotency = match headers.get("idempotency-key") {
@@ -435,7 +440,10 @@ async fn submit_request<'a>(
     let family = models::resolve(&req.upstream_model).map(|m| m.family).unwrap_or(models::Family::Pro);
     let reservation = Reservation {
         images: req.n,
-        cost_usd: app.rt.prices.cost(family, req.resolution(), req.n),
+        cost_usd: crate::domain::pricing::round6(
+            app.rt.prices.cost(family, req.resolution(), req.n)
+                * if upstream { app.rt.prices.batch_factor } else { 1.0 },
+        ),
         day: utc_day(now_secs()),
     };
     let limits = Limits {
@@ -458,6 +466,11 @@ async fn submit_request<'a>(
         created_at_ms: now_millis(),
         claimed: None,
         inputs: inputs.clone(),
+        lane: match (&batch, upstream) {
+            (None, _) => LANE_REALTIME,
+            (Some(_), false) => LANE_BATCH,
+            (Some(_), true) => LANE_UPSTREAM,
+        },
         batch,
     };
     // A sync request that finds a free worker slot starts at once: written already claimed,

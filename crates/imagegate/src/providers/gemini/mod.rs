@@ -1,6 +1,7 @@
 //! Gemini image models over REST: `POST {base}/v1beta/models/{model}:streamGenerateContent?alt=sse`
 //! (the answer of `generateContent`, its drafts first).
 
+mod batch;
 mod errors;
 mod stream;
 mod wire;
@@ -37,6 +38,10 @@ impl Provider for GeminiProvider {
 
     /// Streams the call (`:streamGenerateContent?alt=sse`): Gemini 3 Pro Image's drafts arrive
     /// while it thinks, and go to `req.previews`; the final image ends the stream.
+    fn batch(&self) -> Option<&dyn crate::providers::batch::BatchProvider> {
+        Some(self)
+    }
+
     async fn generate(&self, req: &ProviderRequest) -> Result<GeneratedImage, ProviderError> {
         let url = format!("{}/v1beta/models/{}:streamGenerateContent?alt=sse", self.base_url, req.model);
         let call = async {

@@ -12,6 +12,7 @@ mod files;
 mod group;
 mod images;
 mod inputs;
+mod jobs;
 mod keys;
 mod migrate;
 mod notify;
@@ -33,7 +34,7 @@ use crate::domain::task::TaskStatus;
 use super::{
     AttemptOutcome, BatchLineRecord, BatchProgress, BatchRecord, CancelOutcome, Created, DeliveryAttempt, Ended,
     ExportJob, ExportOutcome, ExportRecord, FileRecord, ImageRecord, InputRecord, KeyRecord, Lease, NewKey, NewTask,
-    NewWebhook, Options, Store, StoreError, StoreEvent, TaskRecord, UsageRow, WebhookFor, WebhookMessage,
+    NewWebhook, Options, Store, StoreError, StoreEvent, TaskRecord, UpstreamJob, UsageRow, WebhookFor, WebhookMessage,
 };
 
 pub struct PgStore {
@@ -400,6 +401,37 @@ impl Store for PgStore {
 
     async fn open_batch_tasks(&self, batch_id: &str, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
         on_conn!(self.db, |c| batches::open_tasks(c, batch_id, limit).await)
+    }
+
+    async fn create_job(
+        &self,
+        job: &UpstreamJob,
+        model: &str,
+        limit: u32,
+        lease_until_ms: i64,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        in_tx!(self.db, |tx| jobs::create(&tx, job, model, limit, lease_until_ms).await?)
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<UpstreamJob>, StoreError> {
+        in_tx!(self.db, |tx| jobs::claim(&tx, worker, now_ms, lease_until_ms).await?)
+    }
+
+    async fn save_job(&self, job: &UpstreamJob, worker: &str, next_check_at_ms: i64) -> Result<bool, StoreError> {
+        on_conn!(self.db, |c| jobs::save(c, job, worker, next_check_at_ms).await)
+    }
+
+    async fn job_tasks(&self, job_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        on_conn!(self.db, |c| jobs::tasks(c, job_id).await)
+    }
+
+    async fn waiting_models(&self, batch_id: &str) -> Result<Vec<String>, StoreError> {
+        on_conn!(self.db, |c| jobs::waiting_models(c, batch_id).await)
     }
 
     async fn task_inputs(&self, owner: &str, task_id: &str) -> Result<Vec<InputRecord>, StoreError> {

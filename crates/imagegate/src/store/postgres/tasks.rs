@@ -306,7 +306,7 @@ pub async fn write_task(c: &impl GenericClient, task: &NewTask) -> Result<bool, 
                 &idem_hash,
                 &task.batch.as_ref().map(|b| b.batch_id.as_str()),
                 &task.batch.as_ref().map(|b| b.custom_id.as_str()),
-                &task.mode.lane(),
+                &task.lane,
             ],
         )
         .await?;

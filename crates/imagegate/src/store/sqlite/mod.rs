@@ -8,6 +8,7 @@ mod files;
 mod group;
 mod images;
 mod inputs;
+mod jobs;
 mod keys;
 mod migrate;
 mod quota;
@@ -27,7 +28,7 @@ use crate::domain::policy::KeyPolicy;
 use super::{
     AttemptOutcome, BatchLineRecord, BatchProgress, BatchRecord, CancelOutcome, Created, DeliveryAttempt, Ended,
     ExportJob, ExportOutcome, ExportRecord, FileRecord, ImageRecord, InputRecord, KeyRecord, Lease, NewKey, NewTask,
-    NewWebhook, Store, StoreError, TaskRecord, UsageRow, WebhookFor, WebhookMessage,
+    NewWebhook, Store, StoreError, TaskRecord, UpstreamJob, UsageRow, WebhookFor, WebhookMessage,
 };
 use crate::domain::task::TaskStatus;
 
@@ -332,6 +333,37 @@ impl Store for SqliteStore {
 
     async fn open_batch_tasks(&self, batch_id: &str, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
         self.db.read(|c| batches::open_tasks(c, batch_id, limit))
+    }
+
+    async fn create_job(
+        &self,
+        job: &UpstreamJob,
+        model: &str,
+        limit: u32,
+        lease_until_ms: i64,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        self.db.write(|c| jobs::create(c, job, model, limit, lease_until_ms))
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<UpstreamJob>, StoreError> {
+        self.db.write(|c| jobs::claim(c, worker, now_ms, lease_until_ms))
+    }
+
+    async fn save_job(&self, job: &UpstreamJob, worker: &str, next_check_at_ms: i64) -> Result<bool, StoreError> {
+        self.db.write(|c| jobs::save(c, job, worker, next_check_at_ms))
+    }
+
+    async fn job_tasks(&self, job_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        self.db.read(|c| jobs::tasks(c, job_id))
+    }
+
+    async fn waiting_models(&self, batch_id: &str) -> Result<Vec<String>, StoreError> {
+        self.db.read(|c| jobs::waiting_models(c, batch_id))
     }
 
     async fn task_inputs(&self, owner: &str, task_id: &str) -> Result<Vec<InputRecord>, StoreError> {

@@ -212,7 +212,7 @@ pub fn create(conn: &Connection, task: NewTask, batch: &mut BatchState) -> Resul
         started_at,
         task.batch.as_ref().map(|b| b.batch_id.as_str()),
         task.batch.as_ref().map(|b| b.custom_id.as_str()),
-        task.mode.lane()
+        task.lane
     ])?;
     super::inputs::insert(conn, &task.inputs)?;
     conn.prepare_cached("UPDATE keys SET reserved_usd = reserved_usd + ? WHERE id = ?")?

@@ -1,0 +1,128 @@
+//! Upstream batch jobs and the lines they hold, on PostgreSQL.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+
+use crate::domain::batch::JobStep;
+use crate::store::{StoreError, TaskRecord, UpstreamJob};
+
+const COLUMNS: &str = "id, batch_id, owner, channel, model, state, input_file, upstream_name, error, lines, created_at";
+
+fn row_to_job(r: &Row) -> Result<UpstreamJob, StoreError> {
+    let state: String = r.try_get("state")?;
+    Ok(UpstreamJob {
+        id: r.try_get("id")?,
+        batch_id: r.try_get("batch_id")?,
+        owner: r.try_get("owner")?,
+        channel: r.try_get("channel")?,
+        model: r.try_get("model")?,
+        step: JobStep::parse(&state).ok_or(StoreError::BadValue { what: "job state", value: state })?,
+        input_file: r.try_get("input_file")?,
+        upstream_name: r.try_get("upstream_name")?,
+        error: r.try_get("error")?,
+        lines: r.try_get("lines")?,
+        created_at_ms: r.try_get("created_at")?,
+    })
+}
+
+pub async fn create(
+    c: &impl GenericClient,
+    job: &UpstreamJob,
+    model: &str,
+    limit: u32,
+    lease_until_ms: i64,
+) -> Result<Vec<TaskRecord>, StoreError> {
+    let claim = format!("job:{}", job.id);
+    let take = c
+        .prepare_cached(
+            "UPDATE tasks SET status = 'running', job_id = $1, lease_owner = $2, lease_expires_at = $3,
+                    attempts = attempts + 1, started_at = COALESCE(started_at, $4), updated_at = $4
+             WHERE id IN (SELECT id FROM tasks WHERE batch_id = $5 AND lane = 2 AND status = 'queued' AND model = $6
+                          ORDER BY created_at, id LIMIT $7 FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+        )
+        .await?;
+    let taken = c
+        .query(&take, &[&job.id, &claim, &lease_until_ms, &job.created_at_ms, &job.batch_id, &model, &i64::from(limit)])
+        .await?;
+    if taken.is_empty() {
+        return Ok(Vec::new());
+    }
+    let insert = c
+        .prepare_cached(&format!(
+            "INSERT INTO upstream_jobs ({COLUMNS}, next_check_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0)"
+        ))
+        .await?;
+    c.execute(
+        &insert,
+        &[
+            &job.id,
+            &job.batch_id,
+            &job.owner,
+            &job.channel,
+            &job.model,
+            &job.step.as_str(),
+            &job.input_file,
+            &job.upstream_name,
+            &job.error,
+            &(taken.len() as i64),
+            &job.created_at_ms,
+        ],
+    )
+    .await?;
+    tasks(c, &job.id).await
+}
+
+pub async fn claim(
+    c: &impl GenericClient,
+    worker: &str,
+    now_ms: i64,
+    lease_until_ms: i64,
+) -> Result<Option<UpstreamJob>, StoreError> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "UPDATE upstream_jobs SET lease_owner = $1, lease_until = $2
+             WHERE id = (SELECT id FROM upstream_jobs
+                         WHERE state <> 'done' AND next_check_at <= $3 AND (lease_until IS NULL OR lease_until < $3)
+                         ORDER BY next_check_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING {COLUMNS}"
+        ))
+        .await?;
+    c.query_opt(&stmt, &[&worker, &lease_until_ms, &now_ms]).await?.as_ref().map(row_to_job).transpose()
+}
+
+pub async fn save(
+    c: &impl GenericClient,
+    job: &UpstreamJob,
+    worker: &str,
+    next_check_at_ms: i64,
+) -> Result<bool, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE upstream_jobs SET state = $1, input_file = $2, upstream_name = $3, error = $4,
+                    lease_owner = NULL, lease_until = NULL, next_check_at = $5
+             WHERE id = $6 AND lease_owner = $7",
+        )
+        .await?;
+    let n = c
+        .execute(
+            &stmt,
+            &[&job.step.as_str(), &job.input_file, &job.upstream_name, &job.error, &next_check_at_ms, &job.id, &worker],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+pub async fn tasks(c: &impl GenericClient, job_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+    let stmt = c.prepare_cached("SELECT id FROM tasks WHERE job_id = $1 ORDER BY created_at, id").await?;
+    let ids: Vec<String> = c.query(&stmt, &[&job_id]).await?.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+    let mut found = super::tasks::by_ids(c, &ids).await?;
+    Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+}
+
+pub async fn waiting_models(c: &impl GenericClient, batch_id: &str) -> Result<Vec<String>, StoreError> {
+    let stmt = c
+        .prepare_cached("SELECT DISTINCT model FROM tasks WHERE batch_id = $1 AND lane = 2 AND status = 'queued'")
+        .await?;
+    c.query(&stmt, &[&batch_id]).await?.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
