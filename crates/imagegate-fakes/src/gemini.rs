@@ -132,7 +132,7 @@ async fn generate_content(
 ) -> Response {
     if let Some(model) = model_action.strip_suffix(":batchGenerateContent") {
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        return crate::gemini_batch::create(&s, model, &headers, &body);
+        return crate::gemini_batch::create(&s, model, &headers, &body).await;
     }
     let resp = generate_content_json(State(s), Path(model_action.clone()), version, headers, body).await;
     if !model_action.ends_with(":streamGenerateContent") {

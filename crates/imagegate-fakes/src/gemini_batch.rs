@@ -56,6 +56,7 @@ struct Inner {
     uploads: Mutex<HashMap<String, u64>>,
     jobs: Mutex<Vec<Job>>,
     run_for: Mutex<Option<Duration>>,
+    create_delay: Mutex<Duration>,
     outcome: Mutex<Option<Outcome>>,
     job_state_names: Mutex<bool>,
     creations: AtomicUsize,
@@ -75,6 +76,14 @@ impl FakeBatches {
     pub fn set_run_for(&self, d: Duration) {
         if let Ok(mut r) = self.inner.run_for.lock() {
             *r = Some(d);
+        }
+    }
+
+    /// Holds each creation's answer this long after the job exists (a gateway killed in
+    /// between has created a job it never heard of).
+    pub fn set_create_delay(&self, d: Duration) {
+        if let Ok(mut r) = self.inner.create_delay.lock() {
+            *r = d;
         }
     }
 
@@ -233,7 +242,7 @@ pub(crate) async fn download(State(s): State<Shared>, Path(name): Path<String>, 
 }
 
 /// `POST /v1beta/models/{model}:batchGenerateContent` (routed here by the model route).
-pub(crate) fn create(s: &Shared, model: &str, headers: &HeaderMap, body: &Value) -> Response {
+pub(crate) async fn create(s: &Shared, model: &str, headers: &HeaderMap, body: &Value) -> Response {
     let b = &s.batches;
     let Some(key) = api_key(headers) else {
         return error(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers.");
@@ -278,6 +287,10 @@ pub(crate) fn create(s: &Shared, model: &str, headers: &HeaderMap, body: &Value)
     let op = operation(s, &job, "PENDING", false);
     if let Ok(mut j) = b.inner.jobs.lock() {
         j.push(job);
+    }
+    let delay = b.inner.create_delay.lock().map(|d| *d).unwrap_or_default();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     Json(op).into_response()
 }

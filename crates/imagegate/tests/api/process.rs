@@ -567,3 +567,95 @@ async fn an_edit_cut_off_by_kill_9_sends_the_same_input_bytes_after_restart() {
         assert_eq!(part["mimeType"], "image/png");
     }
 }
+
+/// A gateway running a batch through the fake Gemini's Batch API as a process, killed with
+/// `kill -9` once `cut` says so, then started again: the batch ends with every line's image,
+/// and the upstream saw exactly one job.
+async fn batch_survives_kill_9(
+    prepare: impl Fn(&imagegate_fakes::FakeGemini),
+    cut: impl Fn(&imagegate_fakes::FakeGemini) -> bool,
+) {
+    let fake = imagegate_fakes::FakeGemini::start().await.unwrap();
+    prepare(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("imagegate.toml");
+    std::fs::write(&config, "[worker]\nlease = \"1s\"\n[batch]\npoll_interval = \"200ms\"\n").unwrap();
+    let envs = [("GEMINI_API_KEY", "batch-key".to_string()), ("IMAGEGATE_GEMINI_BASE_URL", fake.base_url())];
+    let key = new_key(dir.path());
+    let port = free_port();
+    let server = Proc::start_with(dir.path(), port, Some(&config), &envs).await;
+    let client = reqwest::Client::new();
+    let text: String = (0..3)
+        .map(|i| {
+            json!({"custom_id": format!("l{i}"), "method": "POST", "url": "/v1/images/generations",
+                   "body": {"model": "nano-banana", "prompt": format!("line {i}")}})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let form = reqwest::multipart::Form::new()
+        .text("purpose", "batch")
+        .part("file", reqwest::multipart::Part::bytes(text.into_bytes()).file_name("in.jsonl"));
+    let file: Value = client
+        .post(format!("{}/v1/files", server.base))
+        .bearer_auth(&key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let batch: Value = client
+        .post(format!("{}/v1/batches", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"input_file_id": file["id"], "endpoint": "/v1/images/generations", "completion_window": "24h"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = batch["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cut(&fake) {
+        assert!(Instant::now() < deadline, "the batch never reached the point of the cut");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.signal("-KILL");
+    drop(server);
+    let server = Proc::start_with(dir.path(), port, Some(&config), &envs).await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let done = loop {
+        let b = get_json(&client, &format!("{}/v1/batches/{id}", server.base), &key).await;
+        if b["status"] == "completed" || Instant::now() > deadline {
+            break b;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["request_counts"]["completed"], 3, "{done}");
+    assert_eq!(fake.batches.creations(), 1, "the same upstream job, never a second");
+    assert_eq!(fake.script.call_count(), 0, "no line ran in realtime");
+    let out = client
+        .get(format!("{}/v1/files/{}/content", server.base, done["output_file_id"].as_str().unwrap()))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(out.lines().count(), 3);
+}
+
+#[tokio::test]
+async fn a_batch_whose_upstream_job_is_running_survives_kill_9() {
+    batch_survives_kill_9(|f| f.batches.set_run_for(Duration::from_secs(3)), |f| f.batches.polls() > 0).await;
+}
+
+#[tokio::test]
+async fn a_batch_killed_between_creating_its_upstream_job_and_recording_it_finds_the_job_again() {
+    batch_survives_kill_9(|f| f.batches.set_create_delay(Duration::from_secs(30)), |f| f.batches.creations() == 1)
+        .await;
+}
