@@ -62,7 +62,8 @@ CREATE INDEX tasks_queued_order ON tasks (lane, created_at, id) WHERE status = '
 -- creates a second one for the same lines.
 CREATE TABLE upstream_jobs (
     id             TEXT PRIMARY KEY,
-    batch_id       TEXT NOT NULL,
+    -- NULL for a job of flex tasks (deadline routing), pooled across keys.
+    batch_id       TEXT,
     owner          TEXT NOT NULL,
     channel        TEXT NOT NULL,
     model          TEXT NOT NULL,
@@ -80,3 +81,6 @@ CREATE INDEX upstream_jobs_due ON upstream_jobs (next_check_at) WHERE state NOT 
 CREATE INDEX upstream_jobs_batch ON upstream_jobs (batch_id);
 ALTER TABLE tasks ADD COLUMN job_id TEXT;
 CREATE INDEX tasks_job ON tasks (job_id) WHERE job_id IS NOT NULL;
+-- A flex task's deadline (Unix seconds): it falls back to a realtime call in time to meet it.
+ALTER TABLE tasks ADD COLUMN deadline_at BIGINT;
+CREATE INDEX tasks_flex ON tasks (deadline_at) WHERE lane = 2 AND batch_id IS NULL AND status IN ('queued', 'running');

@@ -9,6 +9,7 @@
 //! writes the files) → `completed`; a cancel → `cancelling` (open lines cancelled) →
 //! `cancelled`; past the completion window → open lines cancelled → `expired`.
 
+mod flex;
 mod intake;
 mod output;
 pub mod upstream;

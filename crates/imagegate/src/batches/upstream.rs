@@ -28,16 +28,17 @@ use crate::providers::{GeneratedImage, ProviderError, ProviderRequest};
 use crate::store::{BatchRecord, TaskRecord, UpstreamJob};
 use crate::worker::execute::{end_held, error_json, finish_with, provider_error_json};
 
-/// How long a driver holds a job between saves.
-const LEASE: Duration = Duration::from_secs(300);
 /// How long a job holds its lines: past this (a job lost for two days) workers may take them.
-const HOLD: Duration = Duration::from_secs(50 * 3600);
+pub(super) const HOLD: Duration = Duration::from_secs(50 * 3600);
 const IDLE: Duration = Duration::from_millis(500);
+/// The longest one step may take (an upload or a results file of a large job), so a call the
+/// upstream never answers cannot hold a job forever.
+const STEP_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// After a step failed for a reason that may pass (the upstream or the database unreachable).
 const RETRY: Duration = Duration::from_secs(10);
 
 /// A channel that can run batch jobs for the upstream model, if any.
-fn channel_for(app: &App, upstream_model: &str) -> Option<Arc<Channel>> {
+pub(super) fn channel_for(app: &App, upstream_model: &str) -> Option<Arc<Channel>> {
     app.providers
         .for_model(upstream_model)
         .channels
@@ -59,7 +60,7 @@ pub(super) async fn form_jobs(app: &App, b: &BatchRecord) -> Result<(), BatchErr
         loop {
             let job = UpstreamJob {
                 id: format!("ujob_{}", ulid::Ulid::new()),
-                batch_id: b.id.clone(),
+                batch_id: Some(b.id.clone()),
                 owner: b.owner.clone(),
                 channel: channel.spec.name.clone(),
                 model: upstream_model.to_string(),
@@ -92,17 +93,48 @@ pub(super) async fn form_jobs(app: &App, b: &BatchRecord) -> Result<(), BatchErr
 pub fn start(app: Arc<App>) {
     tokio::spawn(async move {
         let worker = format!("jobs-{}", ulid::Ulid::new());
+        let mut last_tick = std::time::Instant::now() - IDLE;
         loop {
             if app.background.is_cancelled() {
                 return;
             }
-            let lease_until = now_millis() + LEASE.as_millis() as i64;
+            // Flex pooling and deadline fallbacks, however busy the jobs keep this loop.
+            if last_tick.elapsed() >= IDLE {
+                last_tick = std::time::Instant::now();
+                if let Err(e) = super::flex::tick(&app).await {
+                    tracing::warn!(error = %e, "pooling flex tasks failed");
+                }
+            }
+            // The job's lease is the workers' (`worker.lease`), renewed while a step runs: a
+            // replica that dies mid-step lets another take the job up soon.
+            let lease = app.rt.lease;
+            let lease_until = now_millis() + lease.as_millis() as i64;
             match app.store.claim_job(&worker, now_millis(), lease_until).await {
                 Ok(Some(job)) => {
                     let id = job.id.clone();
-                    let (job, again) = match step(&app, job.clone()).await {
-                        Ok(done) => done,
-                        Err(e) => {
+                    let heartbeat = async {
+                        loop {
+                            tokio::time::sleep(lease / 3).await;
+                            let until = now_millis() + lease.as_millis() as i64;
+                            match app.store.renew_job(&id, &worker, until).await {
+                                Ok(true) => {}
+                                Ok(false) => return,
+                                Err(e) => tracing::warn!(job_id = id, error = %e, "renewing a job's lease failed"),
+                            }
+                        }
+                    };
+                    let bounded = tokio::time::timeout(STEP_TIMEOUT, step(&app, job.clone()));
+                    let stepped = tokio::select! {
+                        r = bounded => Some(r.unwrap_or(Err(BatchError::Submit("the step timed out".into())))),
+                        _ = heartbeat => None,
+                    };
+                    let (job, again) = match stepped {
+                        None => {
+                            tracing::warn!(job_id = id, "the job's lease was lost mid-step; another replica has it");
+                            continue;
+                        }
+                        Some(Ok(done)) => done,
+                        Some(Err(e)) => {
                             tracing::warn!(job_id = id, error = %e, "an upstream job step failed; it will be tried again");
                             (job, RETRY)
                         }
@@ -127,7 +159,7 @@ pub fn start(app: Arc<App>) {
     });
 }
 
-fn claim(job: &UpstreamJob) -> String {
+pub(super) fn claim(job: &UpstreamJob) -> String {
     format!("job:{}", job.id)
 }
 
@@ -148,8 +180,15 @@ async fn step(app: &App, mut job: UpstreamJob) -> Result<(UpstreamJob, Duration)
         return Ok((job, Duration::ZERO));
     };
     // A gateway batch cancelled, or past its window: the job stops upstream too.
-    let batch = app.store.get_batch(&job.owner, &job.batch_id).await?;
-    if batch.as_ref().is_none_or(|b| b.status == BatchStatus::Cancelling || b.expired_at.is_some()) {
+    let stopped = match &job.batch_id {
+        Some(id) => app
+            .store
+            .get_batch(&job.owner, id)
+            .await?
+            .is_none_or(|b| b.status == BatchStatus::Cancelling || b.expired_at.is_some()),
+        None => false,
+    };
+    if stopped {
         if let Some(name) = &job.upstream_name
             && let Err(e) = provider.cancel(name).await
         {

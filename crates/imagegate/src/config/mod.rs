@@ -112,6 +112,9 @@ pub struct BatchSection {
     pub upstream: bool,
     pub poll_interval: String,
     pub max_job_lines: u32,
+    pub flex_max_wait: String,
+    pub flex_max_lines: u32,
+    pub flex_realtime_margin: String,
 }
 
 /// How batches run (see `crate::batches`).
@@ -123,6 +126,11 @@ pub struct BatchRuntime {
     pub poll_interval: Duration,
     /// Lines per upstream job: a larger batch is split into several jobs.
     pub max_job_lines: u32,
+    /// Flex tasks are pooled this long (or until `flex_max_lines` wait) before a job is made.
+    pub flex_max_wait: Duration,
+    pub flex_max_lines: u32,
+    /// A flex task still waiting this long before its deadline is run in realtime.
+    pub flex_realtime_margin: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -460,6 +468,9 @@ impl Config {
                 upstream: self.batch.upstream,
                 poll_interval: dur("batch.poll_interval", &self.batch.poll_interval)?.max(Duration::from_millis(10)),
                 max_job_lines: self.batch.max_job_lines.clamp(1, 50_000),
+                flex_max_wait: dur("batch.flex_max_wait", &self.batch.flex_max_wait)?,
+                flex_max_lines: self.batch.flex_max_lines.max(1),
+                flex_realtime_margin: dur("batch.flex_realtime_margin", &self.batch.flex_realtime_margin)?,
             },
             resolver: Resolvers::system(),
             upstream_proxy: Some(self.providers.proxy.trim().to_string()).filter(|p| !p.is_empty()),

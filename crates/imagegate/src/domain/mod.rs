@@ -7,6 +7,7 @@ pub mod conversation;
 pub mod durability;
 pub mod duration;
 pub mod export;
+pub mod flex;
 pub mod ids;
 pub mod models;
 pub mod policy;

@@ -115,6 +115,12 @@ pub struct ImageRequest {
     pub stream: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial_images: Option<u8>,
+    /// `flex`: the gateway may serve the task through a provider batch job (at the batch
+    /// price) as long as it ends by `deadline_at` (Unix seconds); set by the async routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_at: Option<i64>,
     /// Set on the worker's copy when a fallback model serves the request (never stored).
     #[serde(skip)]
     pub served_by_fallback: bool,
@@ -466,6 +472,8 @@ pub fn validate(body: &Value, extra_fields: &[&str]) -> Result<ImageRequest, Inv
         surface: None,
         stream,
         partial_images: if stream { partial_images } else { None },
+        service_tier: None,
+        deadline_at: None,
         served_by_fallback: false,
     })
 }

@@ -314,7 +314,9 @@ pub struct BatchLineRecord {
 pub struct UpstreamJob {
     /// `ujob_…`; also the job's display name upstream (how it is found again after a crash).
     pub id: String,
-    pub batch_id: String,
+    /// The gateway batch whose lines it carries; `None` for a job of flex tasks.
+    pub batch_id: Option<String>,
+    /// The batch's owner (empty for a flex job, whose tasks may be of several keys).
     pub owner: String,
     /// The channel whose credential made it (and polls it).
     pub channel: String,
@@ -375,6 +377,8 @@ pub struct NewTask {
     /// The queue lane: 0 realtime, 1 batch lines run by workers, 2 batch lines held for an
     /// upstream batch job (`LANE_*`).
     pub lane: i64,
+    /// A flex task's deadline (Unix seconds).
+    pub deadline_at: Option<i64>,
 }
 
 pub const LANE_REALTIME: i64 = 0;
@@ -756,9 +760,9 @@ pub trait Store: Send + Sync {
     async fn open_batch_tasks(&self, batch_id: &str, limit: u32) -> Result<Vec<(String, String)>, StoreError>;
 
     /// Writes an upstream job and, in the same transaction, takes up to `limit` of its batch's
-    /// lines of model `model` waiting for one (lane 2, queued): they become running, held by
-    /// the job (`job:{id}` as their claim, until `lease_until_ms`). Nothing is written, and
-    /// nothing returned, when no line waits.
+    /// lines (or, for a job with no batch, flex tasks) of model `model` waiting for one (lane
+    /// 2, queued): they become running, held by the job (`job:{id}` as their claim, until
+    /// `lease_until_ms`). Nothing is written, and nothing returned, when no line waits.
     async fn create_job(
         &self,
         job: &UpstreamJob,
@@ -773,6 +777,8 @@ pub trait Store: Send + Sync {
         now_ms: i64,
         lease_until_ms: i64,
     ) -> Result<Option<UpstreamJob>, StoreError>;
+    /// Extends a held job lease; `false` when `worker` no longer holds it.
+    async fn renew_job(&self, id: &str, worker: &str, lease_until_ms: i64) -> Result<bool, StoreError>;
     /// Writes the job's step, files, name and error; releases the lease; due again at
     /// `next_check_at_ms`. `false` when `worker` lost the lease.
     async fn save_job(&self, job: &UpstreamJob, worker: &str, next_check_at_ms: i64) -> Result<bool, StoreError>;
@@ -780,6 +786,12 @@ pub trait Store: Send + Sync {
     async fn job_tasks(&self, job_id: &str) -> Result<Vec<TaskRecord>, StoreError>;
     /// The models of a batch's lines still waiting for an upstream job.
     async fn waiting_models(&self, batch_id: &str) -> Result<Vec<String>, StoreError>;
+    /// Flex tasks waiting for an upstream job, by model: `(model, count, oldest created_at ms)`.
+    async fn flex_waiting(&self) -> Result<Vec<(String, i64, i64)>, StoreError>;
+    /// Moves up to `limit` flex tasks that can no longer wait (their deadline, less
+    /// `margin_secs`, is at or before `now_secs`) to the realtime queue, taking them from any
+    /// job that holds them (that job's result for them is then dropped); returns them.
+    async fn flex_fallback(&self, now_secs: i64, margin_secs: i64, limit: u32) -> Result<Vec<TaskRecord>, StoreError>;
 
     /// The owner's task's inputs, in order; empty for an unknown task or another owner's.
     async fn task_inputs(&self, owner: &str, task_id: &str) -> Result<Vec<InputRecord>, StoreError>;

@@ -660,7 +660,7 @@ fn result_json(req: &ImageRequest, stored: &[StoredImage]) -> Value {
     let output: u64 = stored.iter().map(|s| s.output_tokens).sum();
     let (w, h) = req.shape().pixels();
     let cost = crate::domain::pricing::round6(stored.iter().map(|s| s.record.cost_usd).sum());
-    json!({
+    let mut result = json!({
         "created": now_secs(),
         "data": data,
         "size": format!("{w}x{h}"),
@@ -672,5 +672,10 @@ fn result_json(req: &ImageRequest, stored: &[StoredImage]) -> Value {
             "images": stored.len(),
             "cost_usd": cost,
         }
-    })
+    });
+    // A flex task says which path served it (an upstream batch job sets "batch").
+    if req.service_tier.is_some() {
+        result["served_by"] = json!("realtime");
+    }
+    result
 }

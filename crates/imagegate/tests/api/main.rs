@@ -15,6 +15,7 @@ mod durability;
 mod errors;
 mod export;
 mod files;
+mod flex;
 mod gemini_surface;
 mod gemini_wire;
 mod generation;

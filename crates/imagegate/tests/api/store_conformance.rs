@@ -87,6 +87,7 @@ fn task(owner: &str, idem: Option<(&str, &str)>, at: i64) -> NewTask {
         inputs: Vec::new(),
         batch: None,
         lane: 0,
+        deadline_at: None,
     }
 }
 

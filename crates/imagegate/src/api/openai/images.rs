@@ -34,6 +34,8 @@ use crate::worker::{Finished, Subscription};
 
 /// Fields the async routes take on top of the image fields.
 pub(super) const TASK_FIELDS: &[&str] = &["webhook_url", "webhook_events"];
+/// The async generation route's deadline routing (`crate::domain::flex`).
+const FLEX_FIELDS: &[&str] = &["webhook_url", "webhook_events", "service_tier", "deadline"];
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
@@ -46,7 +48,7 @@ pub async fn create_image(
     let wants_async = wants_async(&headers);
     let mode = if wants_async { TaskMode::Async } else { TaskMode::Sync };
     // `Prefer: respond-async` makes this the async route, webhook fields included.
-    let submission = generation(&bytes, if wants_async { TASK_FIELDS } else { &[] })?;
+    let submission = generation(&bytes, if wants_async { FLEX_FIELDS } else { &[] })?;
     let submitted = Box::pin(submit(&app, &key, mode, submission, &headers)).await?;
     // The body (it may carry megabytes of data: URLs, now stored) is not kept for the wait.
     drop(bytes);
@@ -59,7 +61,7 @@ pub async fn create_image_async(
     headers: HeaderMap,
     RawJson(bytes): RawJson,
 ) -> Result<Response, ApiError> {
-    let submission = generation(&bytes, TASK_FIELDS)?;
+    let submission = generation(&bytes, FLEX_FIELDS)?;
     let submitted = Box::pin(submit(&app, &key, TaskMode::Async, submission, &headers)).await?;
     drop(bytes);
     answer(&app, key, headers, TaskMode::Async, submitted).await
@@ -76,7 +78,18 @@ pub(super) fn wants_async(headers: &HeaderMap) -> bool {
 /// A generations body: its fields validated, its `reference_images` left in the body's bytes.
 fn generation<'b>(bytes: &'b [u8], extra: &[&str]) -> Result<Submission<'b>, ApiError> {
     let body::Split { fields, inputs } = body::split(bytes, &["reference_images"])?;
-    let req = request::validate(&fields, extra)?;
+    if !extra.contains(&"service_tier") && fields.get("service_tier").is_some_and(|t| t != "default" && t != "auto") {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "\"service_tier\": \"flex\" is for async requests: POST /v1/images/generations/async, or send Prefer: respond-async.",
+        )
+        .with_param("service_tier"));
+    }
+    let mut req = request::validate(&fields, extra)?;
+    if extra.contains(&"service_tier") {
+        req.deadline_at = crate::domain::flex::parse(&fields, now_secs())?;
+        req.service_tier = req.deadline_at.map(|_| "flex".to_string());
+    }
     let references = match inputs.get("reference_images") {
         Some(raw) => body::string_list(raw, "reference_images")?,
         None => Vec::new(),
@@ -453,6 +466,9 @@ async fn submit_request<'a>(
     };
     let webhook = webhook_target(app, body).await?;
     let (task_id, inputs, stored_req) = store_inputs(app, key, req, pending).await?;
+    // A flex request waits for an upstream batch job when its model's provider has one.
+    let flex =
+        batch.is_none() && req.deadline_at.is_some() && crate::batches::upstream::can_batch(app, &req.upstream_model);
     let new = NewTask {
         id: task_id,
         owner: owner.to_string(),
@@ -466,7 +482,9 @@ async fn submit_request<'a>(
         created_at_ms: now_millis(),
         claimed: None,
         inputs: inputs.clone(),
+        deadline_at: req.deadline_at.filter(|_| flex),
         lane: match (&batch, upstream) {
+            (None, _) if flex => LANE_UPSTREAM,
             (None, _) => LANE_REALTIME,
             (Some(_), false) => LANE_BATCH,
             (Some(_), true) => LANE_UPSTREAM,

@@ -37,7 +37,8 @@ pub async fn create(
         .prepare_cached(
             "UPDATE tasks SET status = 'running', job_id = $1, lease_owner = $2, lease_expires_at = $3,
                     attempts = attempts + 1, started_at = COALESCE(started_at, $4), updated_at = $4
-             WHERE id IN (SELECT id FROM tasks WHERE batch_id = $5 AND lane = 2 AND status = 'queued' AND model = $6
+             WHERE id IN (SELECT id FROM tasks
+                          WHERE batch_id IS NOT DISTINCT FROM $5::text AND lane = 2 AND status = 'queued' AND model = $6
                           ORDER BY created_at, id LIMIT $7 FOR UPDATE SKIP LOCKED)
              RETURNING id",
         )
@@ -125,4 +126,45 @@ pub async fn waiting_models(c: &impl GenericClient, batch_id: &str) -> Result<Ve
         .prepare_cached("SELECT DISTINCT model FROM tasks WHERE batch_id = $1 AND lane = 2 AND status = 'queued'")
         .await?;
     c.query(&stmt, &[&batch_id]).await?.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+pub async fn flex_waiting(c: &impl GenericClient) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT model, COUNT(*), MIN(created_at) FROM tasks
+             WHERE lane = 2 AND batch_id IS NULL AND status = 'queued' GROUP BY model",
+        )
+        .await?;
+    c.query(&stmt, &[]).await?.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+}
+
+pub async fn flex_fallback(
+    c: &impl GenericClient,
+    now_secs: i64,
+    margin_secs: i64,
+    limit: u32,
+) -> Result<Vec<TaskRecord>, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE tasks SET lane = 0, status = 'queued', job_id = NULL, lease_owner = NULL, lease_expires_at = NULL
+             WHERE id IN (SELECT id FROM tasks
+                          WHERE lane = 2 AND batch_id IS NULL AND status IN ('queued', 'running')
+                                AND deadline_at - $2 <= $1
+                          ORDER BY deadline_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+        )
+        .await?;
+    let ids: Vec<String> = c
+        .query(&stmt, &[&now_secs, &margin_secs, &i64::from(limit)])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let mut found = super::tasks::by_ids(c, &ids).await?;
+    Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+}
+
+pub async fn renew(c: &impl GenericClient, id: &str, worker: &str, lease_until_ms: i64) -> Result<bool, StoreError> {
+    let stmt = c.prepare_cached("UPDATE upstream_jobs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3").await?;
+    Ok(c.execute(&stmt, &[&lease_until_ms, &id, &worker]).await? == 1)
 }

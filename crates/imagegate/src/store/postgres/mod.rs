@@ -422,6 +422,10 @@ impl Store for PgStore {
         in_tx!(self.db, |tx| jobs::claim(&tx, worker, now_ms, lease_until_ms).await?)
     }
 
+    async fn renew_job(&self, id: &str, worker: &str, lease_until_ms: i64) -> Result<bool, StoreError> {
+        on_conn!(self.db, |c| jobs::renew(c, id, worker, lease_until_ms).await)
+    }
+
     async fn save_job(&self, job: &UpstreamJob, worker: &str, next_check_at_ms: i64) -> Result<bool, StoreError> {
         on_conn!(self.db, |c| jobs::save(c, job, worker, next_check_at_ms).await)
     }
@@ -432,6 +436,18 @@ impl Store for PgStore {
 
     async fn waiting_models(&self, batch_id: &str) -> Result<Vec<String>, StoreError> {
         on_conn!(self.db, |c| jobs::waiting_models(c, batch_id).await)
+    }
+
+    async fn flex_waiting(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        on_conn!(self.db, |c| jobs::flex_waiting(c).await)
+    }
+
+    async fn flex_fallback(&self, now_secs: i64, margin_secs: i64, limit: u32) -> Result<Vec<TaskRecord>, StoreError> {
+        let moved = in_tx!(self.db, |tx| jobs::flex_fallback(&tx, now_secs, margin_secs, limit).await?)?;
+        if !moved.is_empty() {
+            self.notifier.announce(&[StoreEvent::Queued]);
+        }
+        Ok(moved)
     }
 
     async fn task_inputs(&self, owner: &str, task_id: &str) -> Result<Vec<InputRecord>, StoreError> {

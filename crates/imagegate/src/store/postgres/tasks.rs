@@ -253,9 +253,9 @@ pub async fn write_task(c: &impl GenericClient, task: &NewTask) -> Result<bool, 
                  INSERT INTO tasks (id, owner, status, mode, model, request, attempts, webhook_url, webhook_events,
                                     reserved_usd, reserved_images, usage_day, created_at, updated_at, lease_owner,
                                     lease_expires_at, started_at, idempotency_key, request_hash, batch_id,
-                                    custom_id, lane)
+                                    custom_id, lane, deadline_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16, $17, $18,
-                         $19, $20, $21)
+                         $19, $20, $21, $22)
                  ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                  RETURNING id),
              reserved AS (
@@ -307,6 +307,7 @@ pub async fn write_task(c: &impl GenericClient, task: &NewTask) -> Result<bool, 
                 &task.batch.as_ref().map(|b| b.batch_id.as_str()),
                 &task.batch.as_ref().map(|b| b.custom_id.as_str()),
                 &task.lane,
+                &task.deadline_at,
             ],
         )
         .await?;

@@ -5,6 +5,8 @@ use rusqlite::{Connection, Row, params};
 use crate::domain::batch::JobStep;
 use crate::store::{StoreError, TaskRecord, UpstreamJob};
 
+use super::tasks::by_id;
+
 const COLUMNS: &str = "id, batch_id, owner, channel, model, state, input_file, upstream_name, error, lines, created_at";
 
 fn row_to_job(r: &Row) -> Result<UpstreamJob, StoreError> {
@@ -36,7 +38,9 @@ pub fn create(
         .prepare_cached(
             "UPDATE tasks SET status = 'running', job_id = ?1, lease_owner = ?2, lease_expires_at = ?3,
                     attempts = attempts + 1, started_at = COALESCE(started_at, ?4), updated_at = ?4
-             WHERE id IN (SELECT id FROM tasks WHERE batch_id = ?5 AND lane = 2 AND status = 'queued' AND model = ?6
+             WHERE id IN (SELECT id FROM tasks
+                          WHERE (batch_id = ?5 OR (?5 IS NULL AND batch_id IS NULL)) AND lane = 2
+                                AND status = 'queued' AND model = ?6
                           ORDER BY created_at, id LIMIT ?7)
              RETURNING id",
         )?
@@ -107,7 +111,7 @@ pub fn tasks(conn: &Connection, job_id: &str) -> Result<Vec<TaskRecord>, StoreEr
         .collect::<Result<_, _>>()?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(t) = super::tasks::by_id(conn, &id)? {
+        if let Some(t) = by_id(conn, &id)? {
             out.push(t);
         }
     }
@@ -119,4 +123,47 @@ pub fn waiting_models(conn: &Connection, batch_id: &str) -> Result<Vec<String>, 
         .prepare_cached("SELECT DISTINCT model FROM tasks WHERE batch_id = ? AND lane = 2 AND status = 'queued'")?
         .query_map([batch_id], |r| r.get(0))?
         .collect::<Result<_, _>>()?)
+}
+
+pub fn flex_waiting(conn: &Connection) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT model, COUNT(*), MIN(created_at) FROM tasks
+             WHERE lane = 2 AND batch_id IS NULL AND status = 'queued' GROUP BY model",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?)
+}
+
+pub fn flex_fallback(
+    conn: &Connection,
+    now_secs: i64,
+    margin_secs: i64,
+    limit: u32,
+) -> Result<Vec<TaskRecord>, StoreError> {
+    let ids: Vec<String> = conn
+        .prepare_cached(
+            "UPDATE tasks SET lane = 0, status = 'queued', job_id = NULL, lease_owner = NULL, lease_expires_at = NULL
+             WHERE id IN (SELECT id FROM tasks
+                          WHERE lane = 2 AND batch_id IS NULL AND status IN ('queued', 'running')
+                                AND deadline_at - ?2 <= ?1
+                          ORDER BY deadline_at LIMIT ?3)
+             RETURNING id",
+        )?
+        .query_map(params![now_secs, margin_secs, limit], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(t) = by_id(conn, &id)? {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+pub fn renew(conn: &Connection, id: &str, worker: &str, lease_until_ms: i64) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("UPDATE upstream_jobs SET lease_until = ? WHERE id = ? AND lease_owner = ?")?
+        .execute(params![lease_until_ms, id, worker])?
+        == 1)
 }

@@ -354,6 +354,10 @@ impl Store for SqliteStore {
         self.db.write(|c| jobs::claim(c, worker, now_ms, lease_until_ms))
     }
 
+    async fn renew_job(&self, id: &str, worker: &str, lease_until_ms: i64) -> Result<bool, StoreError> {
+        self.db.write(|c| jobs::renew(c, id, worker, lease_until_ms))
+    }
+
     async fn save_job(&self, job: &UpstreamJob, worker: &str, next_check_at_ms: i64) -> Result<bool, StoreError> {
         self.db.write(|c| jobs::save(c, job, worker, next_check_at_ms))
     }
@@ -364,6 +368,14 @@ impl Store for SqliteStore {
 
     async fn waiting_models(&self, batch_id: &str) -> Result<Vec<String>, StoreError> {
         self.db.read(|c| jobs::waiting_models(c, batch_id))
+    }
+
+    async fn flex_waiting(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        self.db.read(jobs::flex_waiting)
+    }
+
+    async fn flex_fallback(&self, now_secs: i64, margin_secs: i64, limit: u32) -> Result<Vec<TaskRecord>, StoreError> {
+        self.db.write(|c| jobs::flex_fallback(c, now_secs, margin_secs, limit))
     }
 
     async fn task_inputs(&self, owner: &str, task_id: &str) -> Result<Vec<InputRecord>, StoreError> {

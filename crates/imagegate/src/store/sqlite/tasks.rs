@@ -187,8 +187,8 @@ pub fn create(conn: &Connection, task: NewTask, batch: &mut BatchState) -> Resul
     conn.prepare_cached(
         "INSERT INTO tasks (id, owner, status, mode, model, request, attempts, idempotency_key, request_hash,
                             webhook_url, webhook_events, reserved_usd, reserved_images, usage_day, created_at, updated_at,
-                            lease_owner, lease_expires_at, started_at, batch_id, custom_id, lane)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            lease_owner, lease_expires_at, started_at, batch_id, custom_id, lane, deadline_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         task.id,
@@ -212,7 +212,8 @@ pub fn create(conn: &Connection, task: NewTask, batch: &mut BatchState) -> Resul
         started_at,
         task.batch.as_ref().map(|b| b.batch_id.as_str()),
         task.batch.as_ref().map(|b| b.custom_id.as_str()),
-        task.lane
+        task.lane,
+        task.deadline_at
     ])?;
     super::inputs::insert(conn, &task.inputs)?;
     conn.prepare_cached("UPDATE keys SET reserved_usd = reserved_usd + ? WHERE id = ?")?
