@@ -10,7 +10,7 @@ use serde_json::json;
 use super::{BatchError, Step};
 use crate::app::App;
 use crate::domain::batch::BatchStatus;
-use crate::domain::batch_input::{Line, LineError, Lines, Validator};
+use crate::domain::batch_input::{EDITS, Line, LineError, Lines, Validator};
 use crate::domain::now_secs;
 use crate::store::{BatchLink, BatchRecord, KeyRecord};
 
@@ -94,8 +94,18 @@ async fn run_line(app: &App, key: &KeyRecord, b: &BatchRecord, line: Line) -> Re
             let link = BatchLink { batch_id: b.id.clone(), custom_id: line.custom_id.clone() };
             let idempotency = format!("{}:{}", b.id, number);
             let upstream = super::upstream::can_batch(app, &req.upstream_model);
-            match crate::api::openai::images::submit_line(app, key, link, &idempotency, req, &line.body, upstream).await
-            {
+            // The body again as the route reads it: its inputs borrowed from these bytes.
+            let bytes = serde_json::to_vec(&line.body).unwrap_or_default();
+            let submission = if b.endpoint == EDITS {
+                crate::api::openai::edits::edit_line(&bytes)
+            } else {
+                crate::api::openai::images::generation_line(&bytes)
+            };
+            let submitted = match submission {
+                Ok(s) => crate::api::openai::images::submit_line(app, key, link, &idempotency, s, upstream).await,
+                Err(e) => Err(e),
+            };
+            match submitted {
                 Ok(task) => {
                     app.store.add_batch_line(&b.id, number, &line.custom_id, Some(&task.id), None).await?;
                     return Ok(());

@@ -12,6 +12,10 @@ use std::collections::HashSet;
 
 use super::request::{self, ImageRequest};
 
+/// The endpoints a batch's lines may call.
+pub const GENERATIONS: &str = "/v1/images/generations";
+pub const EDITS: &str = "/v1/images/edits";
+
 /// Lines a batch may have, and the longest `custom_id`.
 pub const MAX_LINES: usize = 50_000;
 pub const MAX_CUSTOM_ID: usize = 512;
@@ -118,8 +122,18 @@ impl Validator {
             self.fail("duplicate_custom_id", m, Some("custom_id"));
             return None;
         }
-        // Lines run as async tasks: the fields of the async route are allowed.
-        let request = request::validate(&raw.body, &["webhook_url", "webhook_events"]);
+        // Lines run as async tasks: the fields of the async route are allowed. An edit's input
+        // images are checked (and stored) when its task is written.
+        let request = if self.endpoint == EDITS {
+            let mut fields = raw.body.clone();
+            if let Some(obj) = fields.as_object_mut() {
+                obj.remove("images");
+                obj.remove("mask");
+            }
+            request::validate(&fields, &["webhook_url", "webhook_events", "input_fidelity"])
+        } else {
+            request::validate(&raw.body, &["webhook_url", "webhook_events"])
+        };
         self.count += 1;
         Some(Line { number: self.number, custom_id, request, body: raw.body })
     }

@@ -307,3 +307,46 @@ async fn a_batch_request_is_checked_before_anything_is_made() {
         app.client.get(app.url("/v1/batches")).bearer_auth(&app.key).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["data"].as_array().unwrap().len(), 0, "no batch was made");
 }
+
+#[tokio::test]
+async fn an_edits_batch_stores_each_lines_input_images_with_its_task() {
+    use base64::Engine;
+    let app = spawn_app().await;
+    let png = {
+        let img = image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, 90]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(out.into_inner())
+    };
+    let edit = |id: &str, images: Value| {
+        json!({"custom_id": id, "method": "POST", "url": "/v1/images/edits",
+               "body": {"model": "nano-banana", "prompt": "make it winter", "images": images}})
+        .to_string()
+    };
+    let file = upload(
+        &app,
+        &app.key,
+        &[edit("winter", json!([{"image_url": format!("data:image/png;base64,{png}")}])), edit("no-image", json!([]))],
+    )
+    .await;
+    let resp = create(
+        &app,
+        &app.key,
+        json!({"input_file_id": file, "endpoint": "/v1/images/edits", "completion_window": "24h"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let batch: Value = resp.json().await.unwrap();
+    let done = wait_batch(&app, batch["id"].as_str().unwrap()).await;
+    assert_eq!(done["request_counts"], json!({"total": 2, "completed": 1, "failed": 1}), "{done}");
+    let output = file_lines(&app, done["output_file_id"].as_str().unwrap()).await;
+    let task = app.task(output[0]["response"]["request_id"].as_str().unwrap()).await;
+    assert_eq!(task["inputs"].as_array().map(Vec::len), Some(1), "{task}");
+    assert_eq!(
+        (task["inputs"][0]["width"].as_u64(), task["inputs"][0]["content_type"].as_str()),
+        (Some(32), Some("image/png"))
+    );
+    let errors = file_lines(&app, done["error_file_id"].as_str().unwrap()).await;
+    assert_eq!(errors[0]["custom_id"], "no-image");
+    assert_eq!(errors[0]["response"]["body"]["error"]["param"], "images");
+}

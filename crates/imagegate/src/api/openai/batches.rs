@@ -18,7 +18,7 @@ use crate::domain::{ids, now_secs};
 use crate::store::BatchRecord;
 
 /// Endpoints a batch's lines may call.
-const ENDPOINTS: &[&str] = &["/v1/images/generations"];
+const ENDPOINTS: &[&str] = &[crate::domain::batch_input::GENERATIONS, crate::domain::batch_input::EDITS];
 /// OpenAI's metadata limits.
 const MAX_METADATA_PAIRS: usize = 16;
 const MAX_METADATA_KEY: usize = 64;

@@ -109,6 +109,12 @@ fn json_edit<'b>(bytes: &'b [u8], extra: &[&str]) -> Result<Submission<'b>, ApiE
     Ok(Submission { req, fields, inputs: Pending::References { images, mask } })
 }
 
+/// An edits line of a batch: its JSON body as the async route takes it.
+pub(crate) fn edit_line(body: &[u8]) -> Result<Submission<'_>, ApiError> {
+    let extra: Vec<&str> = EDIT_FIELDS.iter().chain(TASK_FIELDS).copied().collect();
+    json_edit(body, &extra)
+}
+
 fn missing_image(param: &str) -> ApiError {
     ApiError::bad_request("missing_required_parameter", "An edit needs at least one input image.").with_param(param)
 }

@@ -371,22 +371,20 @@ pub(crate) async fn submit_line(
     key: &KeyRecord,
     link: BatchLink,
     idempotency: &str,
-    req: &ImageRequest,
-    body: &Value,
+    submission: Submission<'_>,
     upstream: bool,
 ) -> Result<TaskRecord, ApiError> {
     let mut headers = HeaderMap::new();
     headers.insert("idempotency-key", HeaderValue::from_str(idempotency).map_err(|e| ApiError::internal(&e))?);
-    let images = req
-        .reference_images
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (format!("reference_images[{i}]"), Source::Named(Cow::Borrowed(t.as_str()))))
-        .collect();
-    let pending = Pending::References { images, mask: None };
+    let Submission { req, fields, inputs } = submission;
     let submitted =
-        submit_request(app, key, TaskMode::Batch, req, body, pending, &headers, Some(link), upstream).await?;
+        submit_request(app, key, TaskMode::Batch, &req, &fields, inputs, &headers, Some(link), upstream).await?;
     Ok(submitted.task)
+}
+
+/// A generations line's submission: its body as the async route takes it.
+pub(crate) fn generation_line(body: &[u8]) -> Result<Submission<'_>, ApiError> {
+    generation(body, TASK_FIELDS)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -3,7 +3,7 @@
 
 mod batches;
 pub(crate) mod body;
-mod edits;
+pub(crate) mod edits;
 pub mod files;
 pub(crate) mod images;
 pub use images::with_task_header;
