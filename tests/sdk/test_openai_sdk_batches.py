@@ -82,3 +82,49 @@ def test_a_duplicate_custom_id_fails_the_batch_and_a_cancel_ends_one(client):
     assert done.status == "cancelled" and done.request_counts.completed == 0
     with pytest.raises(openai.NotFoundError):
         client.batches.retrieve("batch_01JAAAAAAAAAAAAAAAAAAAAAAA")
+
+
+# The gateway in front of the fake Gemini (its Batch API included): lines go to an upstream
+# batch job at half the price.
+GBASE = os.environ.get("IMAGEGATE_GEMINI_BASE_URL")
+GKEY = os.environ.get("IMAGEGATE_GEMINI_KEY")
+
+
+@pytest.fixture
+def gclient():
+    if not GBASE:
+        pytest.skip("needs the gateway in front of the fake Gemini (scripts/test starts it)")
+    return openai.OpenAI(base_url=f"{GBASE}/v1", api_key=GKEY, timeout=120, max_retries=0)
+
+
+def test_a_batch_on_gemini_runs_as_an_upstream_batch_job_at_half_price(gclient):
+    lines = [(f"p{i}", {"model": "nano-banana-pro", "prompt": f"poster {i}", "size": "1024x1024"}) for i in range(4)]
+    f = gclient.files.create(file=("posters.jsonl", jsonl(lines)), purpose="batch")
+    b = gclient.batches.create(input_file_id=f.id, endpoint=ENDPOINT, completion_window="24h")
+    done = wait(gclient, b.id)
+    assert done.status == "completed" and done.request_counts.completed == 4
+    realtime = 0.134 * 4
+    assert abs(done.model_extra["cost_usd"] - realtime / 2) < 1e-9, done.model_extra["cost_usd"]
+    out = [json.loads(l) for l in gclient.files.content(done.output_file_id).text.splitlines()]
+    assert {o["response"]["body"]["served_by"] for o in out} == {"batch"}
+
+
+def test_a_flex_request_is_served_by_a_batch_job_before_its_deadline(gclient):
+    import httpx
+
+    r = httpx.post(
+        f"{GBASE}/v1/images/generations/async",
+        headers={"Authorization": f"Bearer {GKEY}"},
+        json={"model": "nano-banana-pro", "prompt": "no hurry", "service_tier": "flex", "deadline": 3600},
+        timeout=30,
+    )
+    assert r.status_code == 202, r.text
+    task_id = r.json()["id"]
+    end = time.time() + 60
+    while time.time() < end:
+        t = httpx.get(f"{GBASE}/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {GKEY}"}).json()
+        if t["status"] in ("completed", "failed", "cancelled"):
+            break
+        time.sleep(0.3)
+    assert t["status"] == "completed", t
+    assert t["result"]["served_by"] == "batch" and t["cost_usd"] == 0.067
