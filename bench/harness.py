@@ -38,6 +38,7 @@ IMAGEGATE = os.path.join(TARGET, "release", "imagegate")
 FAKE = os.path.join(TARGET, "release", "fake-upstream")
 CONVERT = os.path.join(TARGET, "release", "examples", "convert")
 BATCH_VALIDATE = os.path.join(TARGET, "release", "examples", "batch_validate")
+FAKE_GEMINI = os.path.join(TARGET, "release", "fake-gemini")
 WORK = os.path.join(ROOT, "bench", ".work")
 LITELLM = os.path.join(WORK, "litellm-venv", "bin", "litellm")
 WRK_LUA = os.path.join(ROOT, "bench", "wrk_report.lua")
@@ -844,6 +845,75 @@ def scenario_batch():
     out()
 
 
+def start_fake_gemini():
+    """The fake Gemini (generateContent and the Batch API), pinned to the load CPU."""
+    p = subprocess.Popen(["taskset", "-c", LOAD_CPU, FAKE_GEMINI], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True)
+    base = p.stdout.readline().strip()
+    if not base.startswith("http"):
+        raise SystemExit("fake-gemini did not start")
+    return p, base
+
+
+def multipart_file(name, data):
+    boundary = "imagegate-bench-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            f"Content-Type: application/jsonl\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def scenario_batch_e2e():
+    lines = 100 if QUICK else 1000
+    out(f"### 11. A {lines}-line batch end to end against the fake Gemini (target: under a minute)")
+    out("`client.batches` as the openai SDK drives it: the JSONL uploaded, the batch created, polled every 0.5 s "
+        "until it ends, Nano Banana Pro at 1K, one image per line. Side by side in one run: the lines sent to "
+        "Gemini's Batch API as upstream jobs (`[batch] upstream = true`, the default with a Gemini key; 500 lines a "
+        "job, polled every 0.5 s) and run on the gateway's own queue as realtime calls (`upstream = false`). "
+        "A fresh gateway and fake per path; peak RSS is the gateway's VmHWM.")
+    out()
+    out("| path | lines | seconds to completed | completed | upstream jobs | cost_usd | realtime price | peak RSS MB |")
+    out("|---|---|---|---|---|---|---|---|")
+    text = "".join(json.dumps({"custom_id": f"poster-{i}", "method": "POST", "url": "/v1/images/generations",
+                               "body": {"model": "nano-banana-pro", "prompt": f"poster {i} of a lighthouse at dusk",
+                                        "size": "1024x1024"}}) + "\n" for i in range(lines)).encode()
+    for upstream in (True, False):
+        fake, base = start_fake_gemini()
+        try:
+            toml = f'[batch]\nupstream = {"true" if upstream else "false"}\npoll_interval = "500ms"\n'
+            gw = start_imagegate(None, extra_toml=toml, env={"GEMINI_API_KEY": "bench-gemini-key",
+                                                             "IMAGEGATE_GEMINI_BASE_URL": base},
+                                 name=f"imagegate-batch-{'upstream' if upstream else 'queue'}")
+            body, ctype = multipart_file("posters.jsonl", text)
+            status, answer = post_raw(f"{gw.base}/v1/files", body, ctype, gw.key)
+            if status != 200:
+                raise SystemExit(f"upload answered {status}: {answer[:300]!r}")
+            file_id = json.loads(answer)["id"]
+            t0 = time.time()
+            status, raw = http("POST", f"{gw.base}/v1/batches", {"input_file_id": file_id,
+                               "endpoint": "/v1/images/generations", "completion_window": "24h"}, gw.key)
+            if status != 200:
+                raise SystemExit(f"batch create answered {status}: {raw[:300]!r}")
+            batch = json.loads(raw)
+            while True:
+                _, raw = http("GET", f"{gw.base}/v1/batches/{batch['id']}", token=gw.key)
+                b = json.loads(raw)
+                if b["status"] in ("completed", "failed", "expired", "cancelled") or time.time() - t0 > 600:
+                    break
+                time.sleep(0.5)
+            took = time.time() - t0
+            _, raw = http("GET", f"{base}/_fake/batches")
+            jobs = json.loads(raw)["creations"]
+            out(f"| {'Gemini Batch API' if upstream else 'gateway queue (realtime calls)'} | {lines} | {took:.1f} | "
+                f"{b['request_counts']['completed']} | {jobs} | {b['cost_usd']:.2f} | {0.134 * lines:.2f} | "
+                f"{gw.peak_mb():.0f} |")
+            gw.stop()
+        finally:
+            fake.terminate()
+            fake.wait()
+    out()
+
+
 SCENARIOS = {
     "overhead": scenario_overhead,
     "payload": scenario_payload,
@@ -855,6 +925,7 @@ SCENARIOS = {
     "postgres": scenario_postgres,
     "inputs": scenario_inputs,
     "batch": scenario_batch,
+    "batch_e2e": scenario_batch_e2e,
 }
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # imagegate's benchmarks, one command:
-#   bench/run.sh [overhead|payload|memory|hold|async|serve|convert|postgres|inputs|batch ...]   (default: all, ~30 min)
+#   bench/run.sh [overhead|payload|memory|hold|async|serve|convert|postgres|inputs|batch|batch_e2e ...]   (default: all, ~30 min)
 # Installs what it needs (wrk, nginx, libvips-tools from Debian; LiteLLM's proxy from PyPI into
 # bench/.work/litellm-venv), builds release binaries, starts everything on 127.0.0.1 pinned with
 # taskset, runs bounded loads, stops what it started and appends the figures to bench/RESULTS.md.
@@ -28,7 +28,7 @@ if [ -z "${BENCH_NO_LITELLM:-}" ] && [ ! -x bench/.work/litellm-venv/bin/litellm
   bench/.work/litellm-venv/bin/pip install --quiet --disable-pip-version-check "litellm[proxy]==1.108.7"
 fi
 cargo build --release --quiet --bin imagegate -p imagegate
-cargo build --release --quiet --bin fake-upstream -p imagegate-fakes
+cargo build --release --quiet --bin fake-upstream --bin fake-gemini -p imagegate-fakes
 cargo build --release --quiet --example convert --example batch_validate -p imagegate
 
 # 10,000 held requests need as many sockets on each side.

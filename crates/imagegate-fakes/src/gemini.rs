@@ -75,6 +75,7 @@ impl FakeGemini {
         let app = Router::new()
             .route("/v1beta/models/{model_action}", post(generate_content))
             .route("/_fake/calls", axum::routing::get(calls))
+            .route("/_fake/batches", axum::routing::get(batch_counts))
             .route("/upload/v1beta/files", post(crate::gemini_batch::upload))
             .route("/download/v1beta/files/{name}", axum::routing::get(crate::gemini_batch::download))
             .route("/v1beta/batches", axum::routing::get(crate::gemini_batch::list))
@@ -114,6 +115,11 @@ impl FakeGemini {
 /// `GET /_fake/calls`: the calls received so far, for tests that run the fake as a process.
 async fn calls(State(s): State<Shared>) -> Json<Value> {
     Json(s.script.calls_json())
+}
+
+/// `GET /_fake/batches`: Batch API jobs created, cancels and polls so far.
+async fn batch_counts(State(s): State<Shared>) -> Json<Value> {
+    Json(json!({"creations": s.batches.creations(), "cancels": s.batches.cancels(), "polls": s.batches.polls()}))
 }
 
 impl Drop for FakeGemini {
