@@ -84,3 +84,6 @@ CREATE INDEX tasks_job ON tasks (job_id) WHERE job_id IS NOT NULL;
 -- A flex task's deadline (Unix seconds): it falls back to a realtime call in time to meet it.
 ALTER TABLE tasks ADD COLUMN deadline_at BIGINT;
 CREATE INDEX tasks_flex ON tasks (deadline_at) WHERE lane = 2 AND batch_id IS NULL AND status IN ('queued', 'running');
+
+-- Files past their expiry (batch output files follow their key's retention) are swept.
+CREATE INDEX files_expiry ON files (expires_at) WHERE expires_at IS NOT NULL;

@@ -86,6 +86,11 @@ async fn write(app: &App, b: &BatchRecord, kind: Kind) -> Result<String, BatchEr
         Kind::Output => format!("{}_output.jsonl", b.id),
         Kind::Errors => format!("{}_error.jsonl", b.id),
     };
+    // Kept as long as the key keeps its images (the URLs in it stop working then anyway).
+    let retention = match app.store.get_key(&b.owner).await? {
+        Some(k) => app.rt.retention_for(&k.policy),
+        None => app.rt.retention,
+    };
     let record = FileRecord {
         id: id.clone(),
         owner: b.owner.clone(),
@@ -94,7 +99,7 @@ async fn write(app: &App, b: &BatchRecord, kind: Kind) -> Result<String, BatchEr
         bytes: bytes as i64,
         blob_key,
         created_at: now_secs(),
-        expires_at: None,
+        expires_at: Some(now_secs() + retention.as_secs() as i64),
     };
     app.store.create_file(&record).await?;
     Ok(id)

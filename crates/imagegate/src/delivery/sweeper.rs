@@ -1,4 +1,4 @@
-//! Retention: deletes expired originals and their variants, and expired input images, in
+//! Retention: deletes expired originals and their variants, expired input images and files, in
 //! bounded batches. Each image is
 //! marked swept only after its blobs are gone, so a crash mid-batch just repeats deletes
 //! (idempotent) on the next pass. The image row stays: the task keeps its record, and the URL
@@ -39,7 +39,35 @@ pub async fn sweep_once(store: &dyn Store, blobs: &dyn BlobStore) -> usize {
     if swept > 0 {
         tracing::info!(swept, "retention sweep deleted expired images");
     }
-    swept + sweep_inputs(store, blobs).await
+    swept + sweep_inputs(store, blobs).await + sweep_files(store, blobs).await
+}
+
+/// Files past their expiry (batch output files, uploads given `expires_after`): the blob, then
+/// the record.
+async fn sweep_files(store: &dyn Store, blobs: &dyn BlobStore) -> usize {
+    let expired = match store.expired_files(now_secs(), BATCH).await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "retention sweep: listing expired files failed");
+            return 0;
+        }
+    };
+    let mut swept = 0;
+    for file in expired {
+        if let Err(e) = blobs.delete(&file.blob_key).await
+            && !e.is_not_found()
+        {
+            tracing::warn!(file_id = file.id, error = %e, "retention sweep: delete failed; will retry");
+            continue;
+        }
+        if store.delete_file(&file.owner, &file.id).await.is_ok() {
+            swept += 1;
+        }
+    }
+    if swept > 0 {
+        tracing::info!(swept, "retention sweep deleted expired files");
+    }
+    swept
 }
 
 /// Expired input images: each blob is deleted once no input still within its retention shares

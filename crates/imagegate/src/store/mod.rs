@@ -709,6 +709,8 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<FileRecord>, StoreError>;
     /// Deletes the owner's file's record; returns it (its blob is the caller's to delete).
     async fn delete_file(&self, owner: &str, id: &str) -> Result<Option<FileRecord>, StoreError>;
+    /// Up to `limit` files past their expiry (the sweep deletes their blobs, then them).
+    async fn expired_files(&self, now_secs: i64, limit: u32) -> Result<Vec<FileRecord>, StoreError>;
 
     /// Records a new batch (status `validating`), due to be driven at once.
     async fn create_batch(&self, batch: &BatchRecord) -> Result<(), StoreError>;

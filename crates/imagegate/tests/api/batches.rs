@@ -350,3 +350,79 @@ async fn an_edits_batch_stores_each_lines_input_images_with_its_task() {
     assert_eq!(errors[0]["custom_id"], "no-image");
     assert_eq!(errors[0]["response"]["body"]["error"]["param"], "images");
 }
+
+#[tokio::test]
+async fn a_batch_past_its_completion_window_expires_and_its_open_lines_are_cancelled() {
+    let app = spawn_app().await;
+    let sink = WebhookSink::start().await.unwrap();
+    let lines: Vec<String> = (0..4)
+        .map(|i| line(&format!("slow-{i}"), json!({"model": "nano-banana", "prompt": format!("{i} [sim:delay:5s]")})))
+        .collect();
+    let file = upload(&app, &app.key, &lines).await;
+    let batch = create_batch(&app, &file, Some(json!({"webhook_url": sink.url()}))).await;
+    let id = batch["id"].as_str().unwrap();
+    for _ in 0..100 {
+        let b: Value = get_batch(&app, &app.key, id).await.json().await.unwrap();
+        if b["status"] == "in_progress" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A day passes (the window's end moved to now, in the database itself).
+    let db = rusqlite::Connection::open(app.dir.path().join("imagegate.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute("UPDATE batches SET expires_at = 0 WHERE id = ?", [id]).unwrap();
+    drop(db);
+    let done = wait_batch(&app, id).await;
+    assert_eq!(done["status"], "expired", "{done}");
+    assert!(done["expired_at"].as_i64().is_some());
+    let errors = file_lines(&app, done["error_file_id"].as_str().unwrap()).await;
+    assert_eq!(errors.len(), 4);
+    assert!(errors.iter().all(|l| l["error"]["code"] == "batch_expired"), "{errors:?}");
+    let got = sink.wait_for(1, Duration::from_secs(10)).await;
+    let payload: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(payload["type"], "batch.expired");
+}
+
+#[tokio::test]
+async fn output_files_follow_the_keys_retention_and_uploads_may_set_their_own() {
+    let app = spawn_app().await;
+    let file = upload(&app, &app.key, &[line("a", json!({"model": "nano-banana", "prompt": "a"}))]).await;
+    let done = wait_batch(&app, create_batch(&app, &file, None).await["id"].as_str().unwrap()).await;
+    let out: Value = app
+        .client
+        .get(app.url(&format!("/v1/files/{}", done["output_file_id"].as_str().unwrap())))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(out["purpose"], "batch_output");
+    assert_eq!(out["expires_at"].as_i64().unwrap() - out["created_at"].as_i64().unwrap(), 7 * 86_400);
+    let form = Form::new()
+        .text("purpose", "batch")
+        .text("expires_after[anchor]", "created_at")
+        .text("expires_after[seconds]", "3600")
+        .part("file", Part::bytes(b"{}\n".to_vec()).file_name("x.jsonl"));
+    let f: Value = app
+        .client
+        .post(app.url("/v1/files"))
+        .bearer_auth(&app.key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(f["expires_at"].as_i64().unwrap() - f["created_at"].as_i64().unwrap(), 3600);
+    let form = Form::new()
+        .text("purpose", "batch")
+        .text("expires_after[seconds]", "5")
+        .part("file", Part::bytes(b"{}\n".to_vec()).file_name("x.jsonl"));
+    let resp = app.client.post(app.url("/v1/files")).bearer_auth(&app.key).multipart(form).send().await.unwrap();
+    let err = assert_error(resp, StatusCode::BAD_REQUEST, "invalid_value").await;
+    assert_eq!(err["error"]["param"], "expires_after");
+}

@@ -774,6 +774,15 @@ async fn files_are_kept_per_owner_listed_newest_first_and_deleted_once(s: Arc<dy
     assert_eq!(s.delete_file("a", "file_1").await.unwrap().map(|f| f.blob_key), Some("file_file_1.jsonl".into()));
     assert_eq!(s.delete_file("a", "file_1").await.unwrap(), None, "deleted once");
     assert_eq!(ids(s.list_files("a", None, None, 10).await.unwrap()), ["file_3", "file_2"]);
+    // Files with an expiry are handed to the sweep once it has passed.
+    s.create_file(&imagegate::store::FileRecord {
+        expires_at: Some(1_700_000_100),
+        ..file("file_5", "b", "batch_output")
+    })
+    .await
+    .unwrap();
+    assert!(s.expired_files(1_700_000_099, 10).await.unwrap().is_empty());
+    assert_eq!(ids(s.expired_files(1_700_000_100, 10).await.unwrap()), ["file_5"]);
 }
 
 fn batch_record(id: &str, owner: &str) -> imagegate::store::BatchRecord {

@@ -20,6 +20,10 @@ use crate::store::FileRecord;
 /// The largest file taken (OpenAI's limit for batch input files).
 pub const MAX_FILE_BYTES: u64 = 200 * 1024 * 1024;
 
+/// `expires_after[seconds]` bounds (OpenAI's: an hour to 30 days).
+const MIN_EXPIRY: i64 = 3600;
+const MAX_EXPIRY: i64 = 30 * 86_400;
+
 /// Purposes taken: imagegate keeps files for batches.
 const PURPOSES: &[&str] = &["batch"];
 
@@ -57,10 +61,34 @@ pub async fn create_file(
     let id = ids::file_id();
     let blob_key = format!("files_{}", id.trim_start_matches("file-"));
     let mut purpose: Option<String> = None;
+    let mut expires_after: Option<i64> = None;
     let mut stored: Option<(String, u64)> = None;
     while let Some(field) = form.next_field().await.map_err(bad)? {
         match field.name().unwrap_or("") {
             "purpose" => purpose = Some(field.text().await.map_err(bad)?.trim().to_string()),
+            // OpenAI's `expires_after={"anchor": "created_at", "seconds": N}`, as the SDK sends it.
+            "expires_after[anchor]" => {
+                let anchor = field.text().await.map_err(bad)?;
+                if anchor.trim() != "created_at" {
+                    let e = ApiError::bad_request("invalid_value", "expires_after[anchor] must be 'created_at'.")
+                        .with_param("expires_after");
+                    return Err(discard(&app, &blob_key, stored.is_some(), e).await);
+                }
+            }
+            "expires_after[seconds]" => {
+                let text = field.text().await.map_err(bad)?;
+                match text.trim().parse::<i64>() {
+                    Ok(n) if (MIN_EXPIRY..=MAX_EXPIRY).contains(&n) => expires_after = Some(n),
+                    _ => {
+                        let e = ApiError::bad_request(
+                            "invalid_value",
+                            format!("expires_after[seconds] must be between {MIN_EXPIRY} and {MAX_EXPIRY}."),
+                        )
+                        .with_param("expires_after");
+                        return Err(discard(&app, &blob_key, stored.is_some(), e).await);
+                    }
+                }
+            }
             "file" => {
                 if stored.is_some() {
                     return Err(ApiError::bad_request("invalid_value", "Only one file may be uploaded at a time.")
@@ -151,7 +179,7 @@ pub async fn create_file(
         bytes: bytes as i64,
         blob_key: blob_key.clone(),
         created_at: now_secs(),
-        expires_at: None,
+        expires_at: expires_after.map(|n| now_secs() + n),
     };
     if let Err(e) = app.store.create_file(&record).await {
         return Err(discard(&app, &blob_key, true, e.into()).await);

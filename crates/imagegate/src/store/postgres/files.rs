@@ -54,3 +54,12 @@ pub async fn delete(c: &impl GenericClient, owner: &str, id: &str) -> Result<Opt
     let stmt = c.prepare_cached(&format!("DELETE FROM files WHERE id = $1 AND owner = $2 RETURNING {COLUMNS}")).await?;
     c.query_opt(&stmt, &[&id, &owner]).await?.as_ref().map(row_to_file).transpose()
 }
+
+pub async fn expired(c: &impl GenericClient, now_secs: i64, limit: u32) -> Result<Vec<FileRecord>, StoreError> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM files WHERE expires_at IS NOT NULL AND expires_at <= $1 ORDER BY expires_at LIMIT $2"
+        ))
+        .await?;
+    c.query(&stmt, &[&now_secs, &i64::from(limit)]).await?.iter().map(row_to_file).collect()
+}

@@ -336,6 +336,10 @@ impl Store for PgStore {
         on_conn!(self.db, |c| files::delete(c, owner, id).await)
     }
 
+    async fn expired_files(&self, now_secs: i64, limit: u32) -> Result<Vec<FileRecord>, StoreError> {
+        on_conn!(self.db, |c| files::expired(c, now_secs, limit).await)
+    }
+
     async fn create_batch(&self, batch: &BatchRecord) -> Result<(), StoreError> {
         on_conn!(self.db, |c| batches::insert(c, batch).await)
     }

@@ -55,3 +55,12 @@ pub fn delete(conn: &Connection, owner: &str, id: &str) -> Result<Option<FileRec
     }
     Ok(found)
 }
+
+pub fn expired(conn: &Connection, now_secs: i64, limit: u32) -> Result<Vec<FileRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM files WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?"
+        ))?
+        .query_map(params![now_secs, limit], row_to_file)?
+        .collect::<Result<_, _>>()?)
+}

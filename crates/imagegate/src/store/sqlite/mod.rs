@@ -272,6 +272,10 @@ impl Store for SqliteStore {
         self.db.write(|c| files::delete(c, owner, id))
     }
 
+    async fn expired_files(&self, now_secs: i64, limit: u32) -> Result<Vec<FileRecord>, StoreError> {
+        self.db.read(|c| files::expired(c, now_secs, limit))
+    }
+
     async fn create_batch(&self, batch: &BatchRecord) -> Result<(), StoreError> {
         self.db.write(|c| batches::insert(c, batch))
     }
