@@ -186,6 +186,7 @@ pub async fn start(mut rt: Runtime) -> Result<Server> {
         rt.public_url = format!("http://{addr}");
     }
     rt.listen = addr;
+    crate::stats::handle();
     let app = App::build(rt).await?;
     let unfinished = app.store.count_unfinished().await?;
     if unfinished > 0 {

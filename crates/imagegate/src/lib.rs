@@ -22,6 +22,7 @@ pub mod outbox;
 pub mod providers;
 pub mod replicas;
 pub mod sealing;
+pub mod stats;
 pub mod store;
 pub mod task_view;
 pub mod telemetry;

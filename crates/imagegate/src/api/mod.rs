@@ -10,6 +10,7 @@ pub mod extract;
 pub mod gemini;
 pub mod health;
 pub mod images;
+pub mod metrics;
 pub mod openai;
 pub mod tasks;
 pub mod usage;
@@ -51,6 +52,8 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(export::routes())
         .merge(channels::routes())
         .merge(health::routes())
+        .merge(metrics::routes())
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -145,7 +145,10 @@ impl Variants {
         let task = tokio::spawn(async move {
             let _forget = forget;
             conversions.fetch_add(1, Ordering::Relaxed);
-            convert(&cx, &img, &spec, &key, ticket).await
+            let started = std::time::Instant::now();
+            let done = convert(&cx, &img, &spec, &key, ticket).await;
+            crate::stats::conversion(if done.is_ok() { "ok" } else { "failed" }, started.elapsed());
+            done
         });
         let flight: BoxFuture<'static, Result<Bytes, VariantError>> =
             async move { task.await.unwrap_or_else(|e| Err(VariantError::Failed(format!("conversion stopped: {e}")))) }

@@ -524,6 +524,15 @@ pub enum StoreEvent {
     Resync,
 }
 
+/// One lane of the queue as `/metrics` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueStat {
+    pub lane: i64,
+    pub status: String,
+    pub count: i64,
+    pub oldest_created_ms: i64,
+}
+
 /// Queue positions are exact below this; a position of this value means "this many or more".
 pub const QUEUE_POSITION_CAP: i64 = 1000;
 
@@ -693,6 +702,9 @@ pub trait Store: Send + Sync {
     async fn release_task(&self, task_id: &str, worker: &str, now_ms: i64) -> Result<bool, StoreError>;
     /// Count of tasks that are queued or running (for start-up logging and `/readyz`).
     async fn count_unfinished(&self) -> Result<i64, StoreError>;
+    /// The queue for `/metrics`: tasks queued and running, by lane, and when the oldest queued
+    /// task of each lane was created (ms).
+    async fn queue_stats(&self) -> Result<Vec<QueueStat>, StoreError>;
 
     /// Records an uploaded file (its bytes are stored already).
     async fn create_file(&self, file: &FileRecord) -> Result<(), StoreError>;

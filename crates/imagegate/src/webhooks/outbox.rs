@@ -87,6 +87,11 @@ impl Deliverer {
                 None => AttemptOutcome::GiveUp,
             }
         };
+        crate::stats::webhook_attempt(match outcome {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::RetryAt(_) => "retrying",
+            AttemptOutcome::GiveUp => "given_up",
+        });
         let attempt = DeliveryAttempt {
             message_id: msg.id.clone(),
             task_id: msg.task_id.clone(),

@@ -234,6 +234,22 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> 
     }
 }
 
+/// An upstream call's outcome as a metrics label (a fixed list).
+fn outcome_label(r: &Result<GeneratedImage, ProviderError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(ProviderError::RateLimited { .. }) => "rate_limited",
+        Err(ProviderError::Overloaded { .. }) => "overloaded",
+        Err(ProviderError::Timeout(_)) => "timeout",
+        Err(ProviderError::Network(_)) => "network",
+        Err(ProviderError::Rejected { .. }) => "rejected",
+        Err(ProviderError::Invalid { .. }) => "invalid",
+        Err(ProviderError::Auth { .. }) => "auth",
+        Err(ProviderError::Malformed { .. }) => "malformed",
+        Err(ProviderError::Unavailable) => "unavailable",
+    }
+}
+
 /// Writes a task's end, again and again while the database is unreachable (a restart, a
 /// failover), for as long as the claim's lease could still be ours: the images are paid for
 /// and stored, and a task whose end is lost runs again. The claim's fencing token keeps a
@@ -259,6 +275,8 @@ where
 /// Wakes the outbox loops that the task's end gave work (and no others: an idle loop woken
 /// for nothing still claims in a write transaction), and hands back the final record.
 fn woke_for(pool: &WorkerPool, ended: Ended) -> TaskRecord {
+    let took = Duration::from_millis((now_millis() - ended.task.created_at_ms).max(0) as u64);
+    crate::stats::task_ended(ended.task.status.as_str(), &ended.task.model, took);
     if ended.webhook_queued {
         pool.deps.deliverer.notify();
     }
@@ -505,6 +523,7 @@ async fn try_model(
             Err(_) => Err(ProviderError::Timeout(remaining)),
         };
         let latency_ms = call_started.elapsed().as_millis() as u64;
+        crate::stats::upstream_call(&channel, outcome_label(&result), call_started.elapsed());
         let error = match result {
             Ok(image) => {
                 lease.report(Ok(()));
@@ -600,6 +619,9 @@ async fn store_image(
         return Err(ProviderError::Malformed { message: "the image could not be stored".into() });
     }
     let (url, url_expires_at) = deps.urls.url_for(&blob_key).await;
+    let cost_usd =
+        crate::domain::pricing::round6(deps.rt.prices.per_image(req.family(), req.resolution()) * price_factor);
+    crate::stats::image_stored(&req.model, size as u64, (cost_usd * 1e6).round() as u64);
     Ok(StoredImage {
         record: ImageRecord {
             id,
@@ -613,9 +635,7 @@ async fn store_image(
             etag,
             created_at_ms: now_millis(),
             expires_at: now_secs() + retention.as_secs() as i64,
-            cost_usd: crate::domain::pricing::round6(
-                deps.rt.prices.per_image(req.family(), req.resolution()) * price_factor,
-            ),
+            cost_usd,
         },
         model: (req.model_served()).map(str::to_string),
         url,

@@ -24,6 +24,7 @@ mod image_edits;
 mod image_inputs;
 mod image_serving;
 mod limits;
+mod metrics;
 mod openai_compat;
 mod previews;
 mod process;

@@ -314,6 +314,10 @@ impl Store for PgStore {
         on_conn!(self.db, |c| tasks::count_unfinished(c).await)
     }
 
+    async fn queue_stats(&self) -> Result<Vec<super::QueueStat>, StoreError> {
+        on_conn!(self.db, |c| tasks::queue_stats(c).await)
+    }
+
     async fn create_file(&self, file: &FileRecord) -> Result<(), StoreError> {
         on_conn!(self.db, |c| files::insert(c, file).await)
     }

@@ -597,3 +597,24 @@ pub async fn count_unfinished(c: &impl GenericClient) -> Result<i64, StoreError>
     let stmt = c.prepare_cached("SELECT COUNT(*) FROM tasks WHERE status IN ('queued', 'running')").await?;
     Ok(c.query_one(&stmt, &[]).await?.try_get(0)?)
 }
+
+pub async fn queue_stats(c: &impl GenericClient) -> Result<Vec<crate::store::QueueStat>, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT lane, status, COUNT(*), MIN(created_at) FROM tasks WHERE status IN ('queued', 'running')
+             GROUP BY lane, status",
+        )
+        .await?;
+    c.query(&stmt, &[])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(crate::store::QueueStat {
+                lane: r.try_get(0)?,
+                status: r.try_get(1)?,
+                count: r.try_get(2)?,
+                oldest_created_ms: r.try_get(3)?,
+            })
+        })
+        .collect()
+}

@@ -250,6 +250,10 @@ impl Store for SqliteStore {
         self.db.read(tasks::count_unfinished)
     }
 
+    async fn queue_stats(&self) -> Result<Vec<super::QueueStat>, StoreError> {
+        self.db.read(tasks::queue_stats)
+    }
+
     async fn create_file(&self, file: &FileRecord) -> Result<(), StoreError> {
         self.db.write(|c| files::insert(c, file))
     }

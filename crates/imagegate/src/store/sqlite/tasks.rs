@@ -535,3 +535,20 @@ pub fn count_unfinished(conn: &Connection) -> Result<i64, StoreError> {
         .prepare_cached("SELECT COUNT(*) FROM tasks WHERE status IN ('queued', 'running')")?
         .query_row([], |r| r.get(0))?)
 }
+
+pub fn queue_stats(conn: &Connection) -> Result<Vec<crate::store::QueueStat>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT lane, status, COUNT(*), MIN(created_at) FROM tasks WHERE status IN ('queued', 'running')
+             GROUP BY lane, status",
+        )?
+        .query_map([], |r| {
+            Ok(crate::store::QueueStat {
+                lane: r.get(0)?,
+                status: r.get(1)?,
+                count: r.get(2)?,
+                oldest_created_ms: r.get(3)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,88 @@
+//! `GET /metrics`: Prometheus text format. What the process recorded (`crate::stats`:
+//! requests, upstream calls, task ends, images, webhooks, conversions), and what is read at
+//! scrape time: the queue by lane and state with its oldest task's age, and each upstream
+//! channel's state. Unauthenticated, like most exporters: labels hold no id, key or prompt.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::fmt::Write;
+use std::sync::Arc;
+
+use crate::app::App;
+use crate::domain::now_millis;
+use crate::providers::channels::ChannelState;
+
+pub fn routes() -> axum::Router<Arc<App>> {
+    axum::Router::new().route("/metrics", axum::routing::get(metrics))
+}
+
+/// Counts every routed request by its route template, method and status, with its time.
+pub async fn track(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let method = req.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    if let Some(route) = route
+        && route != "/metrics"
+    {
+        crate::stats::http_request(&route, &method, resp.status().as_u16(), started.elapsed());
+    }
+    resp
+}
+
+fn lane_name(lane: i64) -> &'static str {
+    match lane {
+        0 => "realtime",
+        1 => "batch",
+        _ => "upstream_batch",
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let mut text = crate::stats::handle().map(|h| h.render()).unwrap_or_default();
+    let _ = writeln!(text, "# HELP imagegate_queue_tasks Tasks queued or running, by lane and state.");
+    let _ = writeln!(text, "# TYPE imagegate_queue_tasks gauge");
+    let _ = writeln!(text, "# HELP imagegate_queue_oldest_age_seconds Age of the oldest task in each lane and state.");
+    let _ = writeln!(text, "# TYPE imagegate_queue_oldest_age_seconds gauge");
+    let mut seen = Vec::new();
+    if let Ok(stats) = app.store.queue_stats().await {
+        for s in stats {
+            let (lane, status) = (lane_name(s.lane), s.status.as_str());
+            let age = (now_millis() - s.oldest_created_ms).max(0) as f64 / 1000.0;
+            let _ = writeln!(text, "imagegate_queue_tasks{{lane=\"{lane}\",state=\"{status}\"}} {}", s.count);
+            let _ = writeln!(text, "imagegate_queue_oldest_age_seconds{{lane=\"{lane}\",state=\"{status}\"}} {age:.3}");
+            seen.push((lane, status.to_string()));
+        }
+    }
+    // An empty lane reads 0 rather than vanishing.
+    for lane in ["realtime", "batch", "upstream_batch"] {
+        for status in ["queued", "running"] {
+            if !seen.iter().any(|(l, s)| *l == lane && s == status) {
+                let _ = writeln!(text, "imagegate_queue_tasks{{lane=\"{lane}\",state=\"{status}\"}} 0");
+            }
+        }
+    }
+    let _ = writeln!(text, "# HELP imagegate_channel_state Each upstream channel's state (1 for the current one).");
+    let _ = writeln!(text, "# TYPE imagegate_channel_state gauge");
+    for router in app.providers.routers() {
+        for c in &router.channels {
+            let now = c.state();
+            for state in [ChannelState::Healthy, ChannelState::RateLimited, ChannelState::Open, ChannelState::Disabled]
+            {
+                let _ = writeln!(
+                    text,
+                    "imagegate_channel_state{{channel=\"{}\",state=\"{}\"}} {}",
+                    c.spec.name.replace(['"', '\\', '\n'], "_"),
+                    state.as_str(),
+                    u8::from(state == now)
+                );
+            }
+        }
+    }
+    let mut resp = text.into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    resp
+}
