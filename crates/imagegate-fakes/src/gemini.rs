@@ -53,7 +53,7 @@ pub(crate) struct Shared {
     sizes: Arc<Value>,
     counter: Arc<AtomicU64>,
     finals: Arc<std::sync::Mutex<Vec<String>>>,
-    invalid_keys: Arc<std::sync::Mutex<Vec<String>>>,
+    pub(crate) invalid_keys: Arc<std::sync::Mutex<Vec<String>>>,
     pub(crate) batches: crate::gemini_batch::FakeBatches,
 }
 

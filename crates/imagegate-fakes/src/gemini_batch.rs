@@ -176,8 +176,12 @@ pub(crate) async fn upload(
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     match q.get("upload_id") {
         None => {
-            if api_key(&headers).is_none() {
+            let Some(key) = api_key(&headers) else {
                 return error(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers.");
+            };
+            if s.invalid_keys.lock().is_ok_and(|k| k.contains(&key)) {
+                let body = crate::gemini::fixture("error-400-api-key-invalid.json");
+                return (StatusCode::BAD_REQUEST, Json(body)).into_response();
             }
             if header("x-goog-upload-protocol") != "resumable" || header("x-goog-upload-command") != "start" {
                 return error(400, "INVALID_ARGUMENT", "Expected a resumable upload start.");

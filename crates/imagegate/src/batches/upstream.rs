@@ -282,9 +282,27 @@ async fn give_up_or_retry(
     e: ProviderError,
     poll: Duration,
 ) -> Result<(UpstreamJob, Duration), BatchError> {
+    // Before anything exists upstream (the upload failed), a channel at fault (rate limited,
+    // overloaded, its credential refused) is swapped for another that can take batch jobs, as
+    // a realtime call fails over. Later steps stay on the job's channel: its file and job
+    // belong to that credential.
+    let channel_fault = e.is_channel_fault() || matches!(e, ProviderError::Auth { .. });
+    if job.step == JobStep::Preparing
+        && channel_fault
+        && let Some(other) =
+            app.providers.for_model(&job.model).channels.iter().find(|c| {
+                c.spec.name != job.channel && c.provider.batch().is_some() && c.state() != ChannelState::Disabled
+            })
+    {
+        tracing::warn!(job_id = job.id, from = job.channel, to = other.spec.name, error = %e, "upstream job moved to another channel");
+        job.channel = other.spec.name.clone();
+        return Ok((job, Duration::ZERO));
+    }
     if e.is_retryable() {
+        // The upstream's own hint when it gave one (a 429's Retry-After), bounded.
+        let wait = e.retry_after().unwrap_or(poll.min(RETRY)).min(Duration::from_secs(600));
         tracing::warn!(job_id = job.id, step = job.step.as_str(), error = %e, "an upstream job call failed; trying again");
-        return Ok((job, poll.min(RETRY)));
+        return Ok((job, wait));
     }
     tracing::warn!(job_id = job.id, step = job.step.as_str(), error = %e, "an upstream job failed");
     end_all(app, &job, Some(&provider_error_json(&e))).await?;

@@ -793,7 +793,7 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<UpstreamJob>, StoreError>;
     /// Extends a held job lease; `false` when `worker` no longer holds it.
     async fn renew_job(&self, id: &str, worker: &str, lease_until_ms: i64) -> Result<bool, StoreError>;
-    /// Writes the job's step, files, name and error; releases the lease; due again at
+    /// Writes the job's step, channel, files, name and error; releases the lease; due again at
     /// `next_check_at_ms`. `false` when `worker` lost the lease.
     async fn save_job(&self, job: &UpstreamJob, worker: &str, next_check_at_ms: i64) -> Result<bool, StoreError>;
     /// The tasks a job holds, oldest first.

@@ -127,3 +127,23 @@ async fn cancelling_the_batch_cancels_the_upstream_job() {
     assert_eq!(errors.len(), 2);
     assert!(errors.iter().all(|e| e["error"]["code"] == "batch_cancelled"), "{errors:?}");
 }
+
+#[tokio::test]
+async fn a_job_whose_channel_refuses_the_upload_moves_to_another_channel() {
+    let app = spawn_with(
+        |rt| {
+            rt.batch.poll_interval = Duration::from_millis(100);
+            rt.gemini_keys =
+                vec![imagegate::config::Secret::new("revoked-key"), imagegate::config::Secret::new("good-key")];
+        },
+        true,
+    )
+    .await;
+    app.gemini().invalidate_key("revoked-key");
+    let file = upload(&app, &app.key, &[line("a", pro("a")), line("b", pro("b"))]).await;
+    let done = wait_batch(&app, create_batch(&app, &file, None).await["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["request_counts"]["completed"], 2, "{done}");
+    assert_eq!(app.gemini().batches.creations(), 1);
+    assert_eq!(done["cost_usd"], json!(0.134), "two Pro images at half price");
+}

@@ -43,6 +43,7 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    upstream_jobs_take_their_lines_atomically_and_flex_tasks_fall_back_by_deadline,
     batches_are_driven_by_one_lease_holder_and_a_cancel_wins_over_its_step,
     batch_lines_wait_until_no_realtime_task_is_queued,
     files_are_kept_per_owner_listed_newest_first_and_deleted_once,
@@ -913,4 +914,76 @@ async fn batch_lines_wait_until_no_realtime_task_is_queued(s: Arc<dyn Store>) {
     let limited =
         NewTask { limits: Limits { max_concurrency: Some(1), ..Default::default() }, ..task("a", None, 4000) };
     created(s.create_task(limited).await.unwrap());
+}
+
+async fn upstream_jobs_take_their_lines_atomically_and_flex_tasks_fall_back_by_deadline(s: Arc<dyn Store>) {
+    use imagegate::domain::batch::JobStep;
+    use imagegate::store::{LANE_UPSTREAM, UpstreamJob};
+    let held = |owner: &str, batch: Option<&str>, at: i64, deadline: Option<i64>| NewTask {
+        mode: if batch.is_some() { TaskMode::Batch } else { TaskMode::Async },
+        batch: batch.map(|b| imagegate::store::BatchLink { batch_id: b.into(), custom_id: format!("c{at}") }),
+        lane: LANE_UPSTREAM,
+        deadline_at: deadline,
+        ..task(owner, None, at)
+    };
+    for at in 0..3 {
+        created(s.create_task(held("a", Some("batch_1"), 1000 + at, None)).await.unwrap());
+    }
+    let flex_soon = created(s.create_task(held("b", None, 2000, Some(100))).await.unwrap());
+    let flex_late = created(s.create_task(held("c", None, 2001, Some(10_000))).await.unwrap());
+    assert!(s.claim_task("w", 3000, 60_000).await.unwrap().is_none(), "workers never take lane 2");
+    assert_eq!(s.waiting_models("batch_1").await.unwrap(), ["nano-banana-pro"]);
+    assert_eq!(s.flex_waiting().await.unwrap(), [("nano-banana-pro".to_string(), 2, 2000)]);
+
+    let job = |id: &str, batch: Option<&str>| UpstreamJob {
+        id: id.into(),
+        batch_id: batch.map(str::to_string),
+        owner: "a".into(),
+        channel: "gemini-1".into(),
+        model: "gemini-3-pro-image-preview".into(),
+        step: JobStep::Preparing,
+        input_file: None,
+        upstream_name: None,
+        error: None,
+        lines: 0,
+        created_at_ms: 4000,
+    };
+    let taken = s.create_job(&job("ujob_1", Some("batch_1")), "nano-banana-pro", 2, 999_999).await.unwrap();
+    assert_eq!(taken.len(), 2, "at most the limit");
+    assert!(taken.iter().all(|t| t.status == TaskStatus::Running && t.batch_id.as_deref() == Some("batch_1")));
+    let rest = s.create_job(&job("ujob_2", Some("batch_1")), "nano-banana-pro", 10, 999_999).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert!(s.create_job(&job("ujob_3", Some("batch_1")), "nano-banana-pro", 10, 999_999).await.unwrap().is_empty());
+    let flex = s.create_job(&job("ujob_4", None), "nano-banana-pro", 10, 999_999).await.unwrap();
+    assert_eq!(flex.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), [flex_soon.id.as_str(), flex_late.id.as_str()]);
+    assert_eq!(s.job_tasks("ujob_1").await.unwrap().len(), 2);
+
+    // One driver per job; its save moves it on (another channel included).
+    let claimed = s.claim_job("d1", 5000, 65_000).await.unwrap().expect("due");
+    assert!(s.renew_job(&claimed.id, "d1", 70_000).await.unwrap());
+    assert!(!s.renew_job(&claimed.id, "d2", 70_000).await.unwrap());
+    let mut moved = claimed.clone();
+    moved.step = JobStep::Creating;
+    moved.channel = "gemini-2".into();
+    moved.input_file = Some("files/abc".into());
+    assert!(s.save_job(&moved, "d1", 10_000_000).await.unwrap());
+    assert!(!s.save_job(&moved, "d1", 0).await.unwrap(), "the lease went with the save");
+    let mut seen = vec![];
+    while let Some(j) = s.claim_job("d2", 6000, 66_000).await.unwrap() {
+        seen.push(j.id.clone());
+        assert!(s.save_job(&UpstreamJob { step: JobStep::Done, ..j }, "d2", 0).await.unwrap());
+    }
+    assert_eq!(seen.len(), 2, "the other jobs; the saved one is not due yet: {seen:?}");
+    assert!(s.claim_job("d3", 10_000_001, 10_060_000).await.unwrap().is_some_and(|j| j.id == claimed.id
+        && j.channel == "gemini-2"
+        && j.step == JobStep::Creating
+        && j.input_file.as_deref() == Some("files/abc")));
+
+    // A flex task near its deadline leaves its job for the realtime queue; the other waits.
+    let back = s.flex_fallback(50, 60, 10).await.unwrap();
+    assert_eq!(back.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), [flex_soon.id.as_str()]);
+    assert_eq!(back[0].status, TaskStatus::Queued);
+    assert_eq!(s.job_tasks("ujob_4").await.unwrap().len(), 1, "taken from its job");
+    let claimed = s.claim_task("w", 7000, 60_000).await.unwrap().expect("now a worker's");
+    assert_eq!(claimed.id, flex_soon.id);
 }

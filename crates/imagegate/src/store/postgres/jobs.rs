@@ -100,7 +100,7 @@ pub async fn save(
 ) -> Result<bool, StoreError> {
     let stmt = c
         .prepare_cached(
-            "UPDATE upstream_jobs SET state = $1, input_file = $2, upstream_name = $3, error = $4,
+            "UPDATE upstream_jobs SET state = $1, input_file = $2, upstream_name = $3, error = $4, channel = $8,
                     lease_owner = NULL, lease_until = NULL, next_check_at = $5
              WHERE id = $6 AND lease_owner = $7",
         )
@@ -108,7 +108,16 @@ pub async fn save(
     let n = c
         .execute(
             &stmt,
-            &[&job.step.as_str(), &job.input_file, &job.upstream_name, &job.error, &next_check_at_ms, &job.id, &worker],
+            &[
+                &job.step.as_str(),
+                &job.input_file,
+                &job.upstream_name,
+                &job.error,
+                &next_check_at_ms,
+                &job.id,
+                &worker,
+                &job.channel,
+            ],
         )
         .await?;
     Ok(n == 1)

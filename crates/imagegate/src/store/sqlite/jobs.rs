@@ -88,7 +88,7 @@ pub fn claim(
 pub fn save(conn: &Connection, job: &UpstreamJob, worker: &str, next_check_at_ms: i64) -> Result<bool, StoreError> {
     Ok(conn
         .prepare_cached(
-            "UPDATE upstream_jobs SET state = ?, input_file = ?, upstream_name = ?, error = ?,
+            "UPDATE upstream_jobs SET state = ?, input_file = ?, upstream_name = ?, error = ?, channel = ?,
                     lease_owner = NULL, lease_until = NULL, next_check_at = ?
              WHERE id = ? AND lease_owner = ?",
         )?
@@ -97,6 +97,7 @@ pub fn save(conn: &Connection, job: &UpstreamJob, worker: &str, next_check_at_ms
             job.input_file,
             job.upstream_name,
             job.error,
+            job.channel,
             next_check_at_ms,
             job.id,
             worker
