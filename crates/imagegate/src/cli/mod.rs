@@ -1,4 +1,4 @@
-//! The `imagegate` command line: `serve`, `migrate`, `keys create|list|revoke`, `config print`.
+//! The `imagegate` command line: `serve`, `migrate`, `keys create|list|revoke`, `health`, `config print`.
 
 mod keys;
 mod serve;
@@ -41,6 +41,13 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: keys::KeysCommand,
+    },
+    /// Check that a gateway answers `GET /healthz` (exit 0) or not (exit 1): the container
+    /// image's health check, which has no curl.
+    Health {
+        /// The health URL (default: /healthz on the configured listen address).
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Inspect the configuration.
     Config {
@@ -113,6 +120,23 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Keys { command } => keys::run(config, command).await,
+        Command::Health { url } => {
+            let url = match url {
+                Some(u) => u,
+                None => {
+                    let listen = config.runtime()?.listen;
+                    // A wildcard bind is reached on loopback.
+                    let host =
+                        if listen.ip().is_unspecified() { "127.0.0.1".to_string() } else { listen.ip().to_string() };
+                    format!("http://{host}:{}/healthz", listen.port())
+                }
+            };
+            let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).no_proxy().build()?;
+            let resp = client.get(&url).send().await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+            anyhow::ensure!(resp.status().is_success(), "{url} answered {}", resp.status());
+            outln!("ok");
+            Ok(())
+        }
         Command::Config { command: ConfigCommand::Print } => {
             let rt = config.runtime()?;
             outln!("# {}", deployment(&rt));
