@@ -1,7 +1,9 @@
 //! The `imagegate` command line: `serve`, `migrate`, `keys create|list|revoke`, `health`, `config print`.
 
+mod client;
 mod keys;
 mod serve;
+mod tasks;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -48,6 +50,21 @@ enum Command {
         /// The health URL (default: /healthz on the configured listen address).
         #[arg(long)]
         url: Option<String>,
+    },
+    /// Generate images on a running gateway (any imagegate: --url, --api-key), with live
+    /// progress, and save them.
+    Generate {
+        #[command(flatten)]
+        remote: client::Remote,
+        #[command(flatten)]
+        args: tasks::GenerateArgs,
+    },
+    /// List, show, cancel or watch tasks on a running gateway.
+    Tasks {
+        #[command(flatten)]
+        remote: client::Remote,
+        #[command(subcommand)]
+        command: tasks::TasksCommand,
     },
     /// Inspect the configuration.
     Config {
@@ -104,6 +121,12 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    // The HTTP clients need no configuration of this machine's gateway.
+    match cli.command {
+        Command::Generate { remote, args } => return tasks::generate(&client::Client::new(&remote)?, args).await,
+        Command::Tasks { remote, command } => return tasks::tasks(&client::Client::new(&remote)?, command).await,
+        _ => {}
+    }
     let listen = match &cli.command {
         Command::Serve { listen } => listen.clone(),
         _ => None,
@@ -120,6 +143,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Keys { command } => keys::run(config, command).await,
+        Command::Generate { .. } | Command::Tasks { .. } => Ok(()),
         Command::Health { url } => {
             let url = match url {
                 Some(u) => u,

@@ -659,3 +659,50 @@ async fn a_batch_killed_between_creating_its_upstream_job_and_recording_it_finds
     batch_survives_kill_9(|f| f.batches.set_create_delay(Duration::from_secs(30)), |f| f.batches.creations() == 1)
         .await;
 }
+
+#[tokio::test]
+async fn the_cli_client_generates_and_saves_images_and_lists_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key(dir.path());
+    let port = free_port();
+    let server = Proc::start(dir.path(), port, None).await;
+    let out_dir = dir.path().join("out");
+    let reference = dir.path().join("ref.png");
+    image::RgbImage::from_pixel(16, 16, image::Rgb([200, 10, 10])).save(&reference).unwrap();
+    let client = |args: &[&str]| {
+        command().args(args).env("IMAGEGATE_URL", &server.base).env("IMAGEGATE_API_KEY", &key).output().unwrap()
+    };
+    let out = client(&[
+        "generate",
+        "a red fox in snow",
+        "--size",
+        "1024x1024",
+        "-n",
+        "2",
+        "--ref",
+        reference.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let saved: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
+    assert_eq!(saved.len(), 2, "one path per image");
+    for path in &saved {
+        let img = image::open(path).expect("a saved image");
+        assert_eq!((img.width(), img.height()), (1024, 1024));
+    }
+    let task_id =
+        std::path::Path::new(&saved[0]).file_name().unwrap().to_str().unwrap().split('-').next().unwrap().to_string();
+    let list = client(&["tasks", "list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&task_id));
+    let got = client(&["tasks", "get", &task_id]);
+    let task: Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(task["request"]["reference_images"].as_array().map(Vec::len), Some(1), "the --ref image went along");
+    // A refusal is an error exit with the gateway's reason; a missing key is said plainly.
+    let refused = client(&["generate", "no [sim:refuse]", "-o", out_dir.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("declined"));
+    let no_key = command().args(["tasks", "list"]).env("IMAGEGATE_URL", &server.base).output().unwrap();
+    assert!(!no_key.status.success());
+    assert!(String::from_utf8_lossy(&no_key.stderr).contains("API key"));
+}
