@@ -66,7 +66,12 @@ pub fn router(app: Arc<App>) -> Router {
             )
             .into_response()
         }))
-        .layer(TraceLayer::new_for_http())
+        // One span per request with its id and path, never its query (`?key=` carries an API
+        // key on the Gemini surface) or headers: every log line of the request names its id.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<axum::body::Body>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+        }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeId))
         .with_state(app)

@@ -706,3 +706,46 @@ async fn the_cli_client_generates_and_saves_images_and_lists_tasks() {
     assert!(!no_key.status.success());
     assert!(String::from_utf8_lossy(&no_key.stderr).contains("API key"));
 }
+
+#[tokio::test]
+async fn json_logs_name_each_requests_id_and_never_an_api_key_even_at_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key(dir.path());
+    let port = free_port();
+    let log_path = dir.path().join("server.log");
+    let mut server = command()
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "debug")
+        .env("IMAGEGATE_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The Gemini surface takes the key in the query string.
+    let resp = client.get(format!("{base}/v1beta/models?key={key}")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp =
+        generate(&client, &base, &key, json!({"model": "nano-banana", "prompt": "logged"})).send().await.unwrap();
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(resp.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!log.contains(&key), "the API key reached the log");
+    assert!(!log.contains(&key[4..20]), "part of the API key reached the log");
+    let lines: Vec<Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(lines.len() > 5, "JSON lines: {log}");
+    let of_request: Vec<&Value> = lines.iter().filter(|l| l["span"]["request_id"] == request_id.as_str()).collect();
+    assert!(!of_request.is_empty(), "lines of the generation carry its request id");
+    assert!(of_request.iter().all(|l| l["span"]["path"] == "/v1/images/generations"));
+}
