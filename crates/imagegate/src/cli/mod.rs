@@ -1,5 +1,6 @@
 //! The `imagegate` command line: `serve`, `migrate`, `keys create|list|revoke`, `health`, `config print`.
 
+mod batch;
 mod client;
 mod keys;
 mod serve;
@@ -58,6 +59,14 @@ enum Command {
         remote: client::Remote,
         #[command(flatten)]
         args: tasks::GenerateArgs,
+    },
+    /// Generate an image per line of a file on a running gateway, N at a time, with a
+    /// progress bar; run it again to resume.
+    Batch {
+        #[command(flatten)]
+        remote: client::Remote,
+        #[command(flatten)]
+        args: batch::BatchArgs,
     },
     /// List, show, cancel or watch tasks on a running gateway.
     Tasks {
@@ -125,6 +134,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Generate { remote, args } => return tasks::generate(&client::Client::new(&remote)?, args).await,
         Command::Tasks { remote, command } => return tasks::tasks(&client::Client::new(&remote)?, command).await,
+        Command::Batch { remote, args } => return batch::run(&client::Client::new(&remote)?, args).await,
         _ => {}
     }
     let listen = match &cli.command {
@@ -143,7 +153,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Keys { command } => keys::run(config, command).await,
-        Command::Generate { .. } | Command::Tasks { .. } => Ok(()),
+        Command::Generate { .. } | Command::Tasks { .. } | Command::Batch { .. } => Ok(()),
         Command::Health { url } => {
             let url = match url {
                 Some(u) => u,

@@ -749,3 +749,55 @@ async fn json_logs_name_each_requests_id_and_never_an_api_key_even_at_debug() {
     assert!(!of_request.is_empty(), "lines of the generation carry its request id");
     assert!(of_request.iter().all(|l| l["span"]["path"] == "/v1/images/generations"));
 }
+
+#[tokio::test]
+async fn the_cli_batch_of_50_prompts_resumes_after_being_interrupted_without_paying_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("imagegate.toml");
+    std::fs::write(&config, "[providers.simulated]\nlatency = \"300ms\"\n").unwrap();
+    let key = new_key(dir.path());
+    let port = free_port();
+    let server = Proc::start(dir.path(), port, Some(&config)).await;
+    let prompts = dir.path().join("prompts.txt");
+    std::fs::write(&prompts, (0..50).map(|i| format!("poster number {i}\n")).collect::<String>()).unwrap();
+    let out_dir = dir.path().join("out");
+    let run = || {
+        command()
+            .args(["batch", prompts.to_str().unwrap(), "--model", "nano-banana", "--concurrency", "5", "-o"])
+            .arg(&out_dir)
+            .env("IMAGEGATE_URL", &server.base)
+            .env("IMAGEGATE_API_KEY", &key)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let record = out_dir.join(".imagegate-batch.jsonl");
+    let done = || std::fs::read_to_string(&record).map(|t| t.lines().count()).unwrap_or(0);
+    let mut first = run();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while done() < 10 {
+        assert!(Instant::now() < deadline, "the batch made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap();
+    let _ = first.wait();
+    let cut_at = done();
+    assert!(cut_at < 50, "interrupted part way ({cut_at})");
+    let second = run().wait_with_output().unwrap();
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    assert!(String::from_utf8_lossy(&second.stdout).contains("50 done, 0 failed"));
+    let ids: std::collections::HashSet<String> = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 50, "every line recorded once");
+    let images = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png"))
+        .count();
+    assert_eq!(images, 50);
+    let tasks = get_json(&reqwest::Client::new(), &format!("{}/v1/tasks?limit=100", server.base), &key).await;
+    assert_eq!(tasks["data"].as_array().unwrap().len(), 50, "lines cut off in flight got their first task back");
+}
