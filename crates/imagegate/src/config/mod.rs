@@ -115,6 +115,7 @@ pub struct BatchSection {
     pub flex_max_wait: String,
     pub flex_max_lines: u32,
     pub flex_realtime_margin: String,
+    pub queue_share: f64,
 }
 
 /// How batches run (see `crate::batches`).
@@ -131,6 +132,9 @@ pub struct BatchRuntime {
     pub flex_max_lines: u32,
     /// A flex task still waiting this long before its deadline is run in realtime.
     pub flex_realtime_margin: Duration,
+    /// The share of a replica's worker slots batch lines may hold at once (the gateway's own
+    /// queue); the rest stay free for realtime work.
+    pub queue_share: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -304,6 +308,9 @@ impl Config {
         let dur = |name: &str, v: &str| -> Result<Duration> {
             duration::parse(v).map_err(|e| anyhow::anyhow!("{name}: {e}"))
         };
+        if !(self.batch.queue_share > 0.0 && self.batch.queue_share <= 1.0) {
+            bail!("batch.queue_share must be above 0 and at most 1");
+        }
         if !(0.0..=1.0).contains(&self.providers.simulated.failure_rate) {
             bail!("providers.simulated.failure_rate must be between 0.0 and 1.0");
         }
@@ -471,6 +478,7 @@ impl Config {
                 flex_max_wait: dur("batch.flex_max_wait", &self.batch.flex_max_wait)?,
                 flex_max_lines: self.batch.flex_max_lines.max(1),
                 flex_realtime_margin: dur("batch.flex_realtime_margin", &self.batch.flex_realtime_margin)?,
+                queue_share: self.batch.queue_share,
             },
             resolver: Resolvers::system(),
             upstream_proxy: Some(self.providers.proxy.trim().to_string()).filter(|p| !p.is_empty()),

@@ -651,6 +651,17 @@ pub trait Store: Send + Sync {
         worker: &str,
         now_ms: i64,
         lease_until_ms: i64,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        self.claim_task_in(worker, now_ms, lease_until_ms, true).await
+    }
+    /// `claim_task`, taking batch lines (lane 1) only when `batch_lines` (a worker pool whose
+    /// share of slots for batch lines is full takes realtime work only).
+    async fn claim_task_in(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        batch_lines: bool,
     ) -> Result<Option<TaskRecord>, StoreError>;
     /// Extends the lease and reports whether a cancel was requested.
     async fn renew_lease(&self, task_id: &str, worker: &str, lease_until_ms: i64) -> Result<Lease, StoreError>;

@@ -121,12 +121,17 @@ pub struct WorkerPool {
     /// the other.
     early_cancels: Mutex<HashMap<String, std::time::Instant>>,
     slots: Arc<Semaphore>,
+    /// Batch lines running here, and the most that may (`batch.queue_share` of the slots): the
+    /// rest stay free for realtime work however long a batch is.
+    batch_running: Arc<std::sync::atomic::AtomicUsize>,
+    batch_cap: usize,
     stop: CancellationToken,
 }
 
 impl WorkerPool {
     pub fn new(deps: Deps) -> Arc<WorkerPool> {
         let slots = Arc::new(Semaphore::new(deps.rt.worker_concurrency));
+        let batch_cap = ((deps.rt.worker_concurrency as f64 * deps.rt.batch.queue_share) as usize).max(1);
         Arc::new(WorkerPool {
             id: format!("wrk_{}", ulid::Ulid::new()),
             deps,
@@ -134,6 +139,8 @@ impl WorkerPool {
             signals: Signals::default(),
             in_flight: Mutex::new(HashMap::new()),
             early_cancels: Mutex::new(HashMap::new()),
+            batch_running: Default::default(),
+            batch_cap,
             slots,
             stop: CancellationToken::new(),
         })
@@ -165,7 +172,8 @@ impl WorkerPool {
             let now = now_millis();
             let lease_until = now + self.deps.rt.lease.as_millis() as i64;
             let claim = self.new_claim();
-            match self.deps.store.claim_task(&claim, now, lease_until).await {
+            let batch_lines = self.batch_running.load(std::sync::atomic::Ordering::SeqCst) < self.batch_cap;
+            match self.deps.store.claim_task_in(&claim, now, lease_until, batch_lines).await {
                 Ok(Some(task)) => {
                     // queued → running: wake its watchers (a task written claimed never was queued).
                     self.signals.notify(&task.id);
@@ -215,9 +223,16 @@ impl WorkerPool {
             }
         }
         let pool = Arc::clone(self);
+        let batch_line = task.mode == crate::domain::task::TaskMode::Batch;
+        if batch_line {
+            self.batch_running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         tokio::spawn(async move {
             let id = task.id.clone();
             let ended = execute::run(&pool, task, &control).await;
+            if batch_line {
+                pool.batch_running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
             if let Ok(mut m) = pool.in_flight.lock()
                 && m.get(&id).is_some_and(|c| Arc::ptr_eq(c, &control))
             {

@@ -426,3 +426,34 @@ async fn output_files_follow_the_keys_retention_and_uploads_may_set_their_own() 
     let err = assert_error(resp, StatusCode::BAD_REQUEST, "invalid_value").await;
     assert_eq!(err["error"]["param"], "expires_after");
 }
+
+#[tokio::test]
+async fn a_batch_on_the_gateway_queue_leaves_worker_slots_for_realtime_requests() {
+    let app = crate::support::spawn_with(
+        |rt| {
+            rt.worker_concurrency = 2;
+            rt.batch.queue_share = 0.5;
+        },
+        false,
+    )
+    .await;
+    let lines: Vec<String> = (0..3)
+        .map(|i| line(&format!("slow-{i}"), json!({"model": "nano-banana", "prompt": format!("{i} [sim:delay:5s]")})))
+        .collect();
+    let file = upload(&app, &app.key, &lines).await;
+    let id = create_batch(&app, &file, None).await["id"].as_str().unwrap().to_string();
+    // Wait until a line runs.
+    for _ in 0..100 {
+        let running = app.list_tasks("?status=running").await;
+        if !running["data"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = app.generate(json!({"model": "nano-banana", "prompt": "right now"})).await;
+    assert_eq!(resp.status(), 200);
+    let b: Value = get_batch(&app, &app.key, &id).await.json().await.unwrap();
+    assert_eq!(b["request_counts"]["completed"], 0, "the sync request did not wait for a batch line: {b}");
+    let running = app.list_tasks("?status=running").await;
+    assert_eq!(running["data"].as_array().unwrap().len(), 1, "one batch line at a time on two slots at half share");
+}

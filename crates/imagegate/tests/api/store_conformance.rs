@@ -905,6 +905,10 @@ async fn batches_are_driven_by_one_lease_holder_and_a_cancel_wins_over_its_step(
 
 async fn batch_lines_wait_until_no_realtime_task_is_queued(s: Arc<dyn Store>) {
     let line = created(s.create_task(batch_line("a", "batch_1", "x", 1000)).await.unwrap());
+    assert!(
+        s.claim_task_in("w0", 1500, 60_000, false).await.unwrap().is_none(),
+        "a pool full of batch lines takes no more"
+    );
     let realtime = created(s.create_task(task("b", None, 2000)).await.unwrap());
     let first = s.claim_task("w1", 3000, 60_000).await.unwrap().unwrap();
     assert_eq!(first.id, realtime.id, "the realtime task goes first though it came later");

@@ -224,13 +224,14 @@ impl Store for PgStore {
         on_conn!(self.db, |c| tasks::queued_ahead_of(c, task.mode.lane(), task.created_at_ms, &task.id).await)
     }
 
-    async fn claim_task(
+    async fn claim_task_in(
         &self,
         worker: &str,
         now_ms: i64,
         lease_until_ms: i64,
+        batch_lines: bool,
     ) -> Result<Option<TaskRecord>, StoreError> {
-        let claimed = in_tx!(self.db, |tx| tasks::claim(&tx, worker, now_ms, lease_until_ms).await?)?;
+        let claimed = in_tx!(self.db, |tx| tasks::claim(&tx, worker, now_ms, lease_until_ms, batch_lines).await?)?;
         if let Some(t) = &claimed {
             self.notifier.announce(&[StoreEvent::TaskChanged(t.id.clone())]);
         }

@@ -404,6 +404,7 @@ pub async fn claim(
     worker: &str,
     now_ms: i64,
     lease_until_ms: i64,
+    batch_lines: bool,
 ) -> Result<Option<TaskRecord>, StoreError> {
     // Work cut off by a dead worker first: it has waited longest.
     let expired = c
@@ -415,6 +416,9 @@ pub async fn claim(
     let mut id: Option<String> = c.query_opt(&expired, &[&now_ms]).await?.map(|r| r.try_get(0)).transpose()?;
     // Realtime work (lane 0) first; batch lines (lane 1) only when none waits.
     for lane in [0i64, 1] {
+        if lane == 1 && !batch_lines {
+            break;
+        }
         if id.is_none() {
             // Round-robin: the key whose last claim is oldest and has work queued. Its row is
             // locked (claimers at the same moment move on to the next key), then its oldest task.

@@ -167,13 +167,14 @@ impl Store for SqliteStore {
         self.db.read(|c| tasks::queue_position(c, task))
     }
 
-    async fn claim_task(
+    async fn claim_task_in(
         &self,
         worker: &str,
         now_ms: i64,
         lease_until_ms: i64,
+        batch_lines: bool,
     ) -> Result<Option<TaskRecord>, StoreError> {
-        let job = tasks::Write::Claim { worker: worker.to_string(), now_ms, lease_until_ms };
+        let job = tasks::Write::Claim { worker: worker.to_string(), now_ms, lease_until_ms, batch_lines };
         match self.writes.submit(&self.db, job).await? {
             tasks::Written::Claimed(t) => Ok(t),
             _ => Err(StoreError::Unavailable("a claim was answered as another write".into())),

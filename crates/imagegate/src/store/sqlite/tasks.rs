@@ -329,6 +329,7 @@ pub fn claim(
     worker: &str,
     now_ms: i64,
     lease_until_ms: i64,
+    batch_lines: bool,
 ) -> Result<Option<TaskRecord>, StoreError> {
     // Work cut off by a dead worker first: it has waited longest.
     let expired: Option<String> = conn
@@ -340,7 +341,7 @@ pub fn claim(
     let mut id = expired;
     // Realtime work (lane 0) first; batch lines (lane 1) only when none waits.
     for lane in [0i64, 1] {
-        if id.is_some() {
+        if id.is_some() || (lane == 1 && !batch_lines) {
             break;
         }
         id = conn
@@ -465,7 +466,7 @@ pub fn complete(conn: &Connection, c: Completion) -> Result<Option<Ended>, Store
 /// The hot writes, which share group commits (see `group.rs`).
 pub enum Write {
     Create(Box<NewTask>),
-    Claim { worker: String, now_ms: i64, lease_until_ms: i64 },
+    Claim { worker: String, now_ms: i64, lease_until_ms: i64, batch_lines: bool },
     Complete(Completion),
 }
 
@@ -478,10 +479,10 @@ pub enum Written {
 pub fn apply(conn: &Connection, w: Write, batch: &mut BatchState) -> Result<Written, StoreError> {
     Ok(match w {
         Write::Create(t) => Written::Created(create(conn, *t, batch)?),
-        Write::Claim { worker, now_ms, lease_until_ms } => {
+        Write::Claim { worker, now_ms, lease_until_ms, batch_lines } => {
             // The queue's front may move: count afresh for the next submit.
             batch.last_queued = None;
-            Written::Claimed(claim(conn, &worker, now_ms, lease_until_ms)?)
+            Written::Claimed(claim(conn, &worker, now_ms, lease_until_ms, batch_lines)?)
         }
         Write::Complete(c) => Written::Completed(complete(conn, c)?),
     })
