@@ -40,6 +40,9 @@ pub struct App {
     pub background: CancellationToken,
     /// Wakes the batch driver (a batch was created or cancelled).
     pub batch_wake: Arc<tokio::sync::Notify>,
+    /// The queue as `/metrics` last read it, and when: scrapes (unauthenticated) reuse it for
+    /// a second rather than each counting the queue in the database.
+    pub queue_stats: tokio::sync::Mutex<Option<(std::time::Instant, Vec<crate::store::QueueStat>)>>,
     shutting_down: AtomicBool,
 }
 
@@ -116,6 +119,7 @@ impl App {
             fetcher,
             background: CancellationToken::new(),
             batch_wake: Default::default(),
+            queue_stats: Default::default(),
             shutting_down: AtomicBool::new(false),
         }))
     }

@@ -1,6 +1,7 @@
 //! `GET /metrics`: Prometheus text format. What the process recorded (`crate::stats`:
 //! requests, upstream calls, task ends, images, webhooks, conversions), and what is read at
-//! scrape time: the queue by lane and state with its oldest task's age, and each upstream
+//! scrape time (the queue read at most once a second, so scrapes cannot load the database):
+//! the queue by lane and state with its oldest task's age, and each upstream
 //! channel's state. Unauthenticated, like most exporters: labels hold no id, key or prompt.
 
 use axum::extract::{MatchedPath, Request, State};
@@ -40,6 +41,23 @@ fn lane_name(lane: i64) -> &'static str {
     }
 }
 
+/// How long a reading of the queue serves scrapes.
+const QUEUE_STATS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The queue's counts, read at most once a second whoever scrapes (concurrent scrapes wait for
+/// one reading).
+async fn queue_stats(app: &App) -> Option<Vec<crate::store::QueueStat>> {
+    let mut cached = app.queue_stats.lock().await;
+    if let Some((at, stats)) = cached.as_ref()
+        && at.elapsed() < QUEUE_STATS_TTL
+    {
+        return Some(stats.clone());
+    }
+    let stats = app.store.queue_stats().await.ok()?;
+    *cached = Some((std::time::Instant::now(), stats.clone()));
+    Some(stats)
+}
+
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut text = crate::stats::handle().map(|h| h.render()).unwrap_or_default();
     let _ = writeln!(text, "# HELP imagegate_queue_tasks Tasks queued or running, by lane and state.");
@@ -47,7 +65,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let _ = writeln!(text, "# HELP imagegate_queue_oldest_age_seconds Age of the oldest task in each lane and state.");
     let _ = writeln!(text, "# TYPE imagegate_queue_oldest_age_seconds gauge");
     let mut seen = Vec::new();
-    if let Ok(stats) = app.store.queue_stats().await {
+    if let Some(stats) = queue_stats(&app).await {
         for s in stats {
             let (lane, status) = (lane_name(s.lane), s.status.as_str());
             let age = (now_millis() - s.oldest_created_ms).max(0) as f64 / 1000.0;

@@ -115,7 +115,7 @@ struct Pages {
 async fn render(app: &App, b: &BatchRecord, line: &BatchLineRecord, kind: Kind) -> Option<String> {
     let ok = line.task.as_ref().is_some_and(|t| t.status == TaskStatus::Completed);
     match kind {
-        Kind::Output if ok => success(app, line).await,
+        Kind::Output if ok => success(app, b, line).await,
         Kind::Errors if !ok => Some(failure(b, line)),
         _ => None,
     }
@@ -128,7 +128,7 @@ fn request_id(b: &BatchRecord, line: &BatchLineRecord) -> String {
     }
 }
 
-async fn success(app: &App, line: &BatchLineRecord) -> Option<String> {
+async fn success(app: &App, b: &BatchRecord, line: &BatchLineRecord) -> Option<String> {
     let task = line.task.as_ref()?;
     let mut result = task.result.clone().unwrap_or_else(|| json!({"data": []}));
     let wants_b64 = task.request.get("response_format").and_then(Value::as_str) == Some("b64_json");
@@ -147,7 +147,7 @@ async fn success(app: &App, line: &BatchLineRecord) -> Option<String> {
     };
     let body = RawValue::from_string(body).ok()?;
     let out = json!({
-        "id": format!("batch_req_{}", task.id.trim_start_matches("task_")),
+        "id": request_id(b, line),
         "custom_id": line.custom_id,
         "response": {"status_code": 200, "request_id": task.id, "body": body},
         "error": null,

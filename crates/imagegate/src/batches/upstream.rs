@@ -322,40 +322,21 @@ async fn end_all(app: &App, job: &UpstreamJob, err: Option<&serde_json::Value>) 
     Ok(())
 }
 
-/// The upstream request of each image of each line, keyed `{task id}/{index}`.
+/// The upstream request of each image of a line, keyed `{task id}/{index}`.
 fn requests(
     task: &TaskRecord,
+    req: &ImageRequest,
     inputs: Arc<crate::providers::Inputs>,
-) -> Result<Vec<(String, ProviderRequest)>, String> {
-    let req: ImageRequest = serde_json::from_value(task.request.clone()).map_err(|e| e.to_string())?;
-    let shape = req.shape();
-    let (width, height) = shape.pixels();
-    let options = Arc::new(crate::providers::Options {
-        quality: req.quality.clone(),
-        background: req.background.clone(),
-        input_fidelity: req.input_fidelity.clone(),
-        turns: req.turns.clone(),
-        safety: req.safety.clone(),
-    });
-    Ok((0..req.n)
-        .map(|index| {
-            let preq = ProviderRequest {
-                model: req.upstream_model.clone(),
-                family: req.family(),
-                prompt: req.prompt.clone(),
-                aspect_ratio: req.aspect_ratio.clone(),
-                resolution: shape.resolution,
-                width,
-                height,
-                index,
-                deadline: HOLD,
-                inputs: inputs.clone(),
-                options: options.clone(),
-                previews: None,
-            };
-            (format!("{}/{index}", task.id), preq)
+) -> Vec<(String, ProviderRequest)> {
+    let options = Arc::new(crate::providers::Options::of(req));
+    (0..req.n)
+        .map(|i| {
+            (
+                format!("{}/{i}", task.id),
+                ProviderRequest::for_image(req, i, HOLD, inputs.clone(), options.clone(), None),
+            )
         })
-        .collect())
+        .collect()
 }
 
 /// Builds the job's input file from its lines and uploads it.
@@ -365,14 +346,26 @@ async fn upload(
     job: &UpstreamJob,
 ) -> Result<Result<String, ProviderError>, BatchError> {
     let mut body = Vec::new();
-    for task in app.store.job_tasks(&job.id).await? {
+    let tasks = app.store.job_tasks(&job.id).await?;
+    for (at, task) in tasks.iter().enumerate() {
         if task.status.is_terminal() {
             continue;
         }
-        let has_inputs = crate::task_view::has_inputs(&serde_json::json!({"request": task.request}));
-        let inputs = if has_inputs {
-            let mask = task.request["mask"].is_string();
-            match crate::inputs::load(&app.store, &app.blobs, &task.owner, &task.id, mask).await {
+        let req: ImageRequest = match serde_json::from_value(task.request.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                let err = error_json(
+                    500,
+                    "api_error",
+                    "internal_error",
+                    &format!("The stored request could not be read: {e}"),
+                );
+                end_held(&app.workers, &task.id, &claim(job), Some(&err)).await;
+                continue;
+            }
+        };
+        let inputs = if req.has_inputs() {
+            match crate::inputs::load(&app.store, &app.blobs, &task.owner, &task.id, req.mask.is_some()).await {
                 Ok(i) => Arc::new(i),
                 Err(e) => {
                     let err = error_json(
@@ -388,28 +381,29 @@ async fn upload(
         } else {
             Arc::new(crate::providers::Inputs::default())
         };
-        let lines = match requests(&task, inputs) {
-            Ok(l) => l,
-            Err(e) => {
-                let err = error_json(
-                    500,
-                    "api_error",
-                    "internal_error",
-                    &format!("The stored request could not be read: {e}"),
-                );
-                end_held(&app.workers, &task.id, &claim(job), Some(&err)).await;
-                continue;
-            }
-        };
-        for (key, preq) in lines {
+        let mut lines = Vec::new();
+        for (key, preq) in requests(task, &req, inputs) {
             match provider.request_line(&key, &preq) {
                 Ok(line) => {
-                    body.extend_from_slice(&line);
-                    body.push(b'\n');
+                    lines.extend_from_slice(&line);
+                    lines.push(b'\n');
                 }
                 Err(e) => return Ok(Err(e)),
             }
         }
+        // The file is held whole until uploaded: past its limit, this line and the rest wait
+        // for the next job (the first line goes whatever its size).
+        if !body.is_empty() && body.len() + lines.len() > app.rt.batch.max_job_bytes {
+            let rest: Vec<String> = tasks[at..].iter().map(|t| t.id.clone()).collect();
+            tracing::info!(
+                job_id = job.id,
+                lines = rest.len(),
+                "job input at its size limit; the rest wait for the next job"
+            );
+            app.store.release_job_tasks(&job.id, &rest).await?;
+            break;
+        }
+        body.extend_from_slice(&lines);
     }
     Ok(provider.upload(&job.id, bytes::Bytes::from(body)).await)
 }

@@ -139,16 +139,7 @@ async fn one(client: &Client, id: &str, body: &Value, idempotency: &str, out: &P
     if ended["status"] != "completed" {
         bail!("{}", ended["error"]["message"].as_str().unwrap_or("the task did not complete"));
     }
-    let mut files = Vec::new();
-    for (i, item) in ended["result"]["data"].as_array().cloned().unwrap_or_default().iter().enumerate() {
-        let url = item["url"].as_str().context("an image without a URL")?;
-        let bytes = client.http.get(url).send().await?.error_for_status()?.bytes().await?;
-        let ext = item["content_type"].as_str().and_then(|c| c.strip_prefix("image/")).unwrap_or("jpg");
-        let safe: String =
-            id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
-        let path = out.join(format!("{safe}-{i}.{ext}"));
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
-        files.push(path.display().to_string());
-    }
-    Ok(files)
+    let stem: String =
+        id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    super::tasks::save_images(client, &ended, out, &stem).await
 }

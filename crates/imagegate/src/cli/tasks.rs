@@ -87,16 +87,24 @@ pub async fn generate(client: &Client, args: GenerateArgs) -> Result<()> {
         bail!("task {id} {}: {message}", ended["status"].as_str().unwrap_or("ended"));
     }
     std::fs::create_dir_all(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
-    let data = ended["result"]["data"].as_array().cloned().unwrap_or_default();
-    for (i, item) in data.iter().enumerate() {
-        let url = item["url"].as_str().context("an image without a URL")?;
-        let resp = client.http.get(url).send().await?.error_for_status()?;
-        let ext = item["content_type"].as_str().and_then(|c| c.strip_prefix("image/")).unwrap_or("jpg");
-        let path = args.output.join(format!("{id}-{i}.{ext}"));
-        std::fs::write(&path, resp.bytes().await?).with_context(|| format!("writing {}", path.display()))?;
-        outln!("{}", path.display());
+    for path in save_images(client, &ended, &args.output, &id).await? {
+        outln!("{path}");
     }
     Ok(())
+}
+
+/// Downloads an ended task's images into `dir` as `{stem}-{index}.{ext}`; their paths.
+pub(super) async fn save_images(client: &Client, task: &Value, dir: &Path, stem: &str) -> Result<Vec<String>> {
+    let mut files = Vec::new();
+    for (i, item) in task["result"]["data"].as_array().cloned().unwrap_or_default().iter().enumerate() {
+        let url = item["url"].as_str().context("an image without a URL")?;
+        let bytes = client.http.get(url).send().await?.error_for_status()?.bytes().await?;
+        let ext = item["content_type"].as_str().and_then(|c| c.strip_prefix("image/")).unwrap_or("jpg");
+        let path = dir.join(format!("{stem}-{i}.{ext}"));
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        files.push(path.display().to_string());
+    }
+    Ok(files)
 }
 
 /// Follows the task's events (status changes and drafts) until it ends; returns the task.

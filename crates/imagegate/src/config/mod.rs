@@ -112,6 +112,7 @@ pub struct BatchSection {
     pub upstream: bool,
     pub poll_interval: String,
     pub max_job_lines: u32,
+    pub max_job_bytes: usize,
     pub flex_max_wait: String,
     pub flex_max_lines: u32,
     pub flex_realtime_margin: String,
@@ -127,6 +128,9 @@ pub struct BatchRuntime {
     pub poll_interval: Duration,
     /// Lines per upstream job: a larger batch is split into several jobs.
     pub max_job_lines: u32,
+    /// The largest input file of an upstream job (it is built in memory): lines past it wait
+    /// for the next job. A job takes one line however large.
+    pub max_job_bytes: usize,
     /// Flex tasks are pooled this long (or until `flex_max_lines` wait) before a job is made.
     pub flex_max_wait: Duration,
     pub flex_max_lines: u32,
@@ -475,6 +479,7 @@ impl Config {
                 upstream: self.batch.upstream,
                 poll_interval: dur("batch.poll_interval", &self.batch.poll_interval)?.max(Duration::from_millis(10)),
                 max_job_lines: self.batch.max_job_lines.clamp(1, 50_000),
+                max_job_bytes: self.batch.max_job_bytes,
                 flex_max_wait: dur("batch.flex_max_wait", &self.batch.flex_max_wait)?,
                 flex_max_lines: self.batch.flex_max_lines.max(1),
                 flex_realtime_margin: dur("batch.flex_realtime_margin", &self.batch.flex_realtime_margin)?,

@@ -94,6 +94,48 @@ pub struct ProviderRequest {
     pub previews: Option<PreviewSink>,
 }
 
+impl ProviderRequest {
+    /// Image `index` of a validated request, as an upstream is asked for it.
+    pub fn for_image(
+        req: &crate::domain::request::ImageRequest,
+        index: u32,
+        deadline: Duration,
+        inputs: std::sync::Arc<Inputs>,
+        options: std::sync::Arc<Options>,
+        previews: Option<PreviewSink>,
+    ) -> ProviderRequest {
+        let shape = req.shape();
+        let (width, height) = shape.pixels();
+        ProviderRequest {
+            model: req.upstream_model.clone(),
+            family: req.family(),
+            prompt: req.prompt.clone(),
+            aspect_ratio: req.aspect_ratio.clone(),
+            resolution: shape.resolution,
+            width,
+            height,
+            index,
+            deadline,
+            inputs,
+            options,
+            previews,
+        }
+    }
+}
+
+impl Options {
+    /// The fields of a request that some upstreams take.
+    pub fn of(req: &crate::domain::request::ImageRequest) -> Options {
+        Options {
+            quality: req.quality.clone(),
+            background: req.background.clone(),
+            input_fidelity: req.input_fidelity.clone(),
+            turns: req.turns.clone(),
+            safety: req.safety.clone(),
+        }
+    }
+}
+
 /// A draft of an image, received before the final one: shown as a preview, never a result.
 #[derive(Debug, Clone)]
 pub struct Draft {

@@ -807,6 +807,9 @@ pub trait Store: Send + Sync {
     /// Writes the job's step, channel, files, name and error; releases the lease; due again at
     /// `next_check_at_ms`. `false` when `worker` lost the lease.
     async fn save_job(&self, job: &UpstreamJob, worker: &str, next_check_at_ms: i64) -> Result<bool, StoreError>;
+    /// Gives lines a job took back to waiting for a job (queued in lane 2, their claim's
+    /// attempt returned), as when its input file would grow past its size limit.
+    async fn release_job_tasks(&self, job_id: &str, task_ids: &[String]) -> Result<(), StoreError>;
     /// The tasks a job holds, oldest first.
     async fn job_tasks(&self, job_id: &str) -> Result<Vec<TaskRecord>, StoreError>;
     /// The models of a batch's lines still waiting for an upstream job.

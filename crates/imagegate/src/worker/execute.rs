@@ -471,16 +471,7 @@ async fn try_model(
     deadline: std::time::Duration,
 ) -> (Result<GeneratedImage, ProviderError>, u32) {
     let deps = &pool.deps;
-    let shape = req.shape();
-    let (width, height) = shape.pixels();
-    let options = std::sync::Arc::new(crate::providers::Options {
-        quality: req.quality.clone(),
-        background: req.background.clone(),
-        input_fidelity: req.input_fidelity.clone(),
-        turns: req.turns.clone(),
-        safety: req.safety.clone(),
-    });
-    let family = req.family();
+    let options = std::sync::Arc::new(crate::providers::Options::of(req));
     let router = deps.providers.for_model(&req.upstream_model);
     let mut failed_channels: Vec<usize> = Vec::new();
     let mut tries = 0u32;
@@ -501,20 +492,7 @@ async fn try_model(
         };
         let remaining = deadline.saturating_sub(started.elapsed());
         let remaining = deps.rt.retry.try_timeout.map_or(remaining, |t| t.min(remaining));
-        let preq = ProviderRequest {
-            model: req.upstream_model.clone(),
-            family,
-            prompt: req.prompt.clone(),
-            aspect_ratio: req.aspect_ratio.clone(),
-            resolution: shape.resolution,
-            width,
-            height,
-            index,
-            deadline: remaining,
-            inputs: inputs.clone(),
-            options: options.clone(),
-            previews: previews.clone(),
-        };
+        let preq = ProviderRequest::for_image(req, index, remaining, inputs.clone(), options.clone(), previews.clone());
         let channel = lease.channel.spec.name.clone();
         let call_started = std::time::Instant::now();
         tries += 1;

@@ -147,3 +147,22 @@ async fn a_job_whose_channel_refuses_the_upload_moves_to_another_channel() {
     assert_eq!(app.gemini().batches.creations(), 1);
     assert_eq!(done["cost_usd"], json!(0.134), "two Pro images at half price");
 }
+
+#[tokio::test]
+async fn a_job_input_past_its_size_limit_leaves_the_rest_to_the_next_job() {
+    let app = spawn_with(
+        |rt| {
+            rt.batch.poll_interval = Duration::from_millis(100);
+            rt.batch.max_job_bytes = 1;
+        },
+        true,
+    )
+    .await;
+    let lines: Vec<String> =
+        (0..3).map(|i| line(&format!("l{i}"), json!({"model": "nano-banana", "prompt": format!("p{i}")}))).collect();
+    let file = upload(&app, &app.key, &lines).await;
+    let done = wait_batch(&app, create_batch(&app, &file, None).await["id"].as_str().unwrap()).await;
+    assert_eq!(done["request_counts"]["completed"], 3, "{done}");
+    let keys = app.gemini().batches.job_keys();
+    assert_eq!(keys.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1], "one line a job at a 1-byte limit");
+}

@@ -990,4 +990,10 @@ async fn upstream_jobs_take_their_lines_atomically_and_flex_tasks_fall_back_by_d
     assert_eq!(s.job_tasks("ujob_4").await.unwrap().len(), 1, "taken from its job");
     let claimed = s.claim_task("w", 7000, 60_000).await.unwrap().expect("now a worker's");
     assert_eq!(claimed.id, flex_soon.id);
+    // A line given back waits for a job again, and is taken by the next.
+    s.release_job_tasks("ujob_1", &[taken[1].id.clone()]).await.unwrap();
+    assert_eq!(s.job_tasks("ujob_1").await.unwrap().len(), 1);
+    assert_eq!(s.waiting_models("batch_1").await.unwrap(), ["nano-banana-pro"]);
+    let again = s.create_job(&job("ujob_5", Some("batch_1")), "nano-banana-pro", 10, 999_999).await.unwrap();
+    assert_eq!(again.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), [taken[1].id.as_str()]);
 }

@@ -177,3 +177,17 @@ pub async fn renew(c: &impl GenericClient, id: &str, worker: &str, lease_until_m
     let stmt = c.prepare_cached("UPDATE upstream_jobs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3").await?;
     Ok(c.execute(&stmt, &[&lease_until_ms, &id, &worker]).await? == 1)
 }
+
+pub async fn release(c: &impl GenericClient, job_id: &str, task_ids: &[String]) -> Result<(), StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "WITH released AS (
+                 UPDATE tasks SET status = 'queued', job_id = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                        attempts = GREATEST(0, attempts - 1)
+                 WHERE id = ANY($1) AND job_id = $2 AND status = 'running' RETURNING 1)
+             UPDATE upstream_jobs SET lines = lines - (SELECT COUNT(*) FROM released) WHERE id = $2",
+        )
+        .await?;
+    c.execute(&stmt, &[&task_ids, &job_id]).await?;
+    Ok(())
+}

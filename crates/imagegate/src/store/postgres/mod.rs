@@ -439,6 +439,10 @@ impl Store for PgStore {
         on_conn!(self.db, |c| jobs::save(c, job, worker, next_check_at_ms).await)
     }
 
+    async fn release_job_tasks(&self, job_id: &str, task_ids: &[String]) -> Result<(), StoreError> {
+        in_tx!(self.db, |tx| jobs::release(&tx, job_id, task_ids).await?)
+    }
+
     async fn job_tasks(&self, job_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
         on_conn!(self.db, |c| jobs::tasks(c, job_id).await)
     }

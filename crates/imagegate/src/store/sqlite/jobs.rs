@@ -168,3 +168,19 @@ pub fn renew(conn: &Connection, id: &str, worker: &str, lease_until_ms: i64) -> 
         .execute(params![lease_until_ms, id, worker])?
         == 1)
 }
+
+pub fn release(conn: &Connection, job_id: &str, task_ids: &[String]) -> Result<(), StoreError> {
+    let mut released = 0i64;
+    for id in task_ids {
+        released += conn
+            .prepare_cached(
+                "UPDATE tasks SET status = 'queued', job_id = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                        attempts = MAX(0, attempts - 1)
+                 WHERE id = ? AND job_id = ? AND status = 'running'",
+            )?
+            .execute(params![id, job_id])? as i64;
+    }
+    conn.prepare_cached("UPDATE upstream_jobs SET lines = lines - ? WHERE id = ?")?
+        .execute(params![released, job_id])?;
+    Ok(())
+}

@@ -371,6 +371,10 @@ impl Store for SqliteStore {
         self.db.write(|c| jobs::save(c, job, worker, next_check_at_ms))
     }
 
+    async fn release_job_tasks(&self, job_id: &str, task_ids: &[String]) -> Result<(), StoreError> {
+        self.db.write(|c| jobs::release(c, job_id, task_ids))
+    }
+
     async fn job_tasks(&self, job_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
         self.db.read(|c| jobs::tasks(c, job_id))
     }
