@@ -15,10 +15,10 @@ use crate::domain::policy::{self, KeyPolicy};
 use crate::domain::{ids, now_secs};
 use crate::store::KeyRecord;
 
-pub fn routes() -> axum::Router<Arc<App>> {
-    axum::Router::new()
-        .route("/admin/v1/keys", axum::routing::post(create_key).get(list_keys))
-        .route("/admin/v1/keys/{id}", axum::routing::delete(revoke_key).patch(update_key).get(get_key))
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<App>> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(create_key, list_keys))
+        .routes(utoipa_axum::routes!(revoke_key, update_key, get_key))
 }
 
 pub(super) fn key_not_found(id: &str) -> ApiError {
@@ -64,6 +64,15 @@ fn apply_policy(policy: &mut KeyPolicy, body: &serde_json::Map<String, Value>) -
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/v1/keys",
+    tag = "Admin",
+    summary = "Create a key",
+    description = "The secret is in the answer's `key`, once; only its hash is stored.",
+    request_body = crate::api::openapi::schemas::admin::KeyPolicy,
+    responses((status = 201, description = "The key, with its secret", body = crate::api::openapi::schemas::admin::Key), crate::api::openapi::schemas::common::AdminErrors)
+)]
 async fn create_key(
     State(app): State<Arc<App>>,
     _admin: Admin,
@@ -93,11 +102,26 @@ async fn create_key(
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/v1/keys",
+    tag = "Admin",
+    summary = "List keys",
+    responses((status = 200, description = "Every key", body = crate::api::openapi::schemas::admin::KeyList), crate::api::openapi::schemas::common::AdminErrors)
+)]
 async fn list_keys(State(app): State<Arc<App>>, _admin: Admin) -> Result<axum::Json<Value>, ApiError> {
     let keys = app.store.list_keys().await?;
     Ok(axum::Json(json!({"object": "list", "data": keys.iter().map(key_json).collect::<Vec<_>>()})))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/keys/{id}",
+    tag = "Admin",
+    summary = "Revoke a key",
+    params(("id" = String, Path, description = "`key_…`")),
+    responses((status = 200, description = "Revoked", body = crate::api::openapi::schemas::common::Deleted), crate::api::openapi::schemas::common::AdminErrors)
+)]
 async fn revoke_key(
     State(app): State<Arc<App>>,
     _admin: Admin,
@@ -110,6 +134,14 @@ async fn revoke_key(
     Ok(axum::Json(json!({"id": id, "object": "api_key", "deleted": true})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/v1/keys/{id}",
+    tag = "Admin",
+    summary = "Get a key",
+    params(("id" = String, Path, description = "`key_…`")),
+    responses((status = 200, description = "The key", body = crate::api::openapi::schemas::admin::Key), crate::api::openapi::schemas::common::AdminErrors)
+)]
 async fn get_key(
     State(app): State<Arc<App>>,
     _admin: Admin,
@@ -119,6 +151,16 @@ async fn get_key(
 }
 
 /// Sets a key's policy fields; `null` clears one back to the default.
+#[utoipa::path(
+    patch,
+    path = "/admin/v1/keys/{id}",
+    tag = "Admin",
+    summary = "Change a key's policy",
+    description = "`null` clears a field.",
+    params(("id" = String, Path, description = "`key_…`")),
+    request_body = crate::api::openapi::schemas::admin::KeyPolicy,
+    responses((status = 200, description = "The key", body = crate::api::openapi::schemas::admin::Key), crate::api::openapi::schemas::common::AdminErrors)
+)]
 async fn update_key(
     State(app): State<Arc<App>>,
     _admin: Admin,

@@ -11,11 +11,10 @@ use super::extract::Path;
 use crate::app::App;
 use crate::providers::channels::Channel;
 
-pub fn routes() -> axum::Router<Arc<App>> {
-    use axum::routing::{get, post};
-    axum::Router::new()
-        .route("/admin/v1/channels", get(list_channels))
-        .route("/admin/v1/channels/{name}/enable", post(enable_channel))
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<App>> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(list_channels))
+        .routes(utoipa_axum::routes!(enable_channel))
 }
 
 fn channel_json(ch: &Channel) -> Value {
@@ -37,11 +36,26 @@ fn channel_json(ch: &Channel) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/v1/channels",
+    tag = "Admin",
+    summary = "Upstream channels' health",
+    responses((status = 200, description = "Each channel's state, load and recent error rate", body = crate::api::openapi::schemas::admin::ChannelList), crate::api::openapi::schemas::common::AdminErrors)
+)]
 async fn list_channels(State(app): State<Arc<App>>, _admin: Admin) -> axum::Json<Value> {
     let data: Vec<Value> = app.providers.routers().flat_map(|r| r.channels.iter()).map(|c| channel_json(c)).collect();
     axum::Json(json!({"object": "list", "data": data}))
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/v1/channels/{name}/enable",
+    tag = "Admin",
+    summary = "Put a channel back in use",
+    params(("name" = String, Path, description = "The channel's name")),
+    responses((status = 200, description = "The channel", body = crate::api::openapi::schemas::admin::Channel), crate::api::openapi::schemas::common::AdminErrors)
+)]
 async fn enable_channel(
     State(app): State<Arc<App>>,
     _admin: Admin,

@@ -19,9 +19,8 @@ use crate::domain::export::{ENV_PREFIX, ExportDestination, parse_request};
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
-pub fn routes() -> axum::Router<Arc<App>> {
-    axum::Router::new()
-        .route("/admin/v1/keys/{id}/export", axum::routing::put(set_export).get(get_export).delete(delete_export))
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<App>> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(set_export, get_export, delete_export))
 }
 
 pub fn export_json(key_id: &str, dest: &ExportDestination) -> Value {
@@ -31,6 +30,16 @@ pub fn export_json(key_id: &str, dest: &ExportDestination) -> Value {
     v
 }
 
+#[utoipa::path(
+    put,
+    path = "/admin/v1/keys/{id}/export",
+    tag = "Admin",
+    summary = "Set a key's export bucket",
+    description = "Every image the key makes is also copied to this S3-compatible bucket. A probe object is written, read and deleted first.",
+    params(("id" = String, Path, description = "`key_…`")),
+    request_body = crate::api::openapi::schemas::admin::ExportRequest,
+    responses((status = 200, description = "The destination", body = crate::api::openapi::schemas::admin::ExportDestination), crate::api::openapi::schemas::common::AdminErrors)
+)]
 async fn set_export(
     State(app): State<Arc<App>>,
     _admin: Admin,
@@ -95,6 +104,14 @@ async fn verify(dest: &ExportDestination, key_id: &str) -> Result<(), ApiError> 
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/v1/keys/{id}/export",
+    tag = "Admin",
+    summary = "A key's export bucket",
+    params(("id" = String, Path, description = "`key_…`")),
+    responses((status = 200, description = "The destination (the secret as `<sealed>` or its `env::` name)", body = crate::api::openapi::schemas::admin::ExportDestination), crate::api::openapi::schemas::common::AdminErrors)
+)]
 async fn get_export(
     State(app): State<Arc<App>>,
     _admin: Admin,
@@ -108,6 +125,14 @@ async fn get_export(
 }
 
 /// Later images are no longer copied; copies already owed fail with a clear error.
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/keys/{id}/export",
+    tag = "Admin",
+    summary = "Stop exporting",
+    params(("id" = String, Path, description = "`key_…`")),
+    responses((status = 200, description = "Removed", body = crate::api::openapi::schemas::common::Deleted), crate::api::openapi::schemas::common::AdminErrors)
+)]
 async fn delete_export(
     State(app): State<Arc<App>>,
     _admin: Admin,

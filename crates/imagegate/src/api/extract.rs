@@ -21,6 +21,29 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
+/// A multipart body, or our error: axum's own rejection (a missing or bad boundary, the wrong
+/// content type) is plain text.
+pub struct Form(pub axum::extract::Multipart);
+
+impl<S: Send + Sync> FromRequest<S> for Form {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Multipart::from_request(req, state).await.map(Form).map_err(|e| {
+            let status = e.status();
+            if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+                ApiError::new(
+                    status,
+                    "unsupported_media_type",
+                    "Expected 'Content-Type: multipart/form-data' with a boundary.",
+                )
+            } else {
+                ApiError::bad_request("invalid_body", format!("The multipart body cannot be read: {}.", e.body_text()))
+            }
+        })
+    }
+}
+
 /// A JSON body's bytes, its content type checked and its size bounded, for routes that parse it
 /// in place (input images as `data:` URLs are borrowed from it, not copied).
 pub struct RawJson(pub Bytes);

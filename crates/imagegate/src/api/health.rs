@@ -8,15 +8,30 @@ use std::sync::Arc;
 
 use crate::app::App;
 
-pub fn routes() -> axum::Router<Arc<App>> {
-    axum::Router::new().route("/healthz", axum::routing::get(healthz)).route("/readyz", axum::routing::get(readyz))
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<App>> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(healthz)).routes(utoipa_axum::routes!(readyz))
 }
 
 /// The process id lets a supervisor (and the process tests) tell which process answers a port.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "Operations",
+    summary = "Liveness",
+    responses((status = 200, description = "Alive", body = crate::api::openapi::schemas::common::Health))
+)]
 async fn healthz() -> Response {
     axum::Json(json!({"status": "ok", "pid": std::process::id()})).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "Operations",
+    summary = "Readiness",
+    description = "The store and the image storage are reachable.",
+    responses((status = 200, description = "Ready", body = crate::api::openapi::schemas::common::Readiness), (status = 503, description = "Not ready, or shutting down", body = crate::api::openapi::schemas::common::Readiness))
+)]
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     if app.shutting_down() {
         return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "shutting_down"}))).into_response();

@@ -18,8 +18,8 @@ use crate::delivery::variants::{Variant, VariantError};
 use crate::domain::request::OutputFormat;
 use crate::domain::{ids, now_secs, variant};
 
-pub fn routes() -> axum::Router<Arc<App>> {
-    axum::Router::new().route("/images/{file}", axum::routing::get(get_image))
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<App>> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(get_image))
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +51,15 @@ async fn preview(app: &App, file: &str, ext: &str) -> Result<Response, ApiError>
     Ok((StatusCode::OK, out, bytes).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/images/{file}",
+    tag = "Images",
+    summary = "A stored image",
+    description = "No key needed: the id is unguessable. Strong ETag, `Cache-Control: immutable`, 304, `Range` (206/416); converted and resized on request (made once, stored); 410 after retention.",
+    params(("file" = String, Path, description = "`img_….jpeg` (the id and an extension)"), ("format" = Option<String>, Query, description = "`webp`, `jpeg`, `png` or `auto` (WebP when `Accept` allows)"), ("w" = Option<u32>, Query, description = "Fit within this width"), ("h" = Option<u32>, Query, description = "Fit within this height"), ("quality" = Option<u32>, Query, description = "JPEG/WebP quality, 1 to 100")),
+    responses((status = 200, description = "The image", content(("image/jpeg"), ("image/png"), ("image/webp"))), (status = 206, description = "A range of it"), (status = 304, description = "Not modified"), (status = 400, description = "A bad conversion parameter", body = crate::api::openapi::schemas::common::Error), (status = 404, description = "No such image", body = crate::api::openapi::schemas::common::Error), (status = 410, description = "Deleted after its retention", body = crate::api::openapi::schemas::common::Error), (status = 416, description = "Range not satisfiable", body = crate::api::openapi::schemas::common::Error))
+)]
 pub async fn get_image(
     State(app): State<Arc<App>>,
     method: Method,

@@ -15,8 +15,8 @@ use crate::app::App;
 use crate::domain::now_millis;
 use crate::providers::channels::ChannelState;
 
-pub fn routes() -> axum::Router<Arc<App>> {
-    axum::Router::new().route("/metrics", axum::routing::get(metrics))
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<App>> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(metrics))
 }
 
 /// Counts every routed request by its route template, method and status, with its time.
@@ -58,6 +58,13 @@ async fn queue_stats(app: &App) -> Option<Vec<crate::store::QueueStat>> {
     Some(stats)
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "Operations",
+    summary = "Prometheus metrics",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
+)]
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut text = crate::stats::handle().map(|h| h.render()).unwrap_or_default();
     let _ = writeln!(text, "# HELP imagegate_queue_tasks Tasks queued or running, by lane and state.");

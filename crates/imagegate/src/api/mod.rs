@@ -12,6 +12,7 @@ pub mod health;
 pub mod images;
 pub mod metrics;
 pub mod openai;
+pub mod openapi;
 pub mod tasks;
 pub mod usage;
 pub mod watch;
@@ -41,18 +42,10 @@ pub fn router(app: Arc<App>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let max_body = app.rt.max_body_bytes;
     let limits = extract::BodyLimits { default: max_body, inputs: app.rt.inputs.max_body_bytes };
-    Router::new()
-        .merge(openai::routes(limits.inputs))
-        .merge(gemini::routes())
-        .merge(tasks::routes())
-        .merge(usage::routes())
-        .merge(webhook_secret::routes())
-        .merge(images::routes())
-        .merge(admin::routes())
-        .merge(export::routes())
-        .merge(channels::routes())
-        .merge(health::routes())
-        .merge(metrics::routes())
+    let (routes, spec) = api_routes(limits.inputs).split_for_parts();
+    let spec = openapi::complete(spec).to_json().map(bytes::Bytes::from).unwrap_or_default();
+    routes
+        .merge(openapi::docs::routes(spec))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -75,6 +68,27 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeId))
         .with_state(app)
+}
+
+/// Every route of the API, each registered with its documentation.
+fn api_routes(input_body_limit: usize) -> utoipa_axum::router::OpenApiRouter<Arc<App>> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .merge(openai::routes(input_body_limit))
+        .merge(gemini::routes())
+        .merge(tasks::routes())
+        .merge(usage::routes())
+        .merge(webhook_secret::routes())
+        .merge(images::routes())
+        .merge(admin::routes())
+        .merge(export::routes())
+        .merge(channels::routes())
+        .merge(health::routes())
+        .merge(metrics::routes())
+}
+
+/// The OpenAPI document of the API (also served at `/openapi.json`).
+pub fn spec() -> utoipa::openapi::OpenApi {
+    openapi::complete(api_routes(0).into_openapi())
 }
 
 async fn unknown_route(uri: axum::http::Uri) -> ApiError {

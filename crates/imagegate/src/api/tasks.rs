@@ -24,14 +24,14 @@ use crate::store::{CancelOutcome, TaskRecord};
 use crate::task_view::{task_object, with_exports, with_inputs};
 use crate::webhooks;
 
-pub fn routes() -> axum::Router<Arc<App>> {
-    use axum::routing::{get, post};
-    axum::Router::new()
-        .route("/v1/tasks", get(list_tasks))
-        .route("/v1/tasks/{id}", get(get_task))
-        .route("/v1/tasks/{id}/cancel", post(cancel_task))
-        .route("/v1/tasks/{id}/events", get(task_events))
-        .route("/v1/tasks/{id}/webhook-deliveries", get(list_webhook_deliveries))
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<App>> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(list_tasks))
+        .routes(routes!(get_task))
+        .routes(routes!(cancel_task))
+        .routes(routes!(task_events))
+        .routes(routes!(list_webhook_deliveries))
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -62,6 +62,15 @@ async fn render(app: &App, task: &TaskRecord) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tasks/{id}",
+    tag = "Tasks",
+    summary = "Get a task",
+    description = "Status, request, result and error, even if the client went away.",
+    params(("id" = String, Path, description = "`task_…`")),
+    responses((status = 200, description = "The task", body = crate::api::openapi::schemas::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn get_task(
     State(app): State<Arc<App>>,
     Caller(key): Caller,
@@ -78,6 +87,15 @@ pub struct ListQuery {
     after: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tasks",
+    tag = "Tasks",
+    summary = "List the key's tasks",
+    description = "Newest first, every surface and mode.",
+    params(("status" = Option<String>, Query, description = "`queued`, `running`, `completed`, `failed` or `cancelled`"), ("limit" = Option<u32>, Query, description = "1 to 100 (default 20)"), ("after" = Option<String>, Query, description = "A task id: the page after it")),
+    responses((status = 200, description = "A page of tasks", body = crate::api::openapi::schemas::tasks::TaskList), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn list_tasks(
     State(app): State<Arc<App>>,
     Caller(key): Caller,
@@ -133,6 +151,15 @@ pub async fn list_tasks(
 
 /// queued → cancelled at once; running → the upstream calls are aborted and the task ends
 /// cancelled; ended → 409.
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/{id}/cancel",
+    tag = "Tasks",
+    summary = "Cancel a task",
+    description = "Queued: cancelled at once. Running: the upstream call is aborted. Ended: 409. Cancelled tasks are refunded.",
+    params(("id" = String, Path, description = "`task_…`")),
+    responses((status = 200, description = "The task, cancelled", body = crate::api::openapi::schemas::tasks::Task), (status = 409, description = "The task has already ended", body = crate::api::openapi::schemas::common::Error), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn cancel_task(
     State(app): State<Arc<App>>,
     Caller(key): Caller,
@@ -180,6 +207,15 @@ pub async fn cancel_task(
 /// Server-Sent Events: one event per status change (`task.queued`, `task.running`,
 /// `task.completed`, …) with the task object as data; the terminal one last, then the stream
 /// closes. A client that connects after the end gets the final state at once.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks/{id}/events",
+    tag = "Tasks",
+    summary = "Stream a task's events",
+    description = "Server-sent events: `task.queued`, `task.running`, `task.partial_image` (drafts), then `task.completed`, `task.failed` or `task.cancelled`, each with the task.",
+    params(("id" = String, Path, description = "`task_…`")),
+    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = crate::api::openapi::schemas::common::ServerSentEvent), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn task_events(
     State(app): State<Arc<App>>,
     Caller(key): Caller,
@@ -233,6 +269,14 @@ async fn sse_event(app: &App, task: &TaskRecord) -> Event {
 }
 
 /// Each webhook delivery attempt for the task: time, url, HTTP status or error, latency.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks/{id}/webhook-deliveries",
+    tag = "Tasks",
+    summary = "A task's webhook attempts",
+    params(("id" = String, Path, description = "`task_…`")),
+    responses((status = 200, description = "Every attempt: when, where, the answer or the error", body = crate::api::openapi::schemas::tasks::WebhookDeliveryList), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn list_webhook_deliveries(
     State(app): State<Arc<App>>,
     Caller(key): Caller,

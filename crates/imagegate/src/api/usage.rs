@@ -13,10 +13,10 @@ use crate::domain::pricing::round6;
 use crate::domain::{now_secs, utc_day};
 use crate::store::UsageRow;
 
-pub fn routes() -> axum::Router<Arc<App>> {
-    axum::Router::new()
-        .route("/v1/usage", axum::routing::get(key_usage))
-        .route("/admin/v1/usage", axum::routing::get(all_usage))
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<App>> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(key_usage))
+        .routes(utoipa_axum::routes!(all_usage))
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +51,15 @@ fn rows_json(rows: &[UsageRow], with_key: bool) -> (Vec<Value>, i64, f64) {
     (data, images, cost)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/usage",
+    tag = "Usage",
+    summary = "The key's usage",
+    description = "Images and cost by day and model; spend and budget.",
+    params(("days" = Option<u32>, Query, description = "How many days back, 1 to 366 (default 30)")),
+    responses((status = 200, description = "Usage", body = crate::api::openapi::schemas::tasks::UsageReport), crate::api::openapi::schemas::common::KeyErrors)
+)]
 async fn key_usage(
     State(app): State<Arc<App>>,
     Caller(key): Caller,
@@ -73,6 +82,14 @@ async fn key_usage(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/v1/usage",
+    tag = "Admin",
+    summary = "Every key's usage",
+    params(("days" = Option<u32>, Query, description = "How many days back, 1 to 366 (default 30)")),
+    responses((status = 200, description = "Usage by day, model and key", body = crate::api::openapi::schemas::tasks::UsageReport), crate::api::openapi::schemas::common::AdminErrors)
+)]
 async fn all_usage(
     State(app): State<Arc<App>>,
     _admin: Admin,

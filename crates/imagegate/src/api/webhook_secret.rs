@@ -10,13 +10,19 @@ use super::error::ApiError;
 use crate::app::App;
 use crate::webhooks::sign;
 
-pub fn routes() -> axum::Router<Arc<App>> {
-    use axum::routing::{get, post};
-    axum::Router::new()
-        .route("/v1/webhooks/secret", get(get_secret))
-        .route("/v1/webhooks/secret/rotate", post(rotate_secret))
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<App>> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(get_secret))
+        .routes(utoipa_axum::routes!(rotate_secret))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/secret",
+    tag = "Webhooks",
+    summary = "The key's webhook signing secret",
+    responses((status = 200, description = "The secret", body = crate::api::openapi::schemas::tasks::WebhookSecret), crate::api::openapi::schemas::common::KeyErrors)
+)]
 async fn get_secret(State(app): State<Arc<App>>, Caller(key): Caller) -> Result<axum::Json<Value>, ApiError> {
     let secret = match app.store.webhook_secret(&key.id).await? {
         Some(s) => s,
@@ -31,6 +37,13 @@ async fn get_secret(State(app): State<Arc<App>>, Caller(key): Caller) -> Result<
 }
 
 /// Later deliveries (including retries of earlier events) are signed with the new secret.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/secret/rotate",
+    tag = "Webhooks",
+    summary = "Rotate the webhook signing secret",
+    responses((status = 200, description = "The new secret", body = crate::api::openapi::schemas::tasks::WebhookSecret), crate::api::openapi::schemas::common::KeyErrors)
+)]
 async fn rotate_secret(State(app): State<Arc<App>>, Caller(key): Caller) -> Result<axum::Json<Value>, ApiError> {
     let s = sign::new_secret();
     app.store.set_webhook_secret(&key.id, &s).await?;

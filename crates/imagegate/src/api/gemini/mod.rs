@@ -9,11 +9,10 @@ mod models;
 mod request;
 mod stream;
 
-use axum::Router;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use std::sync::Arc;
 
 use crate::api::extract::RawJson;
@@ -22,11 +21,72 @@ use crate::app::App;
 use crate::domain::task::TaskMode;
 use error::{GeminiCaller, GeminiError};
 
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/v1beta/models", get(models::list_models))
-        .route("/v1beta/models/{id}", get(models::get_model).post(generate))
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<App>> {
+    use utoipa::OpenApi;
+    use utoipa_axum::routes;
+    // `{model}:generateContent` is one path segment to axum (its router has no suffix
+    // captures), so the generation paths are documented by `GenerateDocs` and routed here to
+    // one handler that reads the method off the segment.
+    utoipa_axum::router::OpenApiRouter::with_openapi(GenerateDocs::openapi())
+        .routes(routes!(models::list_models))
+        .routes(routes!(models::get_model))
+        .route("/v1beta/models/{id}", post(generate))
         .route("/v1/models/{id}", post(generate))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(generate_content, stream_generate_content, generate_content_v1, stream_generate_content_v1))]
+struct GenerateDocs;
+
+macro_rules! generate_doc {
+    ($name:ident, $path:literal, $summary:literal, $ok:literal, [$($content:tt)*]) => {
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "Gemini",
+            summary = $summary,
+            description = "Gemini's REST shape, for `google-genai` and Gemini REST clients; keys as `x-goog-api-key`, `?key=` or `Authorization: Bearer`. A durable task like any other (`imagegate-task-id`). The header `imagegate-response-format: url` answers with `fileData` URLs instead of base64.",
+            params(("model" = String, Path, description = "`gemini-3-pro-image-preview`, `nano-banana-pro`, …")),
+            request_body = crate::api::openapi::schemas::gemini::GenerateContentRequest,
+            responses(
+                (status = 200, description = $ok, content($($content)*),
+                    headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))),
+                (status = "4XX", description = "An error in Gemini's shape", body = crate::api::openapi::schemas::gemini::GeminiError),
+                (status = "5XX", description = "An upstream failure or a deadline, in Gemini's shape", body = crate::api::openapi::schemas::gemini::GeminiError),
+            )
+        )]
+        #[allow(dead_code)]
+        fn $name() {}
+    };
+}
+// Braces: rustfmt leaves the response lists as written.
+generate_doc! {
+    generate_content,
+    "/v1beta/models/{model}:generateContent",
+    "Generate (Gemini shape)",
+    "The answer: a candidate per image",
+    [(crate::api::openapi::schemas::gemini::GenerateContentResponse = "application/json")]
+}
+generate_doc! {
+    stream_generate_content,
+    "/v1beta/models/{model}:streamGenerateContent",
+    "Generate, streaming drafts (Gemini shape)",
+    "With `?alt=sse`: server-sent events of `GenerateContentResponse` chunks (drafts as `thought` parts, then the answer); otherwise a JSON array of them",
+    [(Vec<crate::api::openapi::schemas::gemini::GenerateContentResponse> = "application/json"), (crate::api::openapi::schemas::common::ServerSentEvent = "text/event-stream")]
+}
+generate_doc! {
+    generate_content_v1,
+    "/v1/models/{model}:generateContent",
+    "Generate (Gemini shape, v1)",
+    "The answer",
+    [(crate::api::openapi::schemas::gemini::GenerateContentResponse = "application/json")]
+}
+generate_doc! {
+    stream_generate_content_v1,
+    "/v1/models/{model}:streamGenerateContent",
+    "Generate, streaming drafts (Gemini shape, v1)",
+    "Chunks, as on v1beta",
+    [(Vec<crate::api::openapi::schemas::gemini::GenerateContentResponse> = "application/json"), (crate::api::openapi::schemas::common::ServerSentEvent = "text/event-stream")]
 }
 
 /// `{model}:generateContent` or `{model}:streamGenerateContent`.

@@ -26,11 +26,28 @@ fn model_json(app: &App, id: &str) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1beta/models",
+    operation_id = "gemini_list_models",
+    tag = "Gemini",
+    summary = "List models (Gemini shape)",
+    responses((status = 200, description = "The models", body = crate::api::openapi::schemas::gemini::GeminiModelList), (status = "4XX", description = "An error in Gemini's shape", body = crate::api::openapi::schemas::gemini::GeminiError))
+)]
 pub async fn list_models(State(app): State<Arc<App>>, _caller: GeminiCaller) -> Json<Value> {
     let data: Vec<Value> = models::public_ids().map(|id| model_json(&app, id)).collect();
     Json(json!({"models": data}))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1beta/models/{id}",
+    operation_id = "gemini_get_model",
+    tag = "Gemini",
+    summary = "Get a model (Gemini shape)",
+    params(("id" = String, Path, description = "A model id or alias")),
+    responses((status = 200, description = "The model", body = crate::api::openapi::schemas::gemini::GeminiModel), (status = "4XX", description = "An error in Gemini's shape", body = crate::api::openapi::schemas::gemini::GeminiError))
+)]
 pub async fn get_model(
     State(app): State<Arc<App>>,
     _caller: GeminiCaller,

@@ -44,6 +44,15 @@ fn required_str<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a str
 }
 
 /// `POST /v1/batches`.
+#[utoipa::path(
+    post,
+    path = "/v1/batches",
+    tag = "Batches",
+    summary = "Create a batch",
+    description = "OpenAI's Batch API: each line of the input file becomes a task; half price where the provider has a batch API.",
+    request_body = crate::api::openapi::schemas::batches::BatchCreate,
+    responses((status = 200, description = "The batch", body = crate::api::openapi::schemas::batches::Batch), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn create_batch(
     State(app): State<Arc<App>>,
     Caller(key): Caller,
@@ -168,6 +177,14 @@ async fn load(app: &App, owner: &str, id: &str) -> Result<BatchRecord, ApiError>
 }
 
 /// `GET /v1/batches/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{id}",
+    tag = "Batches",
+    summary = "Get a batch",
+    params(("id" = String, Path, description = "`batch_…`")),
+    responses((status = 200, description = "The batch, with live request counts", body = crate::api::openapi::schemas::batches::Batch), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn get_batch(
     State(app): State<Arc<App>>,
     Caller(key): Caller,
@@ -184,6 +201,14 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/batches?limit=&after=`, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/batches",
+    tag = "Batches",
+    summary = "List batches",
+    params(("limit" = Option<u32>, Query, description = "1 to 100 (default 20)"), ("after" = Option<String>, Query, description = "A batch id: the page after it")),
+    responses((status = 200, description = "The key's batches, newest first", body = crate::api::openapi::schemas::batches::BatchList), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn list_batches(
     State(app): State<Arc<App>>,
     Caller(key): Caller,
@@ -208,6 +233,14 @@ pub async fn list_batches(
 
 /// `POST /v1/batches/{id}/cancel`: the batch becomes `cancelling`; its lines not yet ended are
 /// cancelled, then it is `cancelled` with the files of what was done.
+#[utoipa::path(
+    post,
+    path = "/v1/batches/{id}/cancel",
+    tag = "Batches",
+    summary = "Cancel a batch",
+    params(("id" = String, Path, description = "`batch_…`")),
+    responses((status = 200, description = "The batch, `cancelling`", body = crate::api::openapi::schemas::batches::Batch), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn cancel_batch(
     State(app): State<Arc<App>>,
     Caller(key): Caller,

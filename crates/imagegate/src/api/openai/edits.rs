@@ -33,6 +33,16 @@ const MAX_TEXT_TOTAL: usize = 1024 * 1024;
 /// Multipart fields taken as numbers or booleans (multipart carries text only).
 const NUMBER_FIELDS: &[&str] = &["n", "output_compression", "partial_images"];
 
+#[utoipa::path(
+    post,
+    path = "/v1/images/edits",
+    tag = "Images",
+    summary = "Edit or compose input images",
+    description = "OpenAI's edits: multipart `image`/`image[]` files and `mask`, or JSON `images`. Inputs are stored before the task is written.",
+    params(("Idempotency-Key" = Option<String>, Header, description = "The same key within 24 h gets the first request's task back instead of a new one"), ("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 with the task at once")),
+    request_body(content((crate::api::openapi::schemas::images::EditForm = "multipart/form-data"), (crate::api::openapi::schemas::images::EditJson = "application/json"))),
+    responses((status = 200, description = "The images", body = crate::api::openapi::schemas::images::ImagesResponse, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))), (status = 202, description = "With `Prefer: respond-async`: the queued task", body = crate::api::openapi::schemas::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn edit_image(
     State(app): State<Arc<App>>,
     Caller(key): Caller,
@@ -43,6 +53,15 @@ pub async fn edit_image(
     edit(app, key, headers, mode, req).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/images/edits/async",
+    tag = "Images",
+    summary = "Submit an edit, get the task",
+    params(("Idempotency-Key" = Option<String>, Header, description = "The same key within 24 h gets the first request's task back instead of a new one")),
+    request_body(content((crate::api::openapi::schemas::images::EditForm = "multipart/form-data"), (crate::api::openapi::schemas::images::EditJson = "application/json"))),
+    responses((status = 202, description = "The queued task", body = crate::api::openapi::schemas::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn edit_image_async(
     State(app): State<Arc<App>>,
     Caller(key): Caller,

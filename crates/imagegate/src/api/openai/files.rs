@@ -2,7 +2,7 @@
 //! `list`, `content`, `delete`), for batch input files. An upload is streamed to the blob store
 //! as it arrives (never held whole), capped at `MAX_FILE_BYTES`; files are the key's own.
 
-use axum::extract::{Multipart, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
-use crate::api::extract::{Path, Query};
+use crate::api::extract::{Form, Path, Query};
 use crate::app::App;
 use crate::domain::{ids, now_secs};
 use crate::store::FileRecord;
@@ -46,10 +46,19 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// `POST /v1/files`: multipart `purpose` and `file`.
+#[utoipa::path(
+    post,
+    path = "/v1/files",
+    tag = "Batches",
+    summary = "Upload a file",
+    description = "A JSONL file of batch requests (`purpose: batch`), up to 200 MB, streamed to storage.",
+    request_body(content((crate::api::openapi::schemas::batches::FileUpload = "multipart/form-data"))),
+    responses((status = 200, description = "The file", body = crate::api::openapi::schemas::batches::File), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn create_file(
     State(app): State<Arc<App>>,
     Caller(key): Caller,
-    mut form: Multipart,
+    Form(mut form): Form,
 ) -> Result<Response, ApiError> {
     let bad = |e: axum::extract::multipart::MultipartError| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -202,6 +211,14 @@ pub struct ListQuery {
     after: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/files",
+    tag = "Batches",
+    summary = "List files",
+    params(("limit" = Option<u32>, Query, description = "1 to 100 (default 20)"), ("after" = Option<String>, Query, description = "A file id: the page after it"), ("purpose" = Option<String>, Query, description = "Only files of this purpose")),
+    responses((status = 200, description = "The key's files, newest first", body = crate::api::openapi::schemas::batches::FileList), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn list_files(
     State(app): State<Arc<App>>,
     Caller(key): Caller,
@@ -228,6 +245,14 @@ async fn load(app: &App, owner: &str, id: &str) -> Result<FileRecord, ApiError> 
     app.store.get_file(owner, id).await?.ok_or_else(|| not_found(id))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/files/{id}",
+    tag = "Batches",
+    summary = "Get a file",
+    params(("id" = String, Path, description = "`file-…`")),
+    responses((status = 200, description = "The file", body = crate::api::openapi::schemas::batches::File), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn get_file(
     State(app): State<Arc<App>>,
     Caller(key): Caller,
@@ -237,6 +262,14 @@ pub async fn get_file(
 }
 
 /// The file's bytes, streamed from storage.
+#[utoipa::path(
+    get,
+    path = "/v1/files/{id}/content",
+    tag = "Batches",
+    summary = "A file's content",
+    params(("id" = String, Path, description = "`file-…`")),
+    responses((status = 200, description = "The file's bytes (JSONL)", content_type = "application/octet-stream", body = Vec<u8>), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn file_content(
     State(app): State<Arc<App>>,
     Caller(key): Caller,
@@ -258,6 +291,14 @@ pub async fn file_content(
     Ok(resp)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/files/{id}",
+    tag = "Batches",
+    summary = "Delete a file",
+    params(("id" = String, Path, description = "`file-…`")),
+    responses((status = 200, description = "Deleted", body = crate::api::openapi::schemas::common::Deleted), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn delete_file(
     State(app): State<Arc<App>>,
     Caller(key): Caller,

@@ -29,11 +29,27 @@ fn model_json(app: &App, id: &str) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "Models",
+    summary = "List models",
+    description = "Models and aliases, with who serves them and their input limits.",
+    responses((status = 200, description = "The models", body = crate::api::openapi::schemas::images::ModelList), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn list_models(State(app): State<Arc<App>>, _caller: Caller) -> Json<Value> {
     let data: Vec<Value> = models::public_ids().map(|id| model_json(&app, id)).collect();
     Json(json!({"object": "list", "data": data}))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/models/{id}",
+    tag = "Models",
+    summary = "Get a model",
+    params(("id" = String, Path, description = "A model id or alias")),
+    responses((status = 200, description = "The model", body = crate::api::openapi::schemas::images::Model), crate::api::openapi::schemas::common::KeyErrors)
+)]
 pub async fn get_model(
     State(app): State<Arc<App>>,
     _caller: Caller,

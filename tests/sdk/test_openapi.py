@@ -1,0 +1,142 @@
+"""`/openapi.json` as its users check it: it validates (openapi-spec-validator), every path it
+documents is a route of the server, `/docs` works with nothing fetched from elsewhere, and
+schemathesis, run against a server with a key (and again with the admin token on the admin
+routes) for a bounded number of cases, finds no 5xx and no answer outside its documented shape.
+"""
+
+import gzip
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from openapi_spec_validator import validate
+
+BASE = os.environ["IMAGEGATE_BASE_URL"]
+KEY = os.environ["IMAGEGATE_KEY"]
+BIN = os.environ["IMAGEGATE_BIN"]
+ADMIN_TOKEN = "openapi-test-admin-token-0123456789"
+
+
+def get(url, headers=None):
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def spec():
+    status, headers, body = get(f"{BASE}/openapi.json")
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    return json.loads(body)
+
+
+def test_the_spec_validates_and_names_the_surfaces():
+    doc = spec()
+    validate(doc)
+    assert doc["openapi"].startswith("3.1")
+    paths = doc["paths"]
+    for p in ("/v1/images/generations", "/v1/images/edits", "/v1/tasks/{id}", "/v1/batches", "/v1/files",
+              "/v1beta/models/{model}:generateContent", "/admin/v1/keys", "/images/{file}", "/metrics"):
+        assert p in paths, p
+    op = paths["/v1/images/generations"]["post"]
+    assert op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/GenerationRequest")
+    assert "200" in op["responses"] and "429" in op["responses"] and "default" in op["responses"]
+    assert {"api_key", "admin_token", "goog_api_key"} <= set(doc["components"]["securitySchemes"])
+    edits = paths["/v1/images/edits"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "application/json"} <= set(edits)
+
+
+def test_every_documented_path_is_a_route():
+    doc = spec()
+    for path, item in doc["paths"].items():
+        url = BASE + re.sub(r"\{[^}]+\}", "x", path)
+        for method in item:
+            req = urllib.request.Request(url, method=method.upper(), headers={"Authorization": f"Bearer {KEY}"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    status, body = resp.status, b""
+            except urllib.error.HTTPError as e:
+                status, body = e.code, e.read()
+            assert status != 405, (method, path)
+            assert b"unknown_route" not in body, (method, path, body)
+
+
+def test_docs_page_is_served_from_the_binary():
+    status, headers, page = get(f"{BASE}/docs")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    sources = re.findall(rb'(?:src|href|spec-url)="([^"]+)"', page)
+    assert sources and all(s.startswith(b"/") for s in sources), sources
+    status, headers, js = get(f"{BASE}/docs/rapidoc-min.js", {"Accept-Encoding": "gzip"})
+    assert status == 200 and headers.get("Content-Encoding") == "gzip"
+    plain = gzip.decompress(js)
+    assert b"rapi-doc" in plain
+    status, headers, same = get(f"{BASE}/docs/rapidoc-min.js")
+    assert status == 200 and "Content-Encoding" not in headers and same == plain
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def own_server():
+    """A server of the test's own, with an admin token and fast simulated images, so that
+    schemathesis's hundreds of generations and its admin calls touch nothing else."""
+    work = tempfile.mkdtemp()
+    with open(os.path.join(work, "imagegate.toml"), "w") as f:
+        f.write('[providers.simulated]\nlatency = "20ms"\n')
+    port = free_port()
+    env = dict(os.environ, IMAGEGATE_ADMIN_TOKEN=ADMIN_TOKEN)
+    env.pop("GEMINI_API_KEY", None)
+    log = open(os.path.join(work, "server.log"), "w")
+    proc = subprocess.Popen([BIN, "--data-dir", f"{work}/data", "serve", "--listen", f"127.0.0.1:{port}"],
+                            cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{base}/healthz", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    key = subprocess.run([BIN, "--data-dir", f"{work}/data", "keys", "create", "--name", "st", "--quiet"],
+                         cwd=work, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    yield base, key, work
+    proc.terminate()
+    proc.wait(timeout=10)
+    log.close()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def schemathesis(base, token, work, *extra):
+    cmd = [os.path.join(os.path.dirname(sys.executable), "schemathesis"), "run", f"{base}/openapi.json",
+           "-H", f"Authorization: Bearer {token}",
+           "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+           "--phases", "examples,coverage,fuzzing", "--max-examples", "8", "--seed", "7", "--workers", "2",
+           "--request-timeout", "60", "--no-color", "--generation-database", "none", *extra]
+    out = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-12000:] + out.stderr[-3000:]
+    assert re.search(r"Tested: [1-9]", out.stdout), out.stdout[-3000:]
+    return out.stdout
+
+
+def test_schemathesis_finds_no_5xx_and_no_undocumented_answer(own_server):
+    base, key, work = own_server
+    schemathesis(base, key, work, "--exclude-path-regex", "^/admin/")
+
+
+def test_schemathesis_on_the_admin_routes(own_server):
+    base, _, work = own_server
+    schemathesis(base, ADMIN_TOKEN, work, "--include-path-regex", "^/admin/")
