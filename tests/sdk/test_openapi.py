@@ -8,22 +8,19 @@ import gzip
 import json
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 from openapi_spec_validator import validate
 
+from conftest import ADMIN_TOKEN
+
 BASE = os.environ["IMAGEGATE_BASE_URL"]
 KEY = os.environ["IMAGEGATE_KEY"]
 BIN = os.environ["IMAGEGATE_BIN"]
-ADMIN_TOKEN = "openapi-test-admin-token-0123456789"
 
 
 def get(url, headers=None):
@@ -83,41 +80,6 @@ def test_docs_page_is_served_from_the_binary():
     assert b"rapi-doc" in plain
     status, headers, same = get(f"{BASE}/docs/rapidoc-min.js")
     assert status == 200 and "Content-Encoding" not in headers and same == plain
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def own_server():
-    """A server of the test's own, with an admin token and fast simulated images, so that
-    schemathesis's hundreds of generations and its admin calls touch nothing else."""
-    work = tempfile.mkdtemp()
-    with open(os.path.join(work, "imagegate.toml"), "w") as f:
-        f.write('[providers.simulated]\nlatency = "20ms"\n')
-    port = free_port()
-    env = dict(os.environ, IMAGEGATE_ADMIN_TOKEN=ADMIN_TOKEN)
-    env.pop("GEMINI_API_KEY", None)
-    log = open(os.path.join(work, "server.log"), "w")
-    proc = subprocess.Popen([BIN, "--data-dir", f"{work}/data", "serve", "--listen", f"127.0.0.1:{port}"],
-                            cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    key = subprocess.run([BIN, "--data-dir", f"{work}/data", "keys", "create", "--name", "st", "--quiet"],
-                         cwd=work, env=env, capture_output=True, text=True, check=True).stdout.strip()
-    yield base, key, work
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
-    shutil.rmtree(work, ignore_errors=True)
 
 
 def schemathesis(base, token, work, *extra):

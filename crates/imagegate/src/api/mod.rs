@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod openai;
 pub mod openapi;
 pub mod tasks;
+pub mod ui;
 pub mod usage;
 pub mod watch;
 pub mod webhook_secret;
@@ -46,6 +47,7 @@ pub fn router(app: Arc<App>) -> Router {
     let spec = openapi::complete(spec).to_json().map(bytes::Bytes::from).unwrap_or_default();
     routes
         .merge(openapi::docs::routes(spec))
+        .merge(ui::routes())
         .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)

@@ -19,7 +19,7 @@ const PAGE: &str = r##"<!doctype html>
 <script type="module" src="/docs/rapidoc-min.js"></script>
 </head>
 <body>
-<rapi-doc spec-url="/openapi.json" render-style="read" show-header="false" allow-spec-url-load="false"
+<rapi-doc spec-url="/openapi.json" render-style="read" load-fonts="false" show-header="false" allow-spec-url-load="false"
   allow-spec-file-load="false" allow-server-selection="false" allow-authentication="true"
   persist-auth="false" schema-description-expanded="true" regular-font="system-ui, sans-serif"
   mono-font="ui-monospace, monospace" primary-color="#2f6f5e"></rapi-doc>
