@@ -40,6 +40,9 @@ pub fn task_object(t: &TaskRecord, queue_position: Option<i64>) -> Value {
         v["batch_id"] = json!(batch);
         v["custom_id"] = json!(t.custom_id);
     }
+    if let Some(id) = &t.request_id {
+        v["request_id"] = json!(id);
+    }
     if t.cancel_requested && !t.status.is_terminal() {
         v["cancel_requested"] = json!(true);
     }

@@ -379,6 +379,8 @@ pub struct NewTask {
     pub lane: i64,
     /// A flex task's deadline (Unix seconds).
     pub deadline_at: Option<i64>,
+    /// The submitting HTTP request's id (`X-Request-Id`).
+    pub request_id: Option<String>,
 }
 
 pub const LANE_REALTIME: i64 = 0;
@@ -413,6 +415,8 @@ pub struct TaskRecord {
     /// For a batch line: its batch and `custom_id`.
     pub batch_id: Option<String>,
     pub custom_id: Option<String>,
+    /// The submitting HTTP request's id.
+    pub request_id: Option<String>,
 }
 
 /// A task that was just ended, and what ending it queued (so the caller wakes only the

@@ -227,7 +227,14 @@ impl WorkerPool {
         if batch_line {
             self.batch_running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
-        tokio::spawn(async move {
+        // Every line the task logs, here and in the providers, names it and the request that
+        // submitted it (kept with the task, so also when another replica runs it).
+        let span = tracing::info_span!(
+            "task",
+            task_id = %task.id,
+            request_id = task.request_id.as_deref().unwrap_or(""),
+        );
+        let run = async move {
             let id = task.id.clone();
             let ended = execute::run(&pool, task, &control).await;
             if batch_line {
@@ -240,7 +247,8 @@ impl WorkerPool {
             }
             pool.signals.finish(&id, ended);
             drop(slot);
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(run, span));
     }
 
     /// Number of tasks this process is executing.

@@ -196,6 +196,7 @@ mod tests {
             cost_usd: None,
             batch_id: None,
             custom_id: None,
+            request_id: None,
         }
     }
 

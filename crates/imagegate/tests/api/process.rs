@@ -708,7 +708,7 @@ async fn the_cli_client_generates_and_saves_images_and_lists_tasks() {
 }
 
 #[tokio::test]
-async fn json_logs_name_each_requests_id_and_never_an_api_key_even_at_debug() {
+async fn json_logs_name_each_requests_and_tasks_ids_and_never_an_api_key_even_at_debug() {
     let dir = tempfile::tempdir().unwrap();
     let key = new_key(dir.path());
     let port = free_port();
@@ -736,6 +736,7 @@ async fn json_logs_name_each_requests_id_and_never_an_api_key_even_at_debug() {
     let resp =
         generate(&client, &base, &key, json!({"model": "nano-banana", "prompt": "logged"})).send().await.unwrap();
     let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let task_id = resp.headers()["imagegate-task-id"].to_str().unwrap().to_string();
     assert_eq!(resp.status(), 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = server.kill();
@@ -745,9 +746,16 @@ async fn json_logs_name_each_requests_id_and_never_an_api_key_even_at_debug() {
     assert!(!log.contains(&key[4..20]), "part of the API key reached the log");
     let lines: Vec<Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     assert!(lines.len() > 5, "JSON lines: {log}");
-    let of_request: Vec<&Value> = lines.iter().filter(|l| l["span"]["request_id"] == request_id.as_str()).collect();
+    let of_request: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["span"]["name"] == "request" && l["span"]["request_id"] == request_id.as_str())
+        .collect();
     assert!(!of_request.is_empty(), "lines of the generation carry its request id");
     assert!(of_request.iter().all(|l| l["span"]["path"] == "/v1/images/generations"));
+    // The worker's lines name the task and the request that submitted it.
+    let of_task: Vec<&Value> = lines.iter().filter(|l| l["span"]["task_id"] == task_id.as_str()).collect();
+    assert!(of_task.iter().any(|l| l["fields"]["message"] == "task completed"), "worker lines: {of_task:?}");
+    assert!(of_task.iter().all(|l| l["span"]["request_id"] == request_id.as_str()));
 }
 
 #[tokio::test]

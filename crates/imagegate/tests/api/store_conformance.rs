@@ -89,6 +89,7 @@ fn task(owner: &str, idem: Option<(&str, &str)>, at: i64) -> NewTask {
         batch: None,
         lane: 0,
         deadline_at: None,
+        request_id: None,
     }
 }
 

@@ -10,6 +10,7 @@ async fn a_task_shows_the_request_and_result_of_a_sync_call() {
     let app = spawn_app().await;
     let resp = app.generate(json!({"model": "nano-banana-pro", "prompt": "owl", "size": "1024x1024"})).await;
     let id = resp.headers()["imagegate-task-id"].to_str().unwrap().to_string();
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     let result: Value = resp.json().await.unwrap();
     let resp = app.get_task(&app.key, &id).await;
     assert_eq!(resp.status(), 200);
@@ -28,6 +29,7 @@ async fn a_task_shows_the_request_and_result_of_a_sync_call() {
     assert!(task["completed_at"].as_i64().is_some());
     assert_eq!(task["result"], result, "the result is exactly the sync response body");
     assert_eq!(task["error"], Value::Null);
+    assert_eq!(task["request_id"], request_id.as_str(), "the request that submitted it, for support");
 }
 
 #[tokio::test]

@@ -501,6 +501,7 @@ async fn submit_request<'a>(
         claimed: None,
         inputs: inputs.clone(),
         deadline_at: req.deadline_at.filter(|_| flex),
+        request_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string),
         lane: match (&batch, upstream) {
             (None, _) if flex => LANE_UPSTREAM,
             (None, _) => LANE_REALTIME,

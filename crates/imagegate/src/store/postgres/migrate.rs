@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../../migrations/postgres/0003_inputs.sql")),
     (4, include_str!("../../../migrations/postgres/0004_files.sql")),
     (5, include_str!("../../../migrations/postgres/0005_batches.sql")),
+    (6, include_str!("../../../migrations/postgres/0006_request_ids.sql")),
 ];
 
 /// The lock's key: one per schema, so that databases or schemas sharing a server migrate

@@ -19,7 +19,7 @@ use crate::store::{
 /// The columns `row_to_task` reads.
 const TASK_COLUMNS: &str = "id, owner, status, mode, model, request, result, error, attempts, created_at, started_at, \
      completed_at, webhook_url, webhook_events, cancel_requested, cost_usd, reserved_usd, reserved_images, usage_day, \
-     batch_id, custom_id";
+     batch_id, custom_id, request_id";
 
 /// What a task reserved against its key, settled when it ends.
 struct Reserved {
@@ -60,6 +60,7 @@ fn row_to_task(r: &Row) -> Result<TaskRecord, StoreError> {
         cost_usd: r.try_get("cost_usd")?,
         batch_id: r.try_get("batch_id")?,
         custom_id: r.try_get("custom_id")?,
+        request_id: r.try_get("request_id")?,
     })
 }
 
@@ -226,6 +227,7 @@ pub fn new_record(task: &NewTask) -> TaskRecord {
         cost_usd: None,
         batch_id: task.batch.as_ref().map(|b| b.batch_id.clone()),
         custom_id: task.batch.as_ref().map(|b| b.custom_id.clone()),
+        request_id: task.request_id.clone(),
     }
 }
 
@@ -253,9 +255,9 @@ pub async fn write_task(c: &impl GenericClient, task: &NewTask) -> Result<bool, 
                  INSERT INTO tasks (id, owner, status, mode, model, request, attempts, webhook_url, webhook_events,
                                     reserved_usd, reserved_images, usage_day, created_at, updated_at, lease_owner,
                                     lease_expires_at, started_at, idempotency_key, request_hash, batch_id,
-                                    custom_id, lane, deadline_at)
+                                    custom_id, lane, deadline_at, request_id)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16, $17, $18,
-                         $19, $20, $21, $22)
+                         $19, $20, $21, $22, $23)
                  ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                  RETURNING id),
              reserved AS (
@@ -308,6 +310,7 @@ pub async fn write_task(c: &impl GenericClient, task: &NewTask) -> Result<bool, 
                 &task.batch.as_ref().map(|b| b.custom_id.as_str()),
                 &task.lane,
                 &task.deadline_at,
+                &task.request_id,
             ],
         )
         .await?;

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../../../migrations/sqlite/0009_inputs.sql")),
     (10, include_str!("../../../migrations/sqlite/0010_files.sql")),
     (11, include_str!("../../../migrations/sqlite/0011_batches.sql")),
+    (12, include_str!("../../../migrations/sqlite/0012_request_ids.sql")),
 ];
 
 pub fn run(conn: &mut Connection) -> Result<(), StoreError> {

@@ -15,7 +15,7 @@ use crate::store::{
 /// The columns `row_to_task` reads.
 const TASK_COLUMNS: &str = "id, owner, status, mode, model, request, result, error, attempts, created_at, started_at, \
      completed_at, webhook_url, webhook_events, cancel_requested, cost_usd, reserved_usd, reserved_images, usage_day, \
-     batch_id, custom_id";
+     batch_id, custom_id, request_id";
 
 /// What a task reserved against its key, settled when it ends.
 struct Reserved {
@@ -56,6 +56,7 @@ fn row_to_task(r: &Row) -> Result<TaskRecord, StoreError> {
         cost_usd: r.get("cost_usd")?,
         batch_id: r.get("batch_id")?,
         custom_id: r.get("custom_id")?,
+        request_id: r.get("request_id")?,
     })
 }
 
@@ -187,8 +188,9 @@ pub fn create(conn: &Connection, task: NewTask, batch: &mut BatchState) -> Resul
     conn.prepare_cached(
         "INSERT INTO tasks (id, owner, status, mode, model, request, attempts, idempotency_key, request_hash,
                             webhook_url, webhook_events, reserved_usd, reserved_images, usage_day, created_at, updated_at,
-                            lease_owner, lease_expires_at, started_at, batch_id, custom_id, lane, deadline_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            lease_owner, lease_expires_at, started_at, batch_id, custom_id, lane, deadline_at,
+                            request_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         task.id,
@@ -213,7 +215,8 @@ pub fn create(conn: &Connection, task: NewTask, batch: &mut BatchState) -> Resul
         task.batch.as_ref().map(|b| b.batch_id.as_str()),
         task.batch.as_ref().map(|b| b.custom_id.as_str()),
         task.lane,
-        task.deadline_at
+        task.deadline_at,
+        task.request_id
     ])?;
     super::inputs::insert(conn, &task.inputs)?;
     conn.prepare_cached("UPDATE keys SET reserved_usd = reserved_usd + ? WHERE id = ?")?
@@ -256,6 +259,7 @@ pub fn create(conn: &Connection, task: NewTask, batch: &mut BatchState) -> Resul
         cost_usd: None,
         batch_id: task.batch.as_ref().map(|b| b.batch_id.clone()),
         custom_id: task.batch.map(|b| b.custom_id),
+        request_id: task.request_id,
     };
     Ok(Created::New { task, queue_position })
 }

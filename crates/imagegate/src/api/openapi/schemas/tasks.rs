@@ -70,6 +70,10 @@ pub struct Task {
     /// For a batch line: its batch and `custom_id`.
     pub batch_id: Option<String>,
     pub custom_id: Option<String>,
+    /// The `X-Request-Id` of the request that submitted it (also on its log lines).
+    pub request_id: Option<String>,
+    /// A cancel was asked of a running task and is under way.
+    pub cancel_requested: Option<bool>,
 }
 
 #[derive(ToSchema)]
