@@ -216,6 +216,16 @@ pub async fn start(mut rt: Runtime) -> Result<Server> {
         app.background.clone(),
     );
     let stop = CancellationToken::new();
+    if let Some(at) = app.rt.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(at).await.with_context(|| format!("binding metrics {at}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics served on their own address");
+        tokio::spawn(crate::http::serve(
+            listener,
+            crate::api::metrics::own_router(app.clone()),
+            app.clone(),
+            stop.clone(),
+        ));
+    }
     let router = crate::api::router(app.clone());
     let done = tokio::spawn(crate::http::serve(listener, router, app.clone(), stop.clone()));
     Ok(Server { addr, app, stop, done })

@@ -56,6 +56,18 @@ pub fn image_stored(model: &str, bytes: u64, micro_usd: u64) {
     metrics::counter!("imagegate_cost_microdollars_total", "model" => model.to_string()).increment(micro_usd);
 }
 
+/// The gateway's own time on a task, apart from the upstream's: `setup` (claimed to the first
+/// upstream call: the stored request and inputs, the key), `store` (an answer to its image
+/// stored: sniffing or converting, the blob write), `complete` (recording the end).
+pub fn overhead(phase: &'static str, took: Duration) {
+    metrics::histogram!("imagegate_gateway_overhead_seconds", "phase" => phase).record(took.as_secs_f64());
+}
+
+/// A copy of an image to a key's own bucket: `exported`, `retrying` or `failed`.
+pub fn export_attempt(outcome: &'static str) {
+    metrics::counter!("imagegate_export_deliveries_total", "outcome" => outcome).increment(1);
+}
+
 pub fn webhook_attempt(outcome: &'static str) {
     metrics::counter!("imagegate_webhook_deliveries_total", "outcome" => outcome).increment(1);
 }

@@ -66,6 +66,24 @@ async fn queue_stats(app: &App) -> Option<Vec<crate::store::QueueStat>> {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
 )]
 async fn metrics(State(app): State<Arc<App>>) -> Response {
+    if app.rt.metrics_listen.is_some() {
+        return super::error::ApiError::not_found(
+            "Metrics are served on the metrics address ([server] metrics_listen).",
+        )
+        .with_code("unknown_route")
+        .into_response();
+    }
+    render(&app).await
+}
+
+/// `/metrics` alone, for `[server] metrics_listen`.
+pub fn own_router(app: Arc<App>) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(|State(app): State<Arc<App>>| async move { render(&app).await }))
+        .with_state(app)
+}
+
+async fn render(app: &App) -> Response {
     let mut text = crate::stats::handle().map(|h| h.render()).unwrap_or_default();
     let _ = writeln!(text, "# HELP imagegate_queue_tasks Tasks queued or running, by lane and state.");
     let _ = writeln!(text, "# TYPE imagegate_queue_tasks gauge");

@@ -9,6 +9,9 @@ pub fn apply(config: &mut Config, get: impl Fn(&str) -> Option<String>) -> Resul
     if let Some(v) = get("IMAGEGATE_LISTEN") {
         config.server.listen = v;
     }
+    if let Some(v) = get("IMAGEGATE_METRICS_LISTEN") {
+        config.server.metrics_listen = v;
+    }
     if let Some(v) = get("IMAGEGATE_PUBLIC_URL") {
         config.server.public_url = v;
     }

@@ -159,6 +159,7 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub header_read_timeout: String,
     pub secret_key: Secret,
+    pub metrics_listen: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -427,8 +428,16 @@ impl Config {
         if admin_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
             bail!("server.admin_token must be at least 16 characters");
         }
+        let metrics_listen = match self.server.metrics_listen.trim() {
+            "" => None,
+            a => Some(
+                a.parse::<SocketAddr>()
+                    .with_context(|| format!("server.metrics_listen {a:?} is not an address like 127.0.0.1:9090"))?,
+            ),
+        };
         Ok(Runtime {
             listen,
+            metrics_listen,
             public_url,
             admin_token,
             max_body_bytes: self.server.max_body_bytes,
@@ -529,6 +538,8 @@ impl Config {
 #[derive(Debug, Clone)]
 pub struct Runtime {
     pub listen: SocketAddr,
+    /// `/metrics` on its own address (and not on `listen`), when set.
+    pub metrics_listen: Option<SocketAddr>,
     pub public_url: String,
     pub admin_token: Option<Secret>,
     pub max_body_bytes: usize,

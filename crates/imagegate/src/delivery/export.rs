@@ -110,6 +110,11 @@ impl Exporter {
                 }
             }
         };
+        crate::stats::export_attempt(match &outcome {
+            ExportOutcome::Exported { .. } => "exported",
+            ExportOutcome::RetryAt { .. } => "retrying",
+            ExportOutcome::GiveUp { .. } => "failed",
+        });
         match &outcome {
             ExportOutcome::Exported { bucket, object_key } => {
                 tracing::info!(image_id = job.image_id, task_id = job.task_id, bucket, object_key, "image exported")

@@ -98,6 +98,7 @@ struct StoredImage {
 
 /// Runs the task to its end; returns how it ended when this worker ended it.
 pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> Option<Finished> {
+    let claimed_at = std::time::Instant::now();
     let deps = &pool.deps;
     let task_id = task.id.clone();
     let claim = control.claim.as_str();
@@ -165,6 +166,7 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> 
     // Drafts (previews) are stored and announced as they arrive, beside the generation; the
     // channel closes when the generation ends.
     let (draft_tx, mut draft_rx) = tokio::sync::mpsc::unbounded_channel::<crate::providers::Draft>();
+    crate::stats::overhead("setup", claimed_at.elapsed());
     let generation = async {
         let previews = Some(draft_tx);
         generate_all(pool, &task, &req, &inputs, &previews, retention).await
@@ -210,10 +212,12 @@ pub async fn run(pool: &WorkerPool, task: TaskRecord, control: &TaskControl) -> 
     }
     let result = result_json(&req, &stored);
     let records: Vec<ImageRecord> = stored.iter().map(|s| s.record.clone()).collect();
+    let completing = std::time::Instant::now();
     let completed = persist(pool, || {
         deps.store.complete_task(&task_id, claim, &result, &records, tries, now_millis(), webhooks::event_for)
     })
     .await;
+    crate::stats::overhead("complete", completing.elapsed());
     match completed {
         Ok(Some(ended)) => {
             tracing::info!(task_id, images = records.len(), failed = errors.len(), "task completed");
@@ -554,6 +558,7 @@ async fn store_image(
     price_factor: f64,
 ) -> Result<StoredImage, ProviderError> {
     let deps = &pool.deps;
+    let storing = std::time::Instant::now();
     let (bytes, format, (width, height)) = match req.output_format {
         // Kept as sent: sniffing the format and reading the size take a header, not a decode.
         None => {
@@ -600,6 +605,7 @@ async fn store_image(
     let cost_usd =
         crate::domain::pricing::round6(deps.rt.prices.per_image(req.family(), req.resolution()) * price_factor);
     crate::stats::image_stored(&req.model, size as u64, (cost_usd * 1e6).round() as u64);
+    crate::stats::overhead("store", storing.elapsed());
     Ok(StoredImage {
         record: ImageRecord {
             id,

@@ -809,3 +809,25 @@ async fn the_cli_batch_of_50_prompts_resumes_after_being_interrupted_without_pay
     let tasks = get_json(&reqwest::Client::new(), &format!("{}/v1/tasks?limit=100", server.base), &key).await;
     assert_eq!(tasks["data"].as_array().unwrap().len(), 50, "lines cut off in flight got their first task back");
 }
+
+#[tokio::test]
+async fn metrics_can_be_served_on_their_own_address_and_then_only_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key(dir.path());
+    let (port, metrics_port) = (free_port(), free_port());
+    let server =
+        Proc::start_with(dir.path(), port, None, &[("IMAGEGATE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))])
+            .await;
+    let client = reqwest::Client::new();
+    let resp = generate(&client, &server.base, &key, json!({"model": "nano-banana", "prompt": "scraped"}));
+    assert_eq!(resp.send().await.unwrap().status(), 200);
+    let scraped = client.get(format!("http://127.0.0.1:{metrics_port}/metrics")).send().await.unwrap();
+    assert_eq!(scraped.status(), 200);
+    let text = scraped.text().await.unwrap();
+    assert!(text.contains("imagegate_http_requests_total{"), "{text}");
+    assert!(text.contains("imagegate_gateway_overhead_seconds_bucket{phase=\"store\""), "{text}");
+    let public = client.get(format!("{}/metrics", server.base)).send().await.unwrap();
+    assert_eq!(public.status(), 404, "not on the public address");
+    let other = client.get(format!("http://127.0.0.1:{metrics_port}/v1/models")).bearer_auth(&key).send().await;
+    assert_eq!(other.unwrap().status(), 404, "the metrics address serves nothing else");
+}

@@ -153,6 +153,8 @@ const UNDOCUMENTED_ROUTES: &[(&str, Option<&str>)] = &[
     // One axum route serves `{model}:generateContent` and `{model}:streamGenerateContent`.
     ("/v1beta/models/{id}", Some("/v1beta/models/{model}:generateContent")),
     ("/v1/models/{id}", Some("/v1/models/{model}:generateContent")),
+    // `[server] metrics_listen`: the documented `/metrics` on an address of its own.
+    ("/metrics", Some("/metrics")),
     // The documentation itself, and the dashboard: pages, not API.
     ("/openapi.json", None),
     ("/docs", None),
