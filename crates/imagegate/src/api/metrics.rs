@@ -90,7 +90,7 @@ async fn render(app: &App) -> Response {
     let _ = writeln!(text, "# HELP imagegate_queue_oldest_age_seconds Age of the oldest task in each lane and state.");
     let _ = writeln!(text, "# TYPE imagegate_queue_oldest_age_seconds gauge");
     let mut seen = Vec::new();
-    if let Some(stats) = queue_stats(&app).await {
+    if let Some(stats) = queue_stats(app).await {
         for s in stats {
             let (lane, status) = (lane_name(s.lane), s.status.as_str());
             let age = (now_millis() - s.oldest_created_ms).max(0) as f64 / 1000.0;
