@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::auth::Admin;
 use super::error::ApiError;
 use super::extract::JsonBody;
+use crate::api::openapi::schemas as doc;
 use crate::app::App;
 use crate::domain::policy::{self, KeyPolicy};
 use crate::domain::{ids, now_secs};
@@ -70,8 +71,11 @@ fn apply_policy(policy: &mut KeyPolicy, body: &serde_json::Map<String, Value>) -
     tag = "Admin",
     summary = "Create a key",
     description = "The secret is in the answer's `key`, once; only its hash is stored.",
-    request_body = crate::api::openapi::schemas::admin::KeyPolicy,
-    responses((status = 201, description = "The key, with its secret", body = crate::api::openapi::schemas::admin::Key), crate::api::openapi::schemas::common::AdminErrors)
+    request_body = doc::admin::KeyPolicy,
+    responses(
+        (status = 201, description = "The key, with its secret", body = doc::admin::Key),
+        doc::common::AdminErrors,
+    )
 )]
 async fn create_key(
     State(app): State<Arc<App>>,
@@ -107,7 +111,10 @@ async fn create_key(
     path = "/admin/v1/keys",
     tag = "Admin",
     summary = "List keys",
-    responses((status = 200, description = "Every key", body = crate::api::openapi::schemas::admin::KeyList), crate::api::openapi::schemas::common::AdminErrors)
+    responses(
+        (status = 200, description = "Every key", body = doc::admin::KeyList),
+        doc::common::AdminErrors,
+    )
 )]
 async fn list_keys(State(app): State<Arc<App>>, _admin: Admin) -> Result<axum::Json<Value>, ApiError> {
     let keys = app.store.list_keys().await?;
@@ -120,7 +127,10 @@ async fn list_keys(State(app): State<Arc<App>>, _admin: Admin) -> Result<axum::J
     tag = "Admin",
     summary = "Revoke a key",
     params(("id" = String, Path, description = "`key_…`")),
-    responses((status = 200, description = "Revoked", body = crate::api::openapi::schemas::common::Deleted), crate::api::openapi::schemas::common::AdminErrors)
+    responses(
+        (status = 200, description = "Revoked", body = doc::common::Deleted),
+        doc::common::AdminErrors,
+    )
 )]
 async fn revoke_key(
     State(app): State<Arc<App>>,
@@ -140,7 +150,10 @@ async fn revoke_key(
     tag = "Admin",
     summary = "Get a key",
     params(("id" = String, Path, description = "`key_…`")),
-    responses((status = 200, description = "The key", body = crate::api::openapi::schemas::admin::Key), crate::api::openapi::schemas::common::AdminErrors)
+    responses(
+        (status = 200, description = "The key", body = doc::admin::Key),
+        doc::common::AdminErrors,
+    )
 )]
 async fn get_key(
     State(app): State<Arc<App>>,
@@ -158,8 +171,11 @@ async fn get_key(
     summary = "Change a key's policy",
     description = "`null` clears a field.",
     params(("id" = String, Path, description = "`key_…`")),
-    request_body = crate::api::openapi::schemas::admin::KeyPolicy,
-    responses((status = 200, description = "The key", body = crate::api::openapi::schemas::admin::Key), crate::api::openapi::schemas::common::AdminErrors)
+    request_body = doc::admin::KeyPolicy,
+    responses(
+        (status = 200, description = "The key", body = doc::admin::Key),
+        doc::common::AdminErrors,
+    )
 )]
 async fn update_key(
     State(app): State<Arc<App>>,

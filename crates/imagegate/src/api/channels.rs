@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::auth::Admin;
 use super::error::ApiError;
 use super::extract::Path;
+use crate::api::openapi::schemas as doc;
 use crate::app::App;
 use crate::providers::channels::Channel;
 
@@ -41,7 +42,10 @@ fn channel_json(ch: &Channel) -> Value {
     path = "/admin/v1/channels",
     tag = "Admin",
     summary = "Upstream channels' health",
-    responses((status = 200, description = "Each channel's state, load and recent error rate", body = crate::api::openapi::schemas::admin::ChannelList), crate::api::openapi::schemas::common::AdminErrors)
+    responses(
+        (status = 200, description = "Each channel's state, load and recent error rate", body = doc::admin::ChannelList),
+        doc::common::AdminErrors,
+    )
 )]
 async fn list_channels(State(app): State<Arc<App>>, _admin: Admin) -> axum::Json<Value> {
     let data: Vec<Value> = app.providers.routers().flat_map(|r| r.channels.iter()).map(|c| channel_json(c)).collect();
@@ -54,7 +58,10 @@ async fn list_channels(State(app): State<Arc<App>>, _admin: Admin) -> axum::Json
     tag = "Admin",
     summary = "Put a channel back in use",
     params(("name" = String, Path, description = "The channel's name")),
-    responses((status = 200, description = "The channel", body = crate::api::openapi::schemas::admin::Channel), crate::api::openapi::schemas::common::AdminErrors)
+    responses(
+        (status = 200, description = "The channel", body = doc::admin::Channel),
+        doc::common::AdminErrors,
+    )
 )]
 async fn enable_channel(
     State(app): State<Arc<App>>,

@@ -12,6 +12,7 @@ use super::admin::{find_key, key_not_found};
 use super::auth::Admin;
 use super::error::ApiError;
 use super::extract::JsonBody;
+use crate::api::openapi::schemas as doc;
 use crate::app::App;
 use crate::blobs::{BlobError, BlobStore};
 use crate::delivery::export::open_destination;
@@ -37,8 +38,11 @@ pub fn export_json(key_id: &str, dest: &ExportDestination) -> Value {
     summary = "Set a key's export bucket",
     description = "Every image the key makes is also copied to this S3-compatible bucket. A probe object is written, read and deleted first.",
     params(("id" = String, Path, description = "`key_…`")),
-    request_body = crate::api::openapi::schemas::admin::ExportRequest,
-    responses((status = 200, description = "The destination", body = crate::api::openapi::schemas::admin::ExportDestination), crate::api::openapi::schemas::common::AdminErrors)
+    request_body = doc::admin::ExportRequest,
+    responses(
+        (status = 200, description = "The destination", body = doc::admin::ExportDestination),
+        doc::common::AdminErrors,
+    )
 )]
 async fn set_export(
     State(app): State<Arc<App>>,
@@ -110,7 +114,10 @@ async fn verify(dest: &ExportDestination, key_id: &str) -> Result<(), ApiError> 
     tag = "Admin",
     summary = "A key's export bucket",
     params(("id" = String, Path, description = "`key_…`")),
-    responses((status = 200, description = "The destination (the secret as `<sealed>` or its `env::` name)", body = crate::api::openapi::schemas::admin::ExportDestination), crate::api::openapi::schemas::common::AdminErrors)
+    responses(
+        (status = 200, description = "The destination (the secret as `<sealed>` or its `env::` name)", body = doc::admin::ExportDestination),
+        doc::common::AdminErrors,
+    )
 )]
 async fn get_export(
     State(app): State<Arc<App>>,
@@ -131,7 +138,10 @@ async fn get_export(
     tag = "Admin",
     summary = "Stop exporting",
     params(("id" = String, Path, description = "`key_…`")),
-    responses((status = 200, description = "Removed", body = crate::api::openapi::schemas::common::Deleted), crate::api::openapi::schemas::common::AdminErrors)
+    responses(
+        (status = 200, description = "Removed", body = doc::common::Deleted),
+        doc::common::AdminErrors,
+    )
 )]
 async fn delete_export(
     State(app): State<Arc<App>>,

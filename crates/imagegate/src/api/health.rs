@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::sync::Arc;
 
+use crate::api::openapi::schemas as doc;
 use crate::app::App;
 
 pub fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<App>> {
@@ -18,7 +19,7 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<App>> {
     path = "/healthz",
     tag = "Operations",
     summary = "Liveness",
-    responses((status = 200, description = "Alive", body = crate::api::openapi::schemas::common::Health))
+    responses((status = 200, description = "Alive", body = doc::common::Health))
 )]
 async fn healthz() -> Response {
     axum::Json(json!({"status": "ok", "pid": std::process::id()})).into_response()
@@ -30,7 +31,10 @@ async fn healthz() -> Response {
     tag = "Operations",
     summary = "Readiness",
     description = "The store and the image storage are reachable.",
-    responses((status = 200, description = "Ready", body = crate::api::openapi::schemas::common::Readiness), (status = 503, description = "Not ready, or shutting down", body = crate::api::openapi::schemas::common::Readiness))
+    responses(
+        (status = 200, description = "Ready", body = doc::common::Readiness),
+        (status = 503, description = "Not ready, or shutting down", body = doc::common::Readiness),
+    )
 )]
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     if app.shutting_down() {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::error::ApiError;
+use crate::api::openapi::schemas as doc;
 use crate::app::App;
 use crate::delivery::variants::{Variant, VariantError};
 use crate::domain::request::OutputFormat;
@@ -57,8 +58,22 @@ async fn preview(app: &App, file: &str, ext: &str) -> Result<Response, ApiError>
     tag = "Images",
     summary = "A stored image",
     description = "No key needed: the id is unguessable. Strong ETag, `Cache-Control: immutable`, 304, `Range` (206/416); converted and resized on request (made once, stored); 410 after retention.",
-    params(("file" = String, Path, description = "`img_….jpeg` (the id and an extension)"), ("format" = Option<String>, Query, description = "`webp`, `jpeg`, `png` or `auto` (WebP when `Accept` allows)"), ("w" = Option<u32>, Query, description = "Fit within this width"), ("h" = Option<u32>, Query, description = "Fit within this height"), ("quality" = Option<u32>, Query, description = "JPEG/WebP quality, 1 to 100")),
-    responses((status = 200, description = "The image", content(("image/jpeg"), ("image/png"), ("image/webp"))), (status = 206, description = "A range of it"), (status = 304, description = "Not modified"), (status = 400, description = "A bad conversion parameter", body = crate::api::openapi::schemas::common::Error), (status = 404, description = "No such image", body = crate::api::openapi::schemas::common::Error), (status = 410, description = "Deleted after its retention", body = crate::api::openapi::schemas::common::Error), (status = 416, description = "Range not satisfiable", body = crate::api::openapi::schemas::common::Error))
+    params(
+        ("file" = String, Path, description = "`img_….jpeg` (the id and an extension)"),
+        ("format" = Option<String>, Query, description = "`webp`, `jpeg`, `png` or `auto` (WebP when `Accept` allows)"),
+        ("w" = Option<u32>, Query, description = "Fit within this width"),
+        ("h" = Option<u32>, Query, description = "Fit within this height"),
+        ("quality" = Option<u32>, Query, description = "JPEG/WebP quality, 1 to 100"),
+    ),
+    responses(
+        (status = 200, description = "The image", content(("image/jpeg"), ("image/png"), ("image/webp"))),
+        (status = 206, description = "A range of it"),
+        (status = 304, description = "Not modified"),
+        (status = 400, description = "A bad conversion parameter", body = doc::common::Error),
+        (status = 404, description = "No such image", body = doc::common::Error),
+        (status = 410, description = "Deleted after its retention", body = doc::common::Error),
+        (status = 416, description = "Range not satisfiable", body = doc::common::Error),
+    )
 )]
 pub async fn get_image(
     State(app): State<Arc<App>>,

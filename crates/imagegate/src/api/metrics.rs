@@ -63,7 +63,9 @@ async fn queue_stats(app: &App) -> Option<Vec<crate::store::QueueStat>> {
     path = "/metrics",
     tag = "Operations",
     summary = "Prometheus metrics",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+    )
 )]
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     if app.rt.metrics_listen.is_some() {

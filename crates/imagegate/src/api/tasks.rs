@@ -16,6 +16,7 @@ use std::time::Duration;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::openai::with_task_header;
+use crate::api::openapi::schemas as doc;
 use crate::api::watch::Watched;
 use crate::app::App;
 use crate::domain::task::TaskStatus;
@@ -69,7 +70,10 @@ async fn render(app: &App, task: &TaskRecord) -> Result<Value, ApiError> {
     summary = "Get a task",
     description = "Status, request, result and error, even if the client went away.",
     params(("id" = String, Path, description = "`task_…`")),
-    responses((status = 200, description = "The task", body = crate::api::openapi::schemas::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))), crate::api::openapi::schemas::common::KeyErrors)
+    responses(
+        (status = 200, description = "The task", body = doc::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn get_task(
     State(app): State<Arc<App>>,
@@ -93,8 +97,15 @@ pub struct ListQuery {
     tag = "Tasks",
     summary = "List the key's tasks",
     description = "Newest first, every surface and mode.",
-    params(("status" = Option<String>, Query, description = "`queued`, `running`, `completed`, `failed` or `cancelled`"), ("limit" = Option<u32>, Query, description = "1 to 100 (default 20)"), ("after" = Option<String>, Query, description = "A task id: the page after it")),
-    responses((status = 200, description = "A page of tasks", body = crate::api::openapi::schemas::tasks::TaskList), crate::api::openapi::schemas::common::KeyErrors)
+    params(
+        ("status" = Option<String>, Query, description = "`queued`, `running`, `completed`, `failed` or `cancelled`"),
+        ("limit" = Option<u32>, Query, description = "1 to 100 (default 20)"),
+        ("after" = Option<String>, Query, description = "A task id: the page after it"),
+    ),
+    responses(
+        (status = 200, description = "A page of tasks", body = doc::tasks::TaskList),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn list_tasks(
     State(app): State<Arc<App>>,
@@ -158,7 +169,11 @@ pub async fn list_tasks(
     summary = "Cancel a task",
     description = "Queued: cancelled at once. Running: the upstream call is aborted. Ended: 409. Cancelled tasks are refunded.",
     params(("id" = String, Path, description = "`task_…`")),
-    responses((status = 200, description = "The task, cancelled", body = crate::api::openapi::schemas::tasks::Task), (status = 409, description = "The task has already ended", body = crate::api::openapi::schemas::common::Error), crate::api::openapi::schemas::common::KeyErrors)
+    responses(
+        (status = 200, description = "The task, cancelled", body = doc::tasks::Task),
+        (status = 409, description = "The task has already ended", body = doc::common::Error),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn cancel_task(
     State(app): State<Arc<App>>,
@@ -214,7 +229,10 @@ pub async fn cancel_task(
     summary = "Stream a task's events",
     description = "Server-sent events: `task.queued`, `task.running`, `task.partial_image` (drafts), then `task.completed`, `task.failed` or `task.cancelled`, each with the task.",
     params(("id" = String, Path, description = "`task_…`")),
-    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = crate::api::openapi::schemas::common::ServerSentEvent), crate::api::openapi::schemas::common::KeyErrors)
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = doc::common::ServerSentEvent),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn task_events(
     State(app): State<Arc<App>>,
@@ -275,7 +293,10 @@ async fn sse_event(app: &App, task: &TaskRecord) -> Event {
     tag = "Tasks",
     summary = "A task's webhook attempts",
     params(("id" = String, Path, description = "`task_…`")),
-    responses((status = 200, description = "Every attempt: when, where, the answer or the error", body = crate::api::openapi::schemas::tasks::WebhookDeliveryList), crate::api::openapi::schemas::common::KeyErrors)
+    responses(
+        (status = 200, description = "Every attempt: when, where, the answer or the error", body = doc::tasks::WebhookDeliveryList),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn list_webhook_deliveries(
     State(app): State<Arc<App>>,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::auth::{Admin, Caller};
 use super::error::ApiError;
+use crate::api::openapi::schemas as doc;
 use crate::app::App;
 use crate::domain::pricing::round6;
 use crate::domain::{now_secs, utc_day};
@@ -58,7 +59,10 @@ fn rows_json(rows: &[UsageRow], with_key: bool) -> (Vec<Value>, i64, f64) {
     summary = "The key's usage",
     description = "Images and cost by day and model; spend and budget.",
     params(("days" = Option<u32>, Query, description = "How many days back, 1 to 366 (default 30)")),
-    responses((status = 200, description = "Usage", body = crate::api::openapi::schemas::tasks::UsageReport), crate::api::openapi::schemas::common::KeyErrors)
+    responses(
+        (status = 200, description = "Usage", body = doc::tasks::UsageReport),
+        doc::common::KeyErrors,
+    )
 )]
 async fn key_usage(
     State(app): State<Arc<App>>,
@@ -88,7 +92,10 @@ async fn key_usage(
     tag = "Admin",
     summary = "Every key's usage",
     params(("days" = Option<u32>, Query, description = "How many days back, 1 to 366 (default 30)")),
-    responses((status = 200, description = "Usage by day, model and key", body = crate::api::openapi::schemas::tasks::UsageReport), crate::api::openapi::schemas::common::AdminErrors)
+    responses(
+        (status = 200, description = "Usage by day, model and key", body = doc::tasks::UsageReport),
+        doc::common::AdminErrors,
+    )
 )]
 async fn all_usage(
     State(app): State<Arc<App>>,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::auth::Caller;
 use super::error::ApiError;
+use crate::api::openapi::schemas as doc;
 use crate::app::App;
 use crate::webhooks::sign;
 
@@ -21,7 +22,10 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<App>> {
     path = "/v1/webhooks/secret",
     tag = "Webhooks",
     summary = "The key's webhook signing secret",
-    responses((status = 200, description = "The secret", body = crate::api::openapi::schemas::tasks::WebhookSecret), crate::api::openapi::schemas::common::KeyErrors)
+    responses(
+        (status = 200, description = "The secret", body = doc::tasks::WebhookSecret),
+        doc::common::KeyErrors,
+    )
 )]
 async fn get_secret(State(app): State<Arc<App>>, Caller(key): Caller) -> Result<axum::Json<Value>, ApiError> {
     let secret = match app.store.webhook_secret(&key.id).await? {
@@ -42,7 +46,10 @@ async fn get_secret(State(app): State<Arc<App>>, Caller(key): Caller) -> Result<
     path = "/v1/webhooks/secret/rotate",
     tag = "Webhooks",
     summary = "Rotate the webhook signing secret",
-    responses((status = 200, description = "The new secret", body = crate::api::openapi::schemas::tasks::WebhookSecret), crate::api::openapi::schemas::common::KeyErrors)
+    responses(
+        (status = 200, description = "The new secret", body = doc::tasks::WebhookSecret),
+        doc::common::KeyErrors,
+    )
 )]
 async fn rotate_secret(State(app): State<Arc<App>>, Caller(key): Caller) -> Result<axum::Json<Value>, ApiError> {
     let s = sign::new_secret();

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::api::extract::RawJson;
 use crate::api::openai::images::{submit, wait_for_end};
+use crate::api::openapi::schemas as doc;
 use crate::app::App;
 use crate::domain::task::TaskMode;
 use error::{GeminiCaller, GeminiError};
@@ -47,12 +48,12 @@ macro_rules! generate_doc {
             summary = $summary,
             description = "Gemini's REST shape, for `google-genai` and Gemini REST clients; keys as `x-goog-api-key`, `?key=` or `Authorization: Bearer`. A durable task like any other (`imagegate-task-id`). The header `imagegate-response-format: url` answers with `fileData` URLs instead of base64.",
             params(("model" = String, Path, description = "`gemini-3-pro-image-preview`, `nano-banana-pro`, …")),
-            request_body = crate::api::openapi::schemas::gemini::GenerateContentRequest,
+            request_body = doc::gemini::GenerateContentRequest,
             responses(
                 (status = 200, description = $ok, content($($content)*),
                     headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))),
-                (status = "4XX", description = "An error in Gemini's shape", body = crate::api::openapi::schemas::gemini::GeminiError),
-                (status = "5XX", description = "An upstream failure or a deadline, in Gemini's shape", body = crate::api::openapi::schemas::gemini::GeminiError),
+                (status = "4XX", description = "An error in Gemini's shape", body = doc::gemini::GeminiError),
+                (status = "5XX", description = "An upstream failure or a deadline, in Gemini's shape", body = doc::gemini::GeminiError),
             )
         )]
         #[allow(dead_code)]
@@ -65,28 +66,28 @@ generate_doc! {
     "/v1beta/models/{model}:generateContent",
     "Generate (Gemini shape)",
     "The answer: a candidate per image",
-    [(crate::api::openapi::schemas::gemini::GenerateContentResponse = "application/json")]
+    [(doc::gemini::GenerateContentResponse = "application/json")]
 }
 generate_doc! {
     stream_generate_content,
     "/v1beta/models/{model}:streamGenerateContent",
     "Generate, streaming drafts (Gemini shape)",
     "With `?alt=sse`: server-sent events of `GenerateContentResponse` chunks (drafts as `thought` parts, then the answer); otherwise a JSON array of them",
-    [(Vec<crate::api::openapi::schemas::gemini::GenerateContentResponse> = "application/json"), (crate::api::openapi::schemas::common::ServerSentEvent = "text/event-stream")]
+    [(Vec<doc::gemini::GenerateContentResponse> = "application/json"), (doc::common::ServerSentEvent = "text/event-stream")]
 }
 generate_doc! {
     generate_content_v1,
     "/v1/models/{model}:generateContent",
     "Generate (Gemini shape, v1)",
     "The answer",
-    [(crate::api::openapi::schemas::gemini::GenerateContentResponse = "application/json")]
+    [(doc::gemini::GenerateContentResponse = "application/json")]
 }
 generate_doc! {
     stream_generate_content_v1,
     "/v1/models/{model}:streamGenerateContent",
     "Generate, streaming drafts (Gemini shape, v1)",
     "Chunks, as on v1beta",
-    [(Vec<crate::api::openapi::schemas::gemini::GenerateContentResponse> = "application/json"), (crate::api::openapi::schemas::common::ServerSentEvent = "text/event-stream")]
+    [(Vec<doc::gemini::GenerateContentResponse> = "application/json"), (doc::common::ServerSentEvent = "text/event-stream")]
 }
 
 /// `{model}:generateContent` or `{model}:streamGenerateContent`.

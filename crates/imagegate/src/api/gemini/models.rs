@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 use super::error::{GeminiCaller, GeminiError};
+use crate::api::openapi::schemas as doc;
 use crate::app::App;
 use crate::domain::models;
 
@@ -32,7 +33,10 @@ fn model_json(app: &App, id: &str) -> Value {
     operation_id = "gemini_list_models",
     tag = "Gemini",
     summary = "List models (Gemini shape)",
-    responses((status = 200, description = "The models", body = crate::api::openapi::schemas::gemini::GeminiModelList), (status = "4XX", description = "An error in Gemini's shape", body = crate::api::openapi::schemas::gemini::GeminiError))
+    responses(
+        (status = 200, description = "The models", body = doc::gemini::GeminiModelList),
+        (status = "4XX", description = "An error in Gemini's shape", body = doc::gemini::GeminiError),
+    )
 )]
 pub async fn list_models(State(app): State<Arc<App>>, _caller: GeminiCaller) -> Json<Value> {
     let data: Vec<Value> = models::public_ids().map(|id| model_json(&app, id)).collect();
@@ -46,7 +50,10 @@ pub async fn list_models(State(app): State<Arc<App>>, _caller: GeminiCaller) -> 
     tag = "Gemini",
     summary = "Get a model (Gemini shape)",
     params(("id" = String, Path, description = "A model id or alias")),
-    responses((status = 200, description = "The model", body = crate::api::openapi::schemas::gemini::GeminiModel), (status = "4XX", description = "An error in Gemini's shape", body = crate::api::openapi::schemas::gemini::GeminiError))
+    responses(
+        (status = 200, description = "The model", body = doc::gemini::GeminiModel),
+        (status = "4XX", description = "An error in Gemini's shape", body = doc::gemini::GeminiError),
+    )
 )]
 pub async fn get_model(
     State(app): State<Arc<App>>,

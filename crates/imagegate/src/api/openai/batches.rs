@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, Path, Query};
+use crate::api::openapi::schemas as doc;
 use crate::app::App;
 use crate::batches::view::batch_object;
 use crate::domain::batch::{BatchStatus, COMPLETION_WINDOW, COMPLETION_WINDOW_SECS};
@@ -50,8 +51,11 @@ fn required_str<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a str
     tag = "Batches",
     summary = "Create a batch",
     description = "OpenAI's Batch API: each line of the input file becomes a task; half price where the provider has a batch API.",
-    request_body = crate::api::openapi::schemas::batches::BatchCreate,
-    responses((status = 200, description = "The batch", body = crate::api::openapi::schemas::batches::Batch), crate::api::openapi::schemas::common::KeyErrors)
+    request_body = doc::batches::BatchCreate,
+    responses(
+        (status = 200, description = "The batch", body = doc::batches::Batch),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn create_batch(
     State(app): State<Arc<App>>,
@@ -183,7 +187,10 @@ async fn load(app: &App, owner: &str, id: &str) -> Result<BatchRecord, ApiError>
     tag = "Batches",
     summary = "Get a batch",
     params(("id" = String, Path, description = "`batch_…`")),
-    responses((status = 200, description = "The batch, with live request counts", body = crate::api::openapi::schemas::batches::Batch), crate::api::openapi::schemas::common::KeyErrors)
+    responses(
+        (status = 200, description = "The batch, with live request counts", body = doc::batches::Batch),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn get_batch(
     State(app): State<Arc<App>>,
@@ -206,8 +213,14 @@ pub struct ListQuery {
     path = "/v1/batches",
     tag = "Batches",
     summary = "List batches",
-    params(("limit" = Option<u32>, Query, description = "1 to 100 (default 20)"), ("after" = Option<String>, Query, description = "A batch id: the page after it")),
-    responses((status = 200, description = "The key's batches, newest first", body = crate::api::openapi::schemas::batches::BatchList), crate::api::openapi::schemas::common::KeyErrors)
+    params(
+        ("limit" = Option<u32>, Query, description = "1 to 100 (default 20)"),
+        ("after" = Option<String>, Query, description = "A batch id: the page after it"),
+    ),
+    responses(
+        (status = 200, description = "The key's batches, newest first", body = doc::batches::BatchList),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn list_batches(
     State(app): State<Arc<App>>,
@@ -239,7 +252,10 @@ pub async fn list_batches(
     tag = "Batches",
     summary = "Cancel a batch",
     params(("id" = String, Path, description = "`batch_…`")),
-    responses((status = 200, description = "The batch, `cancelling`", body = crate::api::openapi::schemas::batches::Batch), crate::api::openapi::schemas::common::KeyErrors)
+    responses(
+        (status = 200, description = "The batch, `cancelling`", body = doc::batches::Batch),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn cancel_batch(
     State(app): State<Arc<App>>,

@@ -16,6 +16,7 @@ use super::images::{Pending, Source, Submission, TASK_FIELDS, answer, submit, wa
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
 use crate::api::extract::{RawJson, is_json};
+use crate::api::openapi::schemas as doc;
 use crate::app::App;
 use crate::domain::request;
 use crate::domain::task::TaskMode;
@@ -39,9 +40,16 @@ const NUMBER_FIELDS: &[&str] = &["n", "output_compression", "partial_images"];
     tag = "Images",
     summary = "Edit or compose input images",
     description = "OpenAI's edits: multipart `image`/`image[]` files and `mask`, or JSON `images`. Inputs are stored before the task is written.",
-    params(("Idempotency-Key" = Option<String>, Header, description = "The same key within 24 h gets the first request's task back instead of a new one"), ("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 with the task at once")),
-    request_body(content((crate::api::openapi::schemas::images::EditForm = "multipart/form-data"), (crate::api::openapi::schemas::images::EditJson = "application/json"))),
-    responses((status = 200, description = "The images", body = crate::api::openapi::schemas::images::ImagesResponse, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))), (status = 202, description = "With `Prefer: respond-async`: the queued task", body = crate::api::openapi::schemas::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))), crate::api::openapi::schemas::common::KeyErrors)
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "The same key within 24 h gets the first request's task back instead of a new one"),
+        ("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 with the task at once"),
+    ),
+    request_body(content((doc::images::EditForm = "multipart/form-data"), (doc::images::EditJson = "application/json"))),
+    responses(
+        (status = 200, description = "The images", body = doc::images::ImagesResponse, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))),
+        (status = 202, description = "With `Prefer: respond-async`: the queued task", body = doc::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn edit_image(
     State(app): State<Arc<App>>,
@@ -58,9 +66,14 @@ pub async fn edit_image(
     path = "/v1/images/edits/async",
     tag = "Images",
     summary = "Submit an edit, get the task",
-    params(("Idempotency-Key" = Option<String>, Header, description = "The same key within 24 h gets the first request's task back instead of a new one")),
-    request_body(content((crate::api::openapi::schemas::images::EditForm = "multipart/form-data"), (crate::api::openapi::schemas::images::EditJson = "application/json"))),
-    responses((status = 202, description = "The queued task", body = crate::api::openapi::schemas::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))), crate::api::openapi::schemas::common::KeyErrors)
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "The same key within 24 h gets the first request's task back instead of a new one"),
+    ),
+    request_body(content((doc::images::EditForm = "multipart/form-data"), (doc::images::EditJson = "application/json"))),
+    responses(
+        (status = 202, description = "The queued task", body = doc::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn edit_image_async(
     State(app): State<Arc<App>>,

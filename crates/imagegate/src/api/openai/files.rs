@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
 use crate::api::extract::{Form, Path, Query};
+use crate::api::openapi::schemas as doc;
 use crate::app::App;
 use crate::domain::{ids, now_secs};
 use crate::store::FileRecord;
@@ -52,8 +53,11 @@ fn not_found(id: &str) -> ApiError {
     tag = "Batches",
     summary = "Upload a file",
     description = "A JSONL file of batch requests (`purpose: batch`), up to 200 MB, streamed to storage.",
-    request_body(content((crate::api::openapi::schemas::batches::FileUpload = "multipart/form-data"))),
-    responses((status = 200, description = "The file", body = crate::api::openapi::schemas::batches::File), crate::api::openapi::schemas::common::KeyErrors)
+    request_body(content((doc::batches::FileUpload = "multipart/form-data"))),
+    responses(
+        (status = 200, description = "The file", body = doc::batches::File),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn create_file(
     State(app): State<Arc<App>>,
@@ -216,8 +220,15 @@ pub struct ListQuery {
     path = "/v1/files",
     tag = "Batches",
     summary = "List files",
-    params(("limit" = Option<u32>, Query, description = "1 to 100 (default 20)"), ("after" = Option<String>, Query, description = "A file id: the page after it"), ("purpose" = Option<String>, Query, description = "Only files of this purpose")),
-    responses((status = 200, description = "The key's files, newest first", body = crate::api::openapi::schemas::batches::FileList), crate::api::openapi::schemas::common::KeyErrors)
+    params(
+        ("limit" = Option<u32>, Query, description = "1 to 100 (default 20)"),
+        ("after" = Option<String>, Query, description = "A file id: the page after it"),
+        ("purpose" = Option<String>, Query, description = "Only files of this purpose"),
+    ),
+    responses(
+        (status = 200, description = "The key's files, newest first", body = doc::batches::FileList),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn list_files(
     State(app): State<Arc<App>>,
@@ -251,7 +262,10 @@ async fn load(app: &App, owner: &str, id: &str) -> Result<FileRecord, ApiError> 
     tag = "Batches",
     summary = "Get a file",
     params(("id" = String, Path, description = "`file-…`")),
-    responses((status = 200, description = "The file", body = crate::api::openapi::schemas::batches::File), crate::api::openapi::schemas::common::KeyErrors)
+    responses(
+        (status = 200, description = "The file", body = doc::batches::File),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn get_file(
     State(app): State<Arc<App>>,
@@ -268,7 +282,10 @@ pub async fn get_file(
     tag = "Batches",
     summary = "A file's content",
     params(("id" = String, Path, description = "`file-…`")),
-    responses((status = 200, description = "The file's bytes (JSONL)", content_type = "application/octet-stream", body = Vec<u8>), crate::api::openapi::schemas::common::KeyErrors)
+    responses(
+        (status = 200, description = "The file's bytes (JSONL)", content_type = "application/octet-stream", body = Vec<u8>),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn file_content(
     State(app): State<Arc<App>>,
@@ -297,7 +314,10 @@ pub async fn file_content(
     tag = "Batches",
     summary = "Delete a file",
     params(("id" = String, Path, description = "`file-…`")),
-    responses((status = 200, description = "Deleted", body = crate::api::openapi::schemas::common::Deleted), crate::api::openapi::schemas::common::KeyErrors)
+    responses(
+        (status = 200, description = "Deleted", body = doc::common::Deleted),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn delete_file(
     State(app): State<Arc<App>>,

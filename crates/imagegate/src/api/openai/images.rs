@@ -19,6 +19,7 @@ use crate::api::extract::RawJson;
 use std::borrow::Cow;
 
 use super::body;
+use crate::api::openapi::schemas as doc;
 use crate::app::App;
 use crate::domain::request::{self, ImageRequest, ResponseFormat};
 use crate::domain::task::{TaskMode, TaskStatus};
@@ -45,9 +46,16 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
     tag = "Images",
     summary = "Generate images",
     description = "OpenAI's images API. Durable: the request is a task that finishes, is stored and can be fetched by its id (`imagegate-task-id`) even if the client goes away. `stream: true` answers with server-sent events.",
-    params(("Idempotency-Key" = Option<String>, Header, description = "The same key within 24 h gets the first request's task back instead of a new one"), ("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 with the task at once")),
-    request_body = crate::api::openapi::schemas::images::GenerationRequest,
-    responses((status = 200, description = "The images (URLs unless `b64_json` was asked); with `stream: true`, `text/event-stream`", content((crate::api::openapi::schemas::images::ImagesResponse = "application/json"), (crate::api::openapi::schemas::common::ServerSentEvent = "text/event-stream")), headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))), (status = 202, description = "With `Prefer: respond-async`: the queued task", body = crate::api::openapi::schemas::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))), crate::api::openapi::schemas::common::KeyErrors)
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "The same key within 24 h gets the first request's task back instead of a new one"),
+        ("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 with the task at once"),
+    ),
+    request_body = doc::images::GenerationRequest,
+    responses(
+        (status = 200, description = "The images (URLs unless `b64_json` was asked); with `stream: true`, `text/event-stream`", content((doc::images::ImagesResponse = "application/json"), (doc::common::ServerSentEvent = "text/event-stream")), headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))),
+        (status = 202, description = "With `Prefer: respond-async`: the queued task", body = doc::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn create_image(
     State(app): State<Arc<App>>,
@@ -71,9 +79,14 @@ pub async fn create_image(
     tag = "Images",
     summary = "Submit a generation, get the task",
     description = "Answers 202 with the task at once; poll it, stream its events or receive a webhook.",
-    params(("Idempotency-Key" = Option<String>, Header, description = "The same key within 24 h gets the first request's task back instead of a new one")),
-    request_body = crate::api::openapi::schemas::images::GenerationRequest,
-    responses((status = 202, description = "The queued task", body = crate::api::openapi::schemas::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))), crate::api::openapi::schemas::common::KeyErrors)
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "The same key within 24 h gets the first request's task back instead of a new one"),
+    ),
+    request_body = doc::images::GenerationRequest,
+    responses(
+        (status = 202, description = "The queued task", body = doc::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn create_image_async(
     State(app): State<Arc<App>>,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
+use crate::api::openapi::schemas as doc;
 use crate::app::App;
 use crate::domain::models;
 
@@ -35,7 +36,10 @@ fn model_json(app: &App, id: &str) -> Value {
     tag = "Models",
     summary = "List models",
     description = "Models and aliases, with who serves them and their input limits.",
-    responses((status = 200, description = "The models", body = crate::api::openapi::schemas::images::ModelList), crate::api::openapi::schemas::common::KeyErrors)
+    responses(
+        (status = 200, description = "The models", body = doc::images::ModelList),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn list_models(State(app): State<Arc<App>>, _caller: Caller) -> Json<Value> {
     let data: Vec<Value> = models::public_ids().map(|id| model_json(&app, id)).collect();
@@ -48,7 +52,10 @@ pub async fn list_models(State(app): State<Arc<App>>, _caller: Caller) -> Json<V
     tag = "Models",
     summary = "Get a model",
     params(("id" = String, Path, description = "A model id or alias")),
-    responses((status = 200, description = "The model", body = crate::api::openapi::schemas::images::Model), crate::api::openapi::schemas::common::KeyErrors)
+    responses(
+        (status = 200, description = "The model", body = doc::images::Model),
+        doc::common::KeyErrors,
+    )
 )]
 pub async fn get_model(
     State(app): State<Arc<App>>,
