@@ -54,12 +54,14 @@ def test_the_spec_validates_and_names_the_surfaces():
     assert {"multipart/form-data", "application/json"} <= set(edits)
 
 
-def test_every_documented_path_is_a_route():
+def test_every_documented_path_is_a_route(own_server):
+    # On a server of its own: some of these calls change things (a webhook secret is rotated).
+    base, key, _ = own_server
     doc = spec()
     for path, item in doc["paths"].items():
-        url = BASE + re.sub(r"\{[^}]+\}", "x", path)
+        url = base + re.sub(r"\{[^}]+\}", "x", path)
         for method in item:
-            req = urllib.request.Request(url, method=method.upper(), headers={"Authorization": f"Bearer {KEY}"})
+            req = urllib.request.Request(url, method=method.upper(), headers={"Authorization": f"Bearer {key}"})
             try:
                 with urllib.request.urlopen(req, timeout=30) as resp:
                     status, body = resp.status, b""
