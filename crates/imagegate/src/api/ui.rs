@@ -39,6 +39,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/ui", get(|h: HeaderMap| async move { serve(&INDEX, &h) }))
         .route("/ui/", get(|h: HeaderMap| async move { serve(&INDEX, &h) }))
         .route("/ui/{file}", get(file))
+        // A browser pointed at the gateway itself lands on the dashboard.
+        .route("/", get(|| async { axum::response::Redirect::to("/ui") }))
 }
 
 async fn file(axum::extract::Path(name): axum::extract::Path<String>, headers: HeaderMap) -> Response {

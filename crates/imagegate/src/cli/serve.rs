@@ -26,6 +26,7 @@ pub async fn run(config: Config) -> Result<()> {
         admin_api = app.rt.admin_token.is_some(),
         "imagegate is listening"
     );
+    tracing::info!("dashboard at http://{}/ui, API docs at http://{}/docs", server.addr, server.addr);
     shutdown_signal().await;
     server.shutdown();
     server.wait().await;

@@ -162,6 +162,7 @@ const UNDOCUMENTED_ROUTES: &[(&str, Option<&str>)] = &[
     ("/ui", None),
     ("/ui/", None),
     ("/ui/{file}", None),
+    ("/", None),
 ];
 
 #[cfg(test)]
