@@ -187,6 +187,10 @@ def test_dashboard_end_to_end(browser, own_server):
     expect(row).to_contain_text("30/min")
     expect(row).to_contain_text("active")
     expect(page.locator("#channel-table tbody tr")).not_to_have_count(0)
+    # Everyone's usage, by key: this key's two images.
+    own = page.locator("#key-usage-table tbody tr", has_text="own")
+    expect(own).to_contain_text("nano-banana-pro")
+    expect(own.locator("td").nth(1)).to_have_text("2")
     w.shot("07-admin")
     row.locator("button", has_text="Revoke").click()
     expect(row).to_contain_text("revoked")

@@ -430,12 +430,32 @@ const adminApi = (path, opts = {}) => api(path, { ...opts, token: store.getItem(
 async function loadAdmin() {
   $("#admin-error").textContent = "";
   try {
-    const [keys, channels] = await Promise.all([adminApi("/admin/v1/keys"), adminApi("/admin/v1/channels")]);
+    const [keys, channels, usage] = await Promise.all([
+      adminApi("/admin/v1/keys"), adminApi("/admin/v1/channels"), adminApi("/admin/v1/usage?days=30"),
+    ]);
     $("#key-table tbody").replaceChildren(...keys.data.map(keyRow));
     $("#channel-table tbody").replaceChildren(...channels.data.map(channelRow));
+    $("#key-usage-table tbody").replaceChildren(...usageByKey(usage.data, keys.data));
   } catch (err) {
     $("#admin-error").textContent = err.message;
   }
+}
+
+// Everyone's usage rows (a day, a model, a key) summed per key, costliest first.
+function usageByKey(rows, keys) {
+  const names = new Map(keys.map((k) => [k.id, k.name || k.id]));
+  const per = new Map();
+  for (const r of rows) {
+    const t = per.get(r.key_id) || { images: 0, cost: 0, models: new Set() };
+    t.images += r.images;
+    t.cost += r.cost_usd;
+    t.models.add(r.model);
+    per.set(r.key_id, t);
+  }
+  const sorted = [...per.entries()].sort((a, b) => b[1].cost - a[1].cost);
+  if (!sorted.length) return [h("tr", {}, h("td", { colspan: 4, class: "hint" }, "No images in 30 days."))];
+  return sorted.map(([id, t]) => h("tr", { "data-key": id },
+    h("td", {}, names.get(id) || id), h("td", {}, String(t.images)), h("td", {}, money(t.cost)), h("td", {}, [...t.models].join(", "))));
 }
 
 function keyRow(k) {
