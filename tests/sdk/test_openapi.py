@@ -1,7 +1,8 @@
 """`/openapi.json` as its users check it: it validates (openapi-spec-validator), every path it
 documents is a route of the server, `/docs` works with nothing fetched from elsewhere, and
 schemathesis, run against a server with a key (and again with the admin token on the admin
-routes) for a bounded number of cases, finds no 5xx and no answer outside its documented shape.
+routes) for a bounded number of cases, following the document's links from what it creates to
+what reads it, finds no 5xx and no answer outside its documented shape.
 """
 
 import gzip
@@ -86,9 +87,9 @@ def test_docs_page_is_served_from_the_binary():
 
 def schemathesis(base, token, work, *extra):
     cmd = [os.path.join(os.path.dirname(sys.executable), "schemathesis"), "run", f"{base}/openapi.json",
-           "-H", f"Authorization: Bearer {token}",
+           "-H", f"Authorization: Bearer {token}", "-H", f"x-goog-api-key: {token}",
            "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-           "--phases", "examples,coverage,fuzzing", "--max-examples", "8", "--seed", "7", "--workers", "2",
+           "--phases", "examples,coverage,fuzzing,stateful", "--max-examples", "8", "--seed", "7", "--workers", "2",
            "--request-timeout", "60", "--no-color", "--generation-database", "none", *extra]
     out = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-12000:] + out.stderr[-3000:]

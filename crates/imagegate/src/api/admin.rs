@@ -73,7 +73,7 @@ fn apply_policy(policy: &mut KeyPolicy, body: &serde_json::Map<String, Value>) -
     description = "The secret is in the answer's `key`, once; only its hash is stored.",
     request_body = doc::admin::KeyPolicy,
     responses(
-        (status = 201, description = "The key, with its secret", body = doc::admin::Key),
+        (status = 201, description = "The key, with its secret", body = doc::admin::Key, links(("GetKey" = (operation_id = "get_key", parameters(("id" = "$response.body#/id")))), ("UpdateKey" = (operation_id = "update_key", parameters(("id" = "$response.body#/id")))), ("RevokeKey" = (operation_id = "revoke_key", parameters(("id" = "$response.body#/id")))), ("GetExport" = (operation_id = "get_export", parameters(("id" = "$response.body#/id")))), ("SetExport" = (operation_id = "set_export", parameters(("id" = "$response.body#/id")))), ("DeleteExport" = (operation_id = "delete_export", parameters(("id" = "$response.body#/id")))))),
         doc::common::AdminErrors,
     )
 )]

@@ -53,7 +53,7 @@ fn required_str<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a str
     description = "OpenAI's Batch API: each line of the input file becomes a task; half price where the provider has a batch API.",
     request_body = doc::batches::BatchCreate,
     responses(
-        (status = 200, description = "The batch", body = doc::batches::Batch),
+        (status = 200, description = "The batch", body = doc::batches::Batch, links(("GetBatch" = (operation_id = "get_batch", parameters(("id" = "$response.body#/id")))), ("CancelBatch" = (operation_id = "cancel_batch", parameters(("id" = "$response.body#/id")))))),
         doc::common::KeyErrors,
     )
 )]

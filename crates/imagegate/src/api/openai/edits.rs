@@ -71,7 +71,7 @@ pub async fn edit_image(
     ),
     request_body(content((doc::images::EditForm = "multipart/form-data"), (doc::images::EditJson = "application/json"))),
     responses(
-        (status = 202, description = "The queued task", body = doc::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))),
+        (status = 202, description = "The queued task", body = doc::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request")), links(("GetTask" = (operation_id = "get_task", parameters(("id" = "$response.body#/id")))), ("CancelTask" = (operation_id = "cancel_task", parameters(("id" = "$response.body#/id")))), ("TaskEvents" = (operation_id = "task_events", parameters(("id" = "$response.body#/id")))), ("WebhookDeliveries" = (operation_id = "list_webhook_deliveries", parameters(("id" = "$response.body#/id")))))),
         doc::common::KeyErrors,
     )
 )]

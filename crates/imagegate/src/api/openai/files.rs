@@ -55,7 +55,7 @@ fn not_found(id: &str) -> ApiError {
     description = "A JSONL file of batch requests (`purpose: batch`), up to 200 MB, streamed to storage.",
     request_body(content((doc::batches::FileUpload = "multipart/form-data"))),
     responses(
-        (status = 200, description = "The file", body = doc::batches::File),
+        (status = 200, description = "The file", body = doc::batches::File, links(("GetFile" = (operation_id = "get_file", parameters(("id" = "$response.body#/id")))), ("FileContent" = (operation_id = "file_content", parameters(("id" = "$response.body#/id")))), ("DeleteFile" = (operation_id = "delete_file", parameters(("id" = "$response.body#/id")))))),
         doc::common::KeyErrors,
     )
 )]

@@ -53,7 +53,7 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
     request_body = doc::images::GenerationRequest,
     responses(
         (status = 200, description = "The images (URLs unless `b64_json` was asked); with `stream: true`, `text/event-stream`", content((doc::images::ImagesResponse = "application/json"), (doc::common::ServerSentEvent = "text/event-stream")), headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))),
-        (status = 202, description = "With `Prefer: respond-async`: the queued task", body = doc::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))),
+        (status = 202, description = "With `Prefer: respond-async`: the queued task", body = doc::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request")), links(("GetTask" = (operation_id = "get_task", parameters(("id" = "$response.body#/id")))), ("CancelTask" = (operation_id = "cancel_task", parameters(("id" = "$response.body#/id")))), ("TaskEvents" = (operation_id = "task_events", parameters(("id" = "$response.body#/id")))), ("WebhookDeliveries" = (operation_id = "list_webhook_deliveries", parameters(("id" = "$response.body#/id")))))),
         doc::common::KeyErrors,
     )
 )]
@@ -84,7 +84,7 @@ pub async fn create_image(
     ),
     request_body = doc::images::GenerationRequest,
     responses(
-        (status = 202, description = "The queued task", body = doc::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request"))),
+        (status = 202, description = "The queued task", body = doc::tasks::Task, headers(("imagegate-task-id" = String, description = "The id of the task that holds this request")), links(("GetTask" = (operation_id = "get_task", parameters(("id" = "$response.body#/id")))), ("CancelTask" = (operation_id = "cancel_task", parameters(("id" = "$response.body#/id")))), ("TaskEvents" = (operation_id = "task_events", parameters(("id" = "$response.body#/id")))), ("WebhookDeliveries" = (operation_id = "list_webhook_deliveries", parameters(("id" = "$response.body#/id")))))),
         doc::common::KeyErrors,
     )
 )]

@@ -13,7 +13,7 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
-use utoipa::openapi::{OpenApi, RefOr, Response, ResponseBuilder};
+use utoipa::openapi::{OpenApi, RefOr, Response, ResponseBuilder, Schema};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -56,6 +56,15 @@ pub fn complete(routes: OpenApi) -> OpenApi {
         SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-goog-api-key"))),
     );
     components.add_security_scheme("goog_key_query", SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("key"))));
+    // The catalogue is fixed at build time: `model` lists it (aliases and upstream ids).
+    let models: Vec<serde_json::Value> = crate::domain::models::public_ids().map(serde_json::Value::from).collect();
+    for name in ["GenerationRequest", "EditForm", "EditJson"] {
+        if let Some(RefOr::T(Schema::Object(obj))) = components.schemas.get_mut(name)
+            && let Some(RefOr::T(Schema::Object(model))) = obj.properties.get_mut("model")
+        {
+            model.enum_values = Some(models.clone());
+        }
+    }
     for (path, item) in doc.paths.paths.iter_mut() {
         for op in operations(item) {
             let surface = Surface::of(path);
@@ -142,6 +151,15 @@ mod tests {
         assert_eq!(Surface::of("/v1beta/models"), Surface::Gemini);
         assert_eq!(Surface::of("/v1/models/{id}"), Surface::Key);
         assert_eq!(Surface::of("/images/{file}"), Surface::Open);
+    }
+
+    #[test]
+    fn model_lists_the_catalogue() {
+        let json = crate::api::spec().to_json().unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let models = &doc["components"]["schemas"]["GenerationRequest"]["properties"]["model"]["enum"];
+        let models: Vec<&str> = models.as_array().unwrap().iter().filter_map(|m| m.as_str()).collect();
+        assert!(models.contains(&"nano-banana-pro") && models.contains(&"gemini-3-pro-image-preview"), "{models:?}");
     }
 }
 
