@@ -55,6 +55,11 @@ def test_the_spec_validates_and_names_the_surfaces():
     assert {"multipart/form-data", "application/json"} <= set(edits)
 
 
+def test_the_cli_prints_the_same_document():
+    printed = subprocess.run([BIN, "openapi"], capture_output=True, text=True, check=True, timeout=60).stdout
+    assert json.loads(printed) == spec()
+
+
 def test_every_documented_path_is_a_route(own_server):
     # On a server of its own: some of these calls change things (a webhook secret is rotated).
     base, key, _ = own_server

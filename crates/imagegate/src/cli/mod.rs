@@ -75,6 +75,9 @@ enum Command {
         #[command(subcommand)]
         command: tasks::TasksCommand,
     },
+    /// Print the API's OpenAPI 3.1 document (what a server answers at /openapi.json), to
+    /// generate a client or check a change without running one.
+    Openapi,
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -135,6 +138,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Generate { remote, args } => return tasks::generate(&client::Client::new(&remote)?, args).await,
         Command::Tasks { remote, command } => return tasks::tasks(&client::Client::new(&remote)?, command).await,
         Command::Batch { remote, args } => return batch::run(&client::Client::new(&remote)?, args).await,
+        Command::Openapi => {
+            outln!("{}", crate::api::spec().to_pretty_json()?);
+            return Ok(());
+        }
         _ => {}
     }
     let listen = match &cli.command {
@@ -153,7 +160,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Keys { command } => keys::run(config, command).await,
-        Command::Generate { .. } | Command::Tasks { .. } | Command::Batch { .. } => Ok(()),
+        Command::Generate { .. } | Command::Tasks { .. } | Command::Batch { .. } | Command::Openapi => Ok(()),
         Command::Health { url } => {
             let url = match url {
                 Some(u) => u,
