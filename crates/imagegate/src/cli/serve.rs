@@ -6,6 +6,9 @@ use crate::config::Config;
 
 pub async fn run(config: Config) -> Result<()> {
     let rt = config.runtime()?;
+    // The handlers are in place before the server answers anything: a SIGTERM that arrives as
+    // soon as /healthz answers (a supervisor's rolling restart) drains instead of killing.
+    let stop = Stop::listen();
     let server = crate::app::start(rt).await?;
     let app = &server.app;
     if !app.providers.is_simulated() && app.providers.summary().contains("simulated") {
@@ -27,30 +30,38 @@ pub async fn run(config: Config) -> Result<()> {
         "imagegate is listening"
     );
     tracing::info!("dashboard at http://{}/ui, API docs at http://{}/docs", server.addr, server.addr);
-    shutdown_signal().await;
+    stop.wait().await;
     server.shutdown();
     server.wait().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM or SIGINT, listened for from creation.
+struct Stop {
     #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Stop {
+    fn listen() -> Stop {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Stop { signals: signal(SignalKind::terminate()).ok().zip(signal(SignalKind::interrupt()).ok()) }
         }
+        #[cfg(not(unix))]
+        Stop {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut term, mut int)) = self.signals {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

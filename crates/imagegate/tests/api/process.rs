@@ -831,3 +831,17 @@ async fn metrics_can_be_served_on_their_own_address_and_then_only_there() {
     let other = client.get(format!("http://127.0.0.1:{metrics_port}/v1/models")).bearer_auth(&key).send().await;
     assert_eq!(other.unwrap().status(), 404, "the metrics address serves nothing else");
 }
+
+#[tokio::test]
+async fn a_sigterm_as_soon_as_the_server_answers_drains_rather_than_kills() {
+    // A supervisor may restart a replica the moment its health check passes; the signal
+    // handlers were once installed only after the server started answering, and a SIGTERM in
+    // between killed the process (exit by signal) instead of draining it.
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..10 {
+        let mut server = Proc::start(dir.path(), free_port(), None).await;
+        server.signal("-TERM");
+        let status = tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(15))).await.unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+}
