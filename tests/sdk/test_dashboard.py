@@ -117,9 +117,9 @@ def test_dashboard_end_to_end(browser, own_server):
     stored = page.evaluate("() => [sessionStorage.getItem('key'), localStorage.length, document.cookie]")
     assert stored == [key, 0, ""], "the key lives in session storage only"
 
-    # Playground: progress first (the simulated provider holds this one 2 s), then the image.
+    # Playground: progress first (the simulated provider holds this one 3 s), then the image.
     expect(page.locator("#gen-model option")).not_to_have_count(0)
-    generate(page, "a lighthouse at dusk [sim:delay:2s]", ratio="16:9")
+    generate(page, "a lighthouse at dusk [sim:delay:3s]", ratio="16:9")
     expect(page.locator("#gen-status")).to_contain_text("running", timeout=15000)
     w.shot("02-playground-running")
     image = page.locator("#gen-images img").first
