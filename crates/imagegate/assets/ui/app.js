@@ -200,12 +200,18 @@ drop.addEventListener("drop", (e) => {
   addRefs(e.dataTransfer.files);
 });
 
-function imageCard(img, caption) {
-  const name = (img.url || "").split("/").pop().split("?")[0] || "image";
+// An image linking to itself at full size, shown at `src`, with a caption.
+function card(img, alt, src, ...caption) {
   return h("figure", { class: "card" },
-    h("a", { href: img.url, target: "_blank", rel: "noopener" }, h("img", { src: img.url, alt: caption || "generated image", loading: "lazy" })),
-    h("figcaption", {}, `${img.width || "?"}×${img.height || "?"} · `, h("a", { href: img.url, download: name }, "download")),
-  );
+    h("a", { href: img.url, target: "_blank", rel: "noopener" }, h("img", { src, alt: alt || "generated image", loading: "lazy" })),
+    h("figcaption", {}, ...caption));
+}
+
+// A result image with its size and a download link; a thumbnail when `width` is given.
+function imageCard(img, alt, width) {
+  const name = (img.url || "").split("/").pop().split("?")[0] || "image";
+  return card(img, alt, width ? thumb(img.url, width) : img.url,
+    `${img.width || "?"}×${img.height || "?"} · `, h("a", { href: img.url, download: name }, "download"));
 }
 
 $("#gen-form").addEventListener("submit", async (e) => {
@@ -311,7 +317,7 @@ function taskRow(t) {
   details.append(
     h("p", { class: "mono" }, t.id, t.batch_id ? ` · batch ${t.batch_id}` : "", ` · ${t.mode}`),
     t.error ? h("p", { class: "error" }, t.error.message) : null,
-    h("div", { class: "grid small" }, ((t.result && t.result.data) || []).map((img) => imageCard(img, prompt))),
+    h("div", { class: "grid small" }, ((t.result && t.result.data) || []).map((img) => imageCard(img, prompt, 240))),
   );
   if (t.status === "queued" || t.status === "running") {
     details.append(h("button", { type: "button", onclick: async (e) => {
@@ -345,10 +351,9 @@ async function loadGallery() {
     for (const t of page.data) {
       for (const img of (t.result && t.result.data) || []) {
         if (!img.url) continue;
-        cards.push(h("figure", { class: "card" },
-          h("a", { href: img.url, target: "_blank", rel: "noopener" }, h("img", { src: thumb(img.url, 320), alt: (t.request && t.request.prompt) || "image", loading: "lazy" })),
-          h("figcaption", {}, h("span", { class: "prompt" }, (t.request && t.request.prompt) || ""),
-            h("span", { class: "meta", title: img.expires_at ? `deleted at ${when(img.expires_at)}` : "" }, untilText(img.expires_at)))));
+        const prompt = (t.request && t.request.prompt) || "";
+        cards.push(card(img, prompt, thumb(img.url, 320), h("span", { class: "prompt" }, prompt),
+          h("span", { class: "meta", title: img.expires_at ? `deleted at ${when(img.expires_at)}` : "" }, untilText(img.expires_at))));
       }
     }
     grid.replaceChildren(...(cards.length ? cards : [h("p", { class: "hint" }, "No images yet.")]));

@@ -69,7 +69,19 @@ pub fn router(app: Arc<App>) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeId))
+        .layer(axum::middleware::map_request(drop_unfit_request_id))
         .with_state(app)
+}
+
+/// A client's `x-request-id` is kept (logged, stored with its task) only when it is short and
+/// plain; otherwise it is dropped here and the next layer gives the request one of ours.
+async fn drop_unfit_request_id(mut req: Request<axum::body::Body>) -> Request<axum::body::Body> {
+    let unfit = req.headers().get_all("x-request-id").iter().count() > 1
+        || req.headers().get("x-request-id").is_some_and(|v| !crate::domain::ids::is_fit_request_id(v.as_bytes()));
+    if unfit {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
 }
 
 /// Every route of the API, each registered with its documentation.

@@ -30,6 +30,13 @@ pub fn request_id() -> String {
     format!("req_{}", ulid::Ulid::new())
 }
 
+/// Whether a client's own `x-request-id` is kept: up to 128 characters of letters, digits and
+/// `-_.:`. It is logged on every line of the request and stored with its task, so anything
+/// longer or stranger is replaced by one of ours.
+pub fn is_fit_request_id(id: &[u8]) -> bool {
+    (1..=128).contains(&id.len()) && id.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+}
+
 /// `img_` + ULID (80 random bits) + 16 more Crockford characters (80 random bits):
 /// 160 random bits in all, so an image URL cannot be guessed, yet ids still sort by time.
 pub fn image_id() -> String {
@@ -67,6 +74,16 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clients_request_id_is_kept_only_when_short_and_plain() {
+        assert!(is_fit_request_id(b"trace-1234_ab.cd:9"));
+        assert!(is_fit_request_id(request_id().as_bytes()));
+        assert!(!is_fit_request_id(b""));
+        assert!(!is_fit_request_id(&[b'a'; 129]));
+        assert!(!is_fit_request_id(b"id with spaces"));
+        assert!(!is_fit_request_id(b"id\"}"));
+    }
 
     #[test]
     fn image_ids_are_long_unique_and_well_formed() {

@@ -104,3 +104,25 @@ async fn prefer_respond_async_takes_a_webhook_like_the_async_route() {
     assert_eq!(event["data"]["id"], json!(id));
     assert_eq!(event["type"], "task.completed");
 }
+
+#[tokio::test]
+async fn a_clients_request_id_is_kept_when_plain_and_replaced_when_long_or_odd() {
+    let app = spawn_app().await;
+    let body = json!({"model": "nano-banana", "prompt": "traced"});
+    let resp = app.generate_with(&app.key, body.clone(), &[("x-request-id", "client-trace-42")]).await;
+    assert_eq!(resp.headers()["x-request-id"], "client-trace-42");
+    let id = resp.headers()["imagegate-task-id"].to_str().unwrap().to_string();
+    let task: Value = app.get_task(&app.key, &id).await.json().await.unwrap();
+    assert_eq!(task["request_id"], "client-trace-42");
+
+    // 8 KB of it would be logged on every line and stored with the task: ours instead.
+    let long = "a".repeat(8 * 1024);
+    for odd in [long.as_str(), "has spaces and \"quotes\""] {
+        let resp = app.generate_with(&app.key, body.clone(), &[("x-request-id", odd)]).await;
+        let given = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert!(given.starts_with("req_") && given.len() < 40, "{given}");
+        let id = resp.headers()["imagegate-task-id"].to_str().unwrap().to_string();
+        let task: Value = app.get_task(&app.key, &id).await.json().await.unwrap();
+        assert_eq!(task["request_id"], given.as_str());
+    }
+}

@@ -15,6 +15,7 @@ use super::body;
 use super::images::{Pending, Source, Submission, TASK_FIELDS, answer, submit, wants_async};
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
+use crate::api::extract::Form;
 use crate::api::extract::{RawJson, is_json};
 use crate::api::openapi::schemas as doc;
 use crate::app::App;
@@ -109,9 +110,7 @@ async fn edit(
             format!("Expected 'Content-Type: multipart/form-data' or 'application/json', got {ct:?}."),
         ));
     }
-    let multipart = Multipart::from_request(req, &()).await.map_err(|e| {
-        ApiError::bad_request("invalid_body", format!("The multipart body cannot be read: {}.", e.body_text()))
-    })?;
+    let Form(multipart) = Form::from_request(req, &()).await?;
     let submission = multipart_edit(&app, &key, multipart, &extra).await?;
     let submitted = Box::pin(submit(&app, &key, mode, submission, &headers)).await?;
     answer(&app, key, headers, mode, submitted).await
