@@ -186,3 +186,30 @@ fn too_large(max: usize) -> ApiError {
         format!("The request body is larger than the limit of {max} bytes."),
     )
 }
+
+/// The tokens of a comma-separated request header, over all its lines, each trimmed and
+/// without its `;` parameters (`Accept`, `Accept-Encoding`, `Prefer`).
+pub fn header_tokens<'h>(headers: &'h axum::http::HeaderMap, name: &str) -> impl Iterator<Item = &'h str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.split(';').next().unwrap_or("").trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_tokens;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn header_tokens_span_lines_and_drop_parameters() {
+        let mut h = HeaderMap::new();
+        h.append("accept", HeaderValue::from_static("image/avif, image/webp;q=0.9"));
+        h.append("accept", HeaderValue::from_static(" */*;q=0.1"));
+        let tokens: Vec<&str> = header_tokens(&h, "accept").collect();
+        assert_eq!(tokens, ["image/avif", "image/webp", "*/*"]);
+        assert_eq!(header_tokens(&h, "prefer").count(), 0);
+    }
+}

@@ -102,10 +102,7 @@ pub async fn get_image(
     // `format=auto`: WebP for clients that say they take it, the original otherwise (Vary: Accept).
     let negotiated = q.format.as_deref() == Some("auto");
     let format = if negotiated {
-        let accepts_webp = headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("image/webp")));
+        let accepts_webp = crate::api::extract::header_tokens(&headers, "accept").any(|t| t == "image/webp");
         accepts_webp.then_some("webp")
     } else {
         q.format.as_deref()

@@ -101,11 +101,7 @@ pub async fn create_image_async(
 }
 
 pub(super) fn wants_async(headers: &HeaderMap) -> bool {
-    headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async")))
+    crate::api::extract::header_tokens(headers, "prefer").any(|p| p.eq_ignore_ascii_case("respond-async"))
 }
 
 /// A generations body: its fields validated, its `reference_images` left in the body's bytes.

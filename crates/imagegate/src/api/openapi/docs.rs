@@ -46,11 +46,8 @@ async fn page() -> Response {
 }
 
 async fn rapidoc(headers: HeaderMap) -> Response {
-    let takes_gzip = headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|e| e.split(';').next().is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"))));
+    let takes_gzip =
+        crate::api::extract::header_tokens(&headers, "accept-encoding").any(|e| e.eq_ignore_ascii_case("gzip"));
     let mut resp = if takes_gzip {
         let mut r = Bytes::from_static(RAPIDOC_GZ).into_response();
         r.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
